@@ -1,0 +1,288 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/seal"
+	"github.com/postern/postern/internal/store"
+	"github.com/postern/postern/mail"
+	"github.com/postern/postern/web"
+)
+
+// app is one running Postern: main wires concrete types here and nowhere else.
+type app struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	store  *store.SQLite
+	auth   *auth.Provider
+	keeper *auth.Keeper
+	pool   *mail.Pool
+	smtp   mail.Server
+	web    *web.Server
+}
+
+// newLogger builds the slog logger the config asks for.
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// tlsConfig returns a TLS config that trusts the system roots plus the PEM bundle at caFile, if any.
+func tlsConfig(caFile, serverName string) (*tls.Config, error) {
+	c := &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS12}
+	if caFile == "" {
+		return c, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificates", caFile)
+	}
+	c.RootCAs = pool
+	return c, nil
+}
+
+// newApp opens the store, discovers the IdP and wires every layer. hc, when non-nil, is the HTTP client for the IdP
+// (the demo passes one); otherwise one is built from the config.
+func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *http.Client) (*app, error) {
+	a := &app{cfg: cfg, log: logger}
+	keys, current, err := cfg.SealKeys()
+	if err != nil {
+		return nil, fmt.Errorf("storage keys: %w", err)
+	}
+	sealer, err := seal.New(keys, current)
+	if err != nil {
+		return nil, err
+	}
+	if dir := dirOf(cfg.Storage.Path); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("storage.path: %w", err)
+		}
+	}
+	a.store, err = store.OpenSQLite(ctx, cfg.Storage.Path, sealer)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			a.store.Close()
+		}
+	}()
+
+	if hc == nil {
+		tc, err := tlsConfig(cfg.OIDC.CAFile, "")
+		if err != nil {
+			return nil, fmt.Errorf("oidc.ca_file: %w", err)
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tc
+		hc = &http.Client{Transport: tr, Timeout: cfg.OIDC.HTTPTimeout}
+	}
+	public, err := url.Parse(cfg.Server.PublicURL)
+	if err != nil {
+		return nil, fmt.Errorf("server.public_url: %w", err)
+	}
+	a.auth, err = auth.New(ctx, auth.Config{
+		Issuer:       cfg.OIDC.Issuer,
+		ClientID:     cfg.OIDC.ClientID,
+		ClientSecret: cfg.OIDC.ClientSecret,
+		RedirectURL:  web.RedirectURL(public),
+		Scopes:       cfg.OIDC.Scopes,
+	}, hc)
+	if err != nil {
+		return nil, fmt.Errorf("identity provider %s: %w", cfg.OIDC.Issuer, err)
+	}
+	a.keeper = auth.NewKeeper(a.auth, a.store, auth.KeeperOptions{
+		RefreshBeforeExpiry:  cfg.Tokens.RefreshBeforeExpiry,
+		RefreshTokenLifetime: cfg.Tokens.RefreshTokenLifetime,
+		IdleTimeout:          cfg.Session.IdleTimeout,
+		Lifetime:             cfg.Session.Lifetime,
+		Concurrency:          cfg.Tokens.RefreshConcurrency,
+		MaxPerSecond:         cfg.Tokens.MaxRefreshesPerSecond,
+		Logger:               logger,
+	})
+
+	imapSrv, err := mailServer(cfg.IMAP.Host, cfg.IMAP.Port, cfg.IMAP.TLS, cfg.IMAP.CAFile, cfg.IMAP.SASL)
+	if err != nil {
+		return nil, fmt.Errorf("imap.ca_file: %w", err)
+	}
+	a.smtp, err = mailServer(cfg.SMTP.Host, cfg.SMTP.Port, cfg.SMTP.TLS, cfg.SMTP.CAFile, cfg.SMTP.SASL)
+	if err != nil {
+		return nil, fmt.Errorf("smtp.ca_file: %w", err)
+	}
+	a.pool = mail.NewPool(imapSrv, mail.PoolOptions{
+		MaxPerKey:   cfg.IMAP.Pool.MaxPerUser,
+		MaxTotal:    cfg.IMAP.Pool.MaxTotal,
+		IdleTimeout: cfg.IMAP.Pool.IdleTimeout,
+		Logger:      logger,
+	})
+
+	issuer, _ := url.Parse(cfg.OIDC.Issuer)
+	a.web, err = web.New(web.Config{
+		PublicURL:     public,
+		IssuerOrigin:  issuer.Scheme + "://" + issuer.Host,
+		CookieName:    cfg.Session.CookieName,
+		SessionSecret: []byte(cfg.Session.Secret),
+		IdleTimeout:   cfg.Session.IdleTimeout,
+		Lifetime:      cfg.Session.Lifetime,
+		PageSize:      cfg.Web.PageSize,
+		Logger:        logger,
+		Version:       version,
+	}, a.auth, a.keeper, a.pool, a.store)
+	if err != nil {
+		return nil, err
+	}
+	ok = true
+	return a, nil
+}
+
+func mailServer(host string, port int, tlsMode, caFile, sasl string) (mail.Server, error) {
+	tc, err := tlsConfig(caFile, host)
+	if err != nil {
+		return mail.Server{}, err
+	}
+	return mail.Server{
+		Host:        host,
+		Port:        port,
+		TLS:         mail.TLSMode(tlsMode),
+		TLSConfig:   tc,
+		Mechanism:   mail.Mechanism(sasl),
+		DialTimeout: 15 * time.Second,
+	}, nil
+}
+
+func dirOf(p string) string {
+	i := strings.LastIndexAny(p, `/\`)
+	if i <= 0 {
+		return ""
+	}
+	return p[:i]
+}
+
+// serve runs the HTTP server, the background refresher and the janitors until ctx is done, then shuts down in order:
+// stop accepting and drain requests, stop the refresher (in-flight refreshes are persisted first), log out pooled IMAP
+// connections, close the store.
+func (a *app) serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           a.web,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := a.keeper.Run(bg); err != nil && !errors.Is(err, context.Canceled) {
+			a.log.Error("refresher stopped", slog.Any("err", err))
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		a.janitor(bg)
+	}()
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.log.Info("postern listening", slog.String("addr", ln.Addr().String()), slog.String("public_url", a.cfg.Server.PublicURL), slog.String("version", version))
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	a.log.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		a.log.Warn("http shutdown", slog.Any("err", err))
+	}
+	stopBG()
+	wg.Wait()
+	a.pool.Close()
+	if err := a.store.Close(); err != nil {
+		a.log.Warn("close store", slog.Any("err", err))
+	}
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	return serveErr
+}
+
+// janitor closes idle IMAP connections (well before the server's 30-minute autologout) and deletes expired sessions.
+func (a *app) janitor(ctx context.Context) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			a.pool.Reap(now)
+			if n, err := a.store.DeleteExpiredSessions(ctx, now); err != nil {
+				a.log.Warn("delete expired sessions", slog.Any("err", err))
+			} else if n > 0 {
+				a.log.Debug("expired sessions deleted", slog.Int("count", n))
+			}
+		}
+	}
+}
+
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", stderr)
+	path := configPath(fs, getenv)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path, getenv)
+	if err != nil {
+		var ps *config.Problems
+		if errors.As(err, &ps) {
+			fmt.Fprintf(stderr, "%s: %d problem(s):\n", *path, len(ps.List))
+			for _, p := range ps.List {
+				fmt.Fprintf(stderr, "  %s: %s\n", p.Key, p.Msg)
+			}
+			return exitError{err}
+		}
+		return err
+	}
+	logger := newLogger(cfg, stderr)
+	a, err := newApp(ctx, cfg, logger, nil)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		a.store.Close()
+		return fmt.Errorf("server.listen: %w", err)
+	}
+	return a.serve(ctx, ln)
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/postern/postern/internal/config"
+)
+
+// runConfigCheck loads and validates a configuration and prints every problem with its YAML key, like Authelia's
+// `config validate`.
+func runConfigCheck(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := configPath(fs, getenv)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 1 && *path == getenvDefault(getenv) {
+		// Also accept the file as a positional argument: `postern config check config.yml`.
+		*path = fs.Arg(0)
+	}
+	_, err := config.Load(*path, getenv)
+	if err != nil {
+		var ps *config.Problems
+		if errors.As(err, &ps) {
+			fmt.Fprintf(stderr, "%s: %d problem(s):\n", *path, len(ps.List))
+			for _, p := range ps.List {
+				fmt.Fprintf(stderr, "  %s: %s\n", p.Key, p.Msg)
+			}
+			return exitError{err}
+		}
+		fmt.Fprintf(stderr, "%s: %v\n", *path, err)
+		return exitError{err}
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", *path)
+	return nil
+}
+
+func getenvDefault(getenv func(string) string) string {
+	if p := getenv("POSTERN_CONFIG"); p != "" {
+		return p
+	}
+	return "/etc/postern/config.yml"
+}
+
+// runHealthcheck is for container HEALTHCHECK lines in images without a shell or curl.
+func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	u := fs.String("url", "http://127.0.0.1:8080/healthz", "health URL")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: %s answered %s", *u, resp.Status)
+	}
+	fmt.Fprintln(stdout, "ok")
+	return nil
+}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/devstack/idp"
+	"github.com/postern/postern/internal/devstack/mailserver"
+	"github.com/postern/postern/web"
+)
+
+// demoUser is a user of the demo identity provider; the passwords are printed at start-up and are only good on
+// 127.0.0.1.
+type demoUser struct{ username, password, email, name string }
+
+var demoUsers = []demoUser{
+	{"alice", "alice-password", "alice@example.test", "Alice Liddell"},
+	{"bob", "bob-password", "bob@example.test", "Bob Marley"},
+}
+
+// devstack is the demo's peers: an IdP shaped like Authelia and a mail server that validates tokens like Stalwart.
+type devstack struct {
+	idp      *idp.IdP
+	mail     *mailserver.Server
+	imapAddr net.Addr
+	smtpAddr net.Addr
+	secret   string
+}
+
+// startDevstack starts the dev IdP and mail server on 127.0.0.1 with the demo users and their seeded mailboxes,
+// registering a client whose redirect URI is Postern's callback at publicURL.
+func startDevstack(publicURL string, logger *slog.Logger) (*devstack, error) {
+	d := &devstack{secret: randomString(24)}
+	var users []idp.User
+	for _, u := range demoUsers {
+		users = append(users, idp.User{Username: u.username, Password: u.password, Email: u.email, Name: u.name})
+	}
+	pu, err := url.Parse(publicURL)
+	if err != nil {
+		return nil, err
+	}
+	d.idp, err = idp.Start("127.0.0.1:0", idp.Options{
+		Users: users,
+		Clients: []idp.Client{{
+			ID: "postern", Secret: d.secret,
+			RedirectURIs: []string{web.RedirectURL(pu)},
+			Scopes:       []string{"openid", "profile", "email", "offline_access"},
+		}},
+		Logger: logger.With(slog.String("component", "dev-idp")),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dev idp: %w", err)
+	}
+	d.mail, err = mailserver.New(mailserver.Options{
+		UserinfoURL: d.idp.Issuer() + "/api/oidc/userinfo",
+		Logger:      logger.With(slog.String("component", "dev-mail")),
+	})
+	if err != nil {
+		d.idp.Close()
+		return nil, fmt.Errorf("dev mail server: %w", err)
+	}
+	for _, u := range demoUsers {
+		if err := d.mail.Seed(u.email); err != nil {
+			d.close()
+			return nil, fmt.Errorf("seed %s: %w", u.email, err)
+		}
+	}
+	if d.imapAddr, err = d.mail.ListenIMAP("127.0.0.1:0"); err != nil {
+		d.close()
+		return nil, err
+	}
+	if d.smtpAddr, err = d.mail.ListenSMTP("127.0.0.1:0"); err != nil {
+		d.close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *devstack) close() {
+	if d.mail != nil {
+		d.mail.Close()
+	}
+	if d.idp != nil {
+		d.idp.Close()
+	}
+}
+
+// demoConfig is the configuration a self-hoster would write for these peers, built from the same defaults and
+// validated by the same rules as a file.
+func (d *devstack) config(publicURL, dataDir string) (*config.Config, error) {
+	cfg := config.Default()
+	cfg.Server.PublicURL = publicURL
+	cfg.OIDC.Issuer = d.idp.Issuer()
+	cfg.OIDC.ClientID = "postern"
+	cfg.OIDC.ClientSecret = d.secret
+	imapHost, imapPort := splitAddr(d.imapAddr)
+	smtpHost, smtpPort := splitAddr(d.smtpAddr)
+	cfg.IMAP.Host, cfg.IMAP.Port, cfg.IMAP.TLS = imapHost, imapPort, "none"
+	cfg.SMTP.Host, cfg.SMTP.Port, cfg.SMTP.TLS = smtpHost, smtpPort, "none"
+	cfg.Session.Secret = randomString(48)
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	cfg.Storage.EncryptionKey = base64.StdEncoding.EncodeToString(key)
+	cfg.Storage.Path = filepath.Join(dataDir, "postern.db")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+func runDemo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("demo", stderr)
+	listen := fs.String("listen", "127.0.0.1:8080", "address for Postern (loopback only)")
+	dataDir := fs.String("data", "", "directory for the demo database (default: a new temporary directory)")
+	verbose := fs.Bool("v", false, "log every request")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	host, _, err := net.SplitHostPort(*listen)
+	if err != nil || !isLoopbackHost(host) {
+		return fmt.Errorf("demo: -listen must be a loopback address such as 127.0.0.1:8080, got %q", *listen)
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("demo: %w (is another demo running? try -listen 127.0.0.1:0)", err)
+	}
+	publicURL := "http://" + ln.Addr().String()
+	if *dataDir == "" {
+		dir, err := os.MkdirTemp("", "postern-demo-")
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer os.RemoveAll(dir)
+		*dataDir = dir
+	}
+	d, err := startDevstack(publicURL, logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer d.close()
+	cfg, err := d.config(publicURL, *dataDir)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	a, err := newApp(ctx, cfg, logger, &http.Client{})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	fmt.Fprintf(stdout, "Postern demo is running at %s\n\n", publicURL)
+	fmt.Fprintf(stdout, "Sign in as one of these users of the demo identity provider (%s):\n", d.idp.Issuer())
+	for _, u := range demoUsers {
+		fmt.Fprintf(stdout, "  user %-6s password %s\n", u.username, u.password)
+	}
+	fmt.Fprintf(stdout, "\nDemo mail server: IMAP %s, SMTP submission %s. Press Ctrl-C to stop.\n", d.imapAddr, d.smtpAddr)
+	return a.serve(ctx, ln)
+}
+
+func splitAddr(a net.Addr) (string, int) {
+	host, port, _ := net.SplitHostPort(a.String())
+	p, _ := strconv.Atoi(port)
+	return host, p
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+func randomString(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}

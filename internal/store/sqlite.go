@@ -1,0 +1,107 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/postern/postern/internal/seal"
+)
+
+// SQLite is the store backed by a single SQLite file (modernc.org/sqlite, pure
+// Go). Several processes may open the same file: leases and versioned updates
+// are single statements, which SQLite serialises across processes. It is safe
+// for concurrent use.
+type SQLite struct {
+	db     *sql.DB
+	sealer *seal.Sealer
+	// now is the clock for values the store stamps itself (CreatedAt,
+	// UpdatedAt, session expiry on read); tests in this package replace it.
+	now func() time.Time
+}
+
+// busyTimeout is how long a statement waits for another connection's write
+// lock before failing with SQLITE_BUSY. Writes here are single short
+// statements, so contention clears in milliseconds; 5 s only matters when
+// another process is stuck, and then failing is the right answer.
+const busyTimeout = 5 * time.Second
+
+// OpenSQLite opens (creating if needed) the database at path and brings its
+// schema up to date. The sealer seals tokens and session data; it must hold
+// every key that existing rows were sealed under.
+//
+// Connection settings, applied to every pooled connection:
+//   - journal_mode=WAL: readers do not block the writer, which page views
+//     (reads) and the refresher (writes) need.
+//   - synchronous=FULL: a commit is on disk when it returns. A rotated refresh
+//     token lost to a power cut cannot be recovered (the old one is spent and
+//     re-using it revokes the grant), so the cheaper NORMAL is not enough.
+//   - busy_timeout: wait for, rather than fail on, another writer.
+//   - foreign_keys=ON: enforce references added by later migrations.
+//   - BEGIN IMMEDIATE for transactions: take the write lock up front, so a
+//     transaction never fails mid-way upgrading a read lock (which busy_timeout
+//     cannot retry in WAL mode).
+func OpenSQLite(ctx context.Context, path string, sealer *seal.Sealer) (*SQLite, error) {
+	if sealer == nil {
+		return nil, errors.New("store: nil sealer")
+	}
+	if path == "" || strings.ContainsRune(path, '?') || strings.HasPrefix(path, "file:") {
+		// The driver reads everything after '?' as its own parameters, and a
+		// "file:" prefix would switch it to URI parsing: refuse rather than
+		// open a different file than the one configured.
+		return nil, fmt.Errorf("store: unsupported database path %q", path)
+	}
+	dsn := fmt.Sprintf("%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)"+
+		"&_pragma=synchronous(FULL)&_pragma=foreign_keys(ON)&_txlock=immediate",
+		path, busyTimeout.Milliseconds())
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	// Pooled connections are cheap to keep and re-running the pragmas on
+	// every new one is not; keep a few idle.
+	db.SetMaxIdleConns(4)
+	s := &SQLite{db: db, sealer: sealer, now: time.Now}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if err := migrate(ctx, db, migrationFS); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Ping reports whether the database answers a trivial query, for health
+// checks.
+func (s *SQLite) Ping(ctx context.Context) error {
+	var one int
+	if err := s.db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database. On the last connection SQLite checkpoints the
+// WAL into the main file.
+func (s *SQLite) Close() error {
+	return s.db.Close()
+}
+
+// isUniqueViolation reports whether err is a primary-key or unique constraint
+// failure.
+func isUniqueViolation(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	code := se.Code()
+	return code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || code == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+}

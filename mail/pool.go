@@ -1,0 +1,362 @@
+package mail
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrPoolClosed is returned by Pool.Do after Pool.Close.
+var ErrPoolClosed = errors.New("mail: pool closed")
+
+// PoolOptions tune a Pool. Zero values take the defaults noted per field.
+type PoolOptions struct {
+	// MaxPerKey bounds the sessions of one key (one grant); default 4.
+	// Stalwart 0.16 allows 16 concurrent IMAP sessions per account.
+	MaxPerKey int
+	// MaxTotal bounds all sessions; default 200.
+	MaxTotal int
+	// IdleTimeout is how long an unused session is kept; default 5m, well
+	// under the 30-minute autologout timer of RFC 9051 section 5.4.
+	IdleTimeout time.Duration
+	// CheckAfter: a session idle for longer than this is checked with NOOP
+	// before reuse; default 30s.
+	CheckAfter time.Duration
+	// Logger receives debug events (logins, discards); default discards.
+	Logger *slog.Logger
+}
+
+// PoolStats are counters for metrics and tests.
+type PoolStats struct {
+	// Open counts sessions that exist now, idle or in use (or being dialled).
+	Open int64
+	// Idle counts sessions waiting in the pool.
+	Idle int64
+	// Logins counts successful AUTHENTICATEs, i.e. userinfo calls the mail
+	// server made to the identity provider on our behalf.
+	Logins int64
+	// Reuses counts Do calls served by an idle session.
+	Reuses int64
+	// AuthFailures counts dials refused with ErrAuthFailed or
+	// ErrAuthUnavailable.
+	AuthFailures int64
+}
+
+// Pool keeps authenticated IMAP sessions per key, so that a page view does
+// not cost a login, and therefore a userinfo round trip from the mail server
+// to the identity provider. It starts no goroutines: the owner calls Reap
+// from its own ticker.
+type Pool struct {
+	srv  Server
+	opts PoolOptions
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	idle   map[string][]*pooled // per key, least recently used first
+	count  map[string]int       // per key: idle + busy + dialling
+	gen    map[string]uint64    // bumped by CloseKey: busy sessions of an older generation are not returned
+	total  int
+	wake   chan struct{} // closed (and replaced) whenever capacity frees up
+	closed bool
+
+	logins, reuses, authFailures atomic.Int64
+
+	dial func(context.Context, Server, Credentials) (*Session, error)
+}
+
+type pooled struct {
+	s        *Session
+	key      string
+	gen      uint64
+	lastUsed time.Time
+}
+
+// NewPool returns an empty pool of sessions to srv. It does no I/O.
+func NewPool(srv Server, opts PoolOptions) *Pool {
+	if opts.MaxPerKey <= 0 {
+		opts.MaxPerKey = 4
+	}
+	if opts.MaxTotal <= 0 {
+		opts.MaxTotal = 200
+	}
+	if opts.MaxPerKey > opts.MaxTotal {
+		opts.MaxPerKey = opts.MaxTotal
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 5 * time.Minute
+	}
+	if opts.CheckAfter <= 0 {
+		opts.CheckAfter = 30 * time.Second
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Pool{
+		srv:   srv,
+		opts:  opts,
+		log:   log,
+		idle:  map[string][]*pooled{},
+		count: map[string]int{},
+		gen:   map[string]uint64{},
+		wake:  make(chan struct{}),
+		dial:  Dial,
+	}
+}
+
+// Do runs fn on an authenticated session for key (a grant id). It reuses an
+// idle session of that key, checked with NOOP if it sat idle longer than
+// CheckAfter, or else dials a new one with the credentials creds returns,
+// which should be the current token. A session on which fn hit a
+// connection-level error is discarded, not pooled.
+//
+// Sessions are bounded per key and in total. When the total is reached the
+// least recently used idle session of any key is closed to make room; when
+// nothing is idle, Do waits until a session frees up or ctx is done.
+//
+// Do returns fn's error as is, or a dial error (ErrAuthFailed and
+// ErrAuthUnavailable wrapped) without calling fn.
+func (p *Pool) Do(ctx context.Context, key string, creds func(context.Context) (Credentials, error), fn func(*Session) error) error {
+	pe, err := p.acquire(ctx, key, creds)
+	if err != nil {
+		return err
+	}
+	err = fn(pe.s)
+	p.release(pe, err)
+	return err
+}
+
+func (p *Pool) acquire(ctx context.Context, key string, creds func(context.Context) (Credentials, error)) (*pooled, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, ErrPoolClosed
+		}
+		// Most recently used first: it is the likeliest to be alive.
+		if list := p.idle[key]; len(list) > 0 {
+			pe := list[len(list)-1]
+			p.setIdle(key, list[:len(list)-1])
+			p.mu.Unlock()
+			if time.Since(pe.lastUsed) > p.opts.CheckAfter {
+				if err := pe.s.Noop(ctx); err != nil {
+					p.log.Debug("mail: discarding stale imap session", "key", key, "err", err)
+					p.discard(pe)
+					continue
+				}
+			}
+			p.reuses.Add(1)
+			return pe, nil
+		}
+		if p.count[key] < p.opts.MaxPerKey {
+			if p.total < p.opts.MaxTotal {
+				p.count[key]++
+				p.total++
+				g := p.gen[key]
+				p.mu.Unlock()
+				return p.open(ctx, key, g, creds)
+			}
+			// Full: make room by closing the least recently used idle
+			// session of another key.
+			if victim := p.takeLRU(); victim != nil {
+				p.mu.Unlock()
+				p.discard(victim)
+				continue
+			}
+		}
+		wake := p.wake
+		p.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-wake:
+		}
+	}
+}
+
+// open dials a session for a slot already reserved in the counts.
+func (p *Pool) open(ctx context.Context, key string, gen uint64, creds func(context.Context) (Credentials, error)) (*pooled, error) {
+	c, err := creds(ctx)
+	if err == nil {
+		var s *Session
+		s, err = p.dial(ctx, p.srv, c)
+		if err == nil {
+			p.logins.Add(1)
+			p.log.Debug("mail: imap login", "key", key)
+			return &pooled{s: s, key: key, gen: gen}, nil
+		}
+		if errors.Is(err, ErrAuthFailed) || errors.Is(err, ErrAuthUnavailable) {
+			p.authFailures.Add(1)
+		}
+	} else {
+		err = fmt.Errorf("mail: credentials for imap: %w", err)
+	}
+	p.mu.Lock()
+	p.unreserveLocked(key)
+	p.mu.Unlock()
+	return nil, err
+}
+
+// release returns a session to the pool after fn, or discards it.
+func (p *Pool) release(pe *pooled, fnErr error) {
+	if !pe.s.usable() || isConnError(fnErr) {
+		p.discard(pe)
+		return
+	}
+	p.mu.Lock()
+	if p.closed || p.gen[pe.key] != pe.gen {
+		p.mu.Unlock()
+		p.discard(pe)
+		return
+	}
+	pe.lastUsed = time.Now()
+	p.idle[pe.key] = append(p.idle[pe.key], pe)
+	p.broadcastLocked()
+	p.mu.Unlock()
+}
+
+// isConnError reports whether err says the connection itself failed, as
+// opposed to a NO/BAD reply or an application error.
+func isConnError(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// discard closes a session that is no longer counted as idle and frees its
+// slot.
+func (p *Pool) discard(pe *pooled) {
+	p.mu.Lock()
+	p.unreserveLocked(pe.key)
+	p.mu.Unlock()
+	if err := pe.s.Close(); err != nil {
+		p.log.Debug("mail: closing imap session", "key", pe.key, "err", err)
+	}
+}
+
+func (p *Pool) unreserveLocked(key string) {
+	p.count[key]--
+	if p.count[key] <= 0 {
+		delete(p.count, key)
+	}
+	p.total--
+	p.broadcastLocked()
+}
+
+func (p *Pool) broadcastLocked() {
+	close(p.wake)
+	p.wake = make(chan struct{})
+}
+
+func (p *Pool) setIdle(key string, list []*pooled) {
+	if len(list) == 0 {
+		delete(p.idle, key)
+		return
+	}
+	p.idle[key] = list
+}
+
+// takeLRU removes and returns the least recently used idle session of any
+// key, or nil.
+func (p *Pool) takeLRU() *pooled {
+	var victim *pooled
+	for _, list := range p.idle {
+		if len(list) > 0 && (victim == nil || list[0].lastUsed.Before(victim.lastUsed)) {
+			victim = list[0]
+		}
+	}
+	if victim != nil {
+		p.setIdle(victim.key, p.idle[victim.key][1:])
+	}
+	return victim
+}
+
+// CloseKey logs out and closes every idle session of key, and makes sure
+// sessions of key now in use are closed when they are released. Call it at
+// sign-out: an authenticated IMAP session outlives the revocation of the
+// token it was opened with.
+func (p *Pool) CloseKey(key string) {
+	p.mu.Lock()
+	list := p.idle[key]
+	delete(p.idle, key)
+	p.gen[key]++
+	p.mu.Unlock()
+	p.closeAll(list)
+}
+
+func (p *Pool) closeAll(list []*pooled) {
+	var wg sync.WaitGroup
+	for _, pe := range list {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.discard(pe)
+		}()
+	}
+	wg.Wait()
+}
+
+// Reap closes sessions idle for longer than IdleTimeout as of now. The
+// owner calls it periodically (e.g. every minute).
+func (p *Pool) Reap(now time.Time) {
+	var old []*pooled
+	p.mu.Lock()
+	for key, list := range p.idle {
+		keep := list[:0]
+		for _, pe := range list {
+			if now.Sub(pe.lastUsed) > p.opts.IdleTimeout {
+				old = append(old, pe)
+			} else {
+				keep = append(keep, pe)
+			}
+		}
+		p.setIdle(key, keep)
+	}
+	p.mu.Unlock()
+	p.closeAll(old)
+}
+
+// Close closes every idle session; sessions in use are closed when
+// released. Do fails with ErrPoolClosed afterwards.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	var all []*pooled
+	for _, list := range p.idle {
+		all = append(all, list...)
+	}
+	p.idle = map[string][]*pooled{}
+	p.broadcastLocked()
+	p.mu.Unlock()
+	p.closeAll(all)
+	return nil
+}
+
+// Stats returns the current counters.
+func (p *Pool) Stats() PoolStats {
+	p.mu.Lock()
+	open, idle := p.total, 0
+	for _, list := range p.idle {
+		idle += len(list)
+	}
+	p.mu.Unlock()
+	return PoolStats{
+		Open:         int64(open),
+		Idle:         int64(idle),
+		Logins:       p.logins.Load(),
+		Reuses:       p.reuses.Load(),
+		AuthFailures: p.authFailures.Load(),
+	}
+}

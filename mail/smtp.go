@@ -1,0 +1,113 @@
+package mail
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Send submits one message (RFC 6409) with the bearer token in c: connect,
+// TLS per srv.TLS, EHLO, AUTH with the initial response (RFC 4954), MAIL
+// FROM, RCPT TO each of to, DATA, QUIT. from must be the account's own
+// address: Stalwart refuses any other with 501 5.5.4.
+//
+// A refused token (535) gives an error wrapping ErrAuthFailed, a temporary
+// failure (454, e.g. the mail server cannot reach the identity provider) one
+// wrapping ErrAuthUnavailable. Other SMTP replies come back as
+// *smtp.SMTPError wrapped with context.
+func Send(ctx context.Context, srv Server, c Credentials, from string, to []string, msg io.Reader) error {
+	if len(to) == 0 {
+		return errors.New("mail: smtp send: no recipients")
+	}
+	sc, err := NewSASLClient(srv.Mechanism, c)
+	if err != nil {
+		return err
+	}
+	mechName, _ := srv.Mechanism.saslName()
+
+	dctx, cancel := context.WithTimeout(ctx, srv.dialTimeout())
+	defer cancel()
+	d := net.Dialer{}
+	conn, err := d.DialContext(dctx, "tcp", srv.addr())
+	if err != nil {
+		return fmt.Errorf("mail: smtp dial %s: %w", srv.addr(), err)
+	}
+	// go-smtp has no context support: a cancelled ctx closes the connection,
+	// which fails whatever command is in flight.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+
+	var client *smtp.Client
+	switch srv.TLS {
+	case TLSImplicit, "":
+		tc := tls.Client(conn, srv.tlsConfig(""))
+		if err := tc.HandshakeContext(dctx); err != nil {
+			conn.Close()
+			return fmt.Errorf("mail: smtp tls handshake with %s: %w", srv.addr(), err)
+		}
+		client = smtp.NewClient(tc)
+	case TLSStartTLS:
+		client, err = smtp.NewClientStartTLS(conn, srv.tlsConfig(""))
+		if err != nil {
+			conn.Close()
+			return fmt.Errorf("mail: smtp starttls with %s: %w", srv.addr(), ctxErr(ctx, err))
+		}
+	case TLSNone:
+		client = smtp.NewClient(conn)
+	default:
+		conn.Close()
+		return fmt.Errorf("mail: unknown tls mode %q", srv.TLS)
+	}
+	defer client.Close()
+
+	if err := client.Hello("localhost"); err != nil {
+		return fmt.Errorf("mail: smtp ehlo: %w", ctxErr(ctx, err))
+	}
+	if ok, _ := client.Extension("AUTH"); !ok || !client.SupportsAuth(mechName) {
+		return fmt.Errorf("mail: smtp server %s does not offer AUTH %s", srv.addr(), mechName)
+	}
+	if err := client.Auth(sc); err != nil {
+		return ctxErr(ctx, smtpAuthError(err, sc, c.Token))
+	}
+	if err := client.SendMail(from, to, msg); err != nil {
+		return fmt.Errorf("mail: smtp send: %w", ctxErr(ctx, err))
+	}
+	if err := client.Quit(); err != nil {
+		// The message was accepted at the end of DATA; a failed QUIT does
+		// not undo that.
+		return nil
+	}
+	return nil
+}
+
+// smtpAuthError maps the reply to AUTH (RFC 4954 section 6): 535 means the
+// token was refused, 454 a temporary failure.
+func smtpAuthError(err error, sc *SASLClient, token string) error {
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) {
+		return fmt.Errorf("mail: smtp auth: %w", err)
+	}
+	detail := fmt.Sprintf("%d", se.Code)
+	if se.EnhancedCode != smtp.NoEnhancedCode && se.EnhancedCode != (smtp.EnhancedCode{}) {
+		detail += fmt.Sprintf(" %d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+	}
+	if se.Message != "" {
+		detail += " " + strings.ReplaceAll(se.Message, token, "[redacted]")
+	}
+	if st := sc.ErrorStatus(); st != "" {
+		detail += " (error challenge status " + st + ")"
+	}
+	switch se.Code {
+	case 535:
+		return fmt.Errorf("%w: smtp %s", ErrAuthFailed, detail)
+	case 454:
+		return fmt.Errorf("%w: smtp %s", ErrAuthUnavailable, detail)
+	}
+	return fmt.Errorf("mail: smtp auth: %s", detail)
+}

@@ -1,0 +1,90 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/mail"
+)
+
+// Error is what a handler returns when it wants the user to see a specific message. Msg is shown as is and must be
+// safe for any audience; Err is the cause and goes only to the log, with the request id, so that a message from a
+// library (which may quote a server reply) never reaches a page.
+type Error struct {
+	Status int
+	Msg    string
+	// Retry, when set, is a same-origin link the page offers ("Try again").
+	Retry string
+	Err   error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%d %s: %v", e.Status, e.Msg, e.Err)
+	}
+	return fmt.Sprintf("%d %s", e.Status, e.Msg)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// handlerFunc is the shape of every handler: it writes a response or returns an error, and serveError turns the error
+// into a page in one place.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// errorPage is the data of templates/error.html.
+type errorPage struct {
+	pageBase
+	Status int
+	Title  string
+	Msg    string
+	Retry  string
+}
+
+// serveError maps domain errors onto responses. The mapping lives here only, so that handlers can return what they got:
+//   - auth.ErrNeedsSignIn: the grant is gone (refresh token expired, revoked, reused); send the user through sign-in
+//     and back to the page they asked for, instead of showing an error.
+//   - mail.ErrAuthFailed that survived one retry with a fresh token: the same, since the mail server no longer accepts
+//     what the IdP gave us.
+//   - mail.ErrAuthUnavailable and connection errors: a friendly "try again shortly" page; nothing is lost, the next
+//     view retries by itself.
+func (s *Server) serveError(w http.ResponseWriter, r *http.Request, err error) {
+	log := s.log(r)
+	if errors.Is(err, auth.ErrNeedsSignIn) {
+		log.Info("grant needs sign-in", slog.String("path", r.URL.Path))
+		if r.Method == http.MethodGet {
+			http.Redirect(w, r, "/login?return_to="+urlQueryEscape(safeReturnTo(r.URL.RequestURI())), http.StatusSeeOther)
+			return
+		}
+		err = &Error{Status: http.StatusUnauthorized, Msg: "Your sign-in has ended. Please sign in again.", Retry: "/login", Err: err}
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		switch {
+		case errors.Is(err, mail.ErrAuthFailed):
+			e = &Error{Status: http.StatusBadGateway, Msg: "The mail server did not accept your sign-in. Signing in again usually fixes this.", Retry: "/login", Err: err}
+		case errors.Is(err, mail.ErrAuthUnavailable):
+			e = &Error{Status: http.StatusServiceUnavailable, Msg: "The mail server could not check your sign-in just now (is the identity provider down?). Please try again in a minute.", Retry: r.URL.RequestURI(), Err: err}
+		default:
+			e = &Error{Status: http.StatusInternalServerError, Msg: "Something went wrong on our side. It has been logged; please try again.", Retry: r.URL.RequestURI(), Err: err}
+		}
+	}
+	if e.Err != nil || e.Status >= 500 {
+		log.Error("request failed", slog.Int("status", e.Status), slog.String("path", r.URL.Path), slog.Any("err", e.Err))
+	} else {
+		log.Info("request refused", slog.Int("status", e.Status), slog.String("path", r.URL.Path), slog.String("msg", e.Msg))
+	}
+	page := errorPage{pageBase: s.base(r, "Error"), Status: e.Status, Title: http.StatusText(e.Status), Msg: e.Msg, Retry: e.Retry}
+	s.render(w, r, e.Status, "error", &page)
+}
+
+// handle adapts a handlerFunc to http.Handler.
+func (s *Server) handle(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.serveError(w, r, err)
+		}
+	})
+}

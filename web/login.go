@@ -1,0 +1,154 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/postern/postern/auth"
+)
+
+type grantKey struct{}
+
+// grantID returns the grant bound to this request by signedIn.
+func grantID(r *http.Request) string {
+	id, _ := r.Context().Value(grantKey{}).(string)
+	return id
+}
+
+// lastSeenEvery limits session writes: a page view refreshes the idle timer at most once a minute.
+const lastSeenEvery = time.Minute
+
+func (s *Server) session(r *http.Request) (session, error) {
+	raw, err := s.sessions.Get(r, s.cfg.CookieName)
+	if err != nil {
+		return session{}, err
+	}
+	return session{s: raw}, nil
+}
+
+// signedIn gates a handler on a signed-in session. Without one, a GET is sent to sign-in and then back here.
+func (s *Server) signedIn(h handlerFunc) http.Handler {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		sess, err := s.session(r)
+		if err != nil {
+			return err
+		}
+		id := sess.GrantID()
+		if id == "" {
+			if r.Method == http.MethodGet {
+				http.Redirect(w, r, "/login?return_to="+urlQueryEscape(safeReturnTo(r.URL.RequestURI())), http.StatusSeeOther)
+				return nil
+			}
+			return &Error{Status: http.StatusUnauthorized, Msg: "Please sign in first.", Retry: "/login"}
+		}
+		if time.Since(sess.LastSeen()) > lastSeenEvery {
+			if err := sess.s.Save(r, w); err != nil {
+				return err
+			}
+		}
+		return h(w, r.WithContext(context.WithValue(r.Context(), grantKey{}, id)))
+	})
+}
+
+type homePage struct {
+	pageBase
+}
+
+func (s *Server) handleHome(w http.ResponseWriter, r *http.Request) error {
+	sess, err := s.session(r)
+	if err != nil {
+		return err
+	}
+	if sess.GrantID() != "" {
+		http.Redirect(w, r, defaultReturnTo, http.StatusSeeOther)
+		return nil
+	}
+	s.render(w, r, http.StatusOK, "home", &homePage{pageBase: s.base(r, "Sign in")})
+	return nil
+}
+
+// handleLogin starts an authorization-code flow. The flow (state, nonce, PKCE verifier, return_to) is kept in the
+// server-side session, so the callback can only be completed by the browser that started it.
+func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
+	sess, err := s.session(r)
+	if err != nil {
+		return err
+	}
+	flow, authURL := s.auth.Begin(safeReturnTo(r.URL.Query().Get("return_to")))
+	sess.SetFlow(flow)
+	if err := sess.s.Save(r, w); err != nil {
+		return err
+	}
+	http.Redirect(w, r, authURL, http.StatusSeeOther)
+	return nil
+}
+
+func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) error {
+	sess, err := s.session(r)
+	if err != nil {
+		return err
+	}
+	flow, ok := sess.Flow()
+	// The flow is single-use whatever happens next: a replayed callback finds nothing to complete.
+	sess.ClearFlow()
+	if ok {
+		if err := sess.s.Save(r, w); err != nil {
+			return err
+		}
+	}
+	if !ok {
+		return &Error{Status: http.StatusBadRequest, Msg: "This sign-in link has expired or was already used. Please start again.", Retry: "/login"}
+	}
+	login, err := s.auth.Finish(r.Context(), flow, r.URL.Query())
+	if err != nil {
+		var ce *auth.CallbackError
+		if errors.As(err, &ce) {
+			return &Error{Status: http.StatusBadRequest, Msg: ce.Reason, Retry: "/login?return_to=" + urlQueryEscape(flow.ReturnTo), Err: err}
+		}
+		return &Error{Status: http.StatusBadGateway, Msg: "The identity provider could not complete your sign-in. Please try again.", Retry: "/login?return_to=" + urlQueryEscape(flow.ReturnTo), Err: err}
+	}
+	id, err := s.tokens.Start(r.Context(), login)
+	if err != nil {
+		return err
+	}
+	if err := sess.SignIn(r.Context(), s.sessions, id); err != nil {
+		return err
+	}
+	if err := sess.s.Save(r, w); err != nil {
+		return err
+	}
+	s.log(r).Info("signed in", slog.String("user", userHash(login.Identity.Issuer, login.Identity.Subject)))
+	http.Redirect(w, r, safeReturnTo(flow.ReturnTo), http.StatusSeeOther)
+	return nil
+}
+
+// handleLogout is a POST (CSRF-protected by CrossOriginProtection). Authelia has no end-session endpoint, so signing
+// out means: revoke the refresh token, which kills every token of the grant at the IdP; close the pooled IMAP
+// connections, which the mail server would otherwise keep authenticated; delete the session.
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) error {
+	sess, err := s.session(r)
+	if err != nil {
+		return err
+	}
+	if id := sess.GrantID(); id != "" {
+		if err := s.tokens.SignOut(r.Context(), id); err != nil {
+			// The local grant is gone either way; the user must not stay signed in because the IdP is down.
+			s.log(r).Warn("revocation at the IdP failed; local sign-out done", slog.Any("err", err))
+		}
+		s.mail.CloseKey(id)
+	}
+	sess.Destroy()
+	if err := sess.s.Save(r, w); err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/signed-out", http.StatusSeeOther)
+	return nil
+}
+
+func (s *Server) handleSignedOut(w http.ResponseWriter, r *http.Request) error {
+	s.render(w, r, http.StatusOK, "signedout", &homePage{pageBase: s.base(r, "Signed out")})
+	return nil
+}

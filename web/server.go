@@ -1,0 +1,124 @@
+// Package web is Postern's HTTP face: sign-in pages, the webmail, and the session that ties a browser to a grant.
+//
+// Data flows one way: a handler asks auth (through the Authenticator and Tokens interfaces) for identity and a
+// current access token, and hands that token and the user's address to mail. auth and mail never see each other.
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/mail"
+)
+
+// Authenticator runs the browser sign-in; *auth.Provider implements it.
+type Authenticator interface {
+	Begin(returnTo string) (auth.Flow, string)
+	Finish(ctx context.Context, f auth.Flow, q url.Values) (*auth.Login, error)
+}
+
+// Tokens owns grants and their tokens; *auth.Keeper implements it.
+type Tokens interface {
+	Start(ctx context.Context, l *auth.Login) (string, error)
+	Token(ctx context.Context, grantID string) (auth.Token, error)
+	Replace(ctx context.Context, grantID, rejected string) (auth.Token, error)
+	Info(ctx context.Context, grantID string) (auth.GrantInfo, error)
+	SignOut(ctx context.Context, grantID string) error
+}
+
+// Mailer runs IMAP work on a pooled, authenticated connection; *mail.Pool implements it.
+type Mailer interface {
+	Do(ctx context.Context, key string, creds func(context.Context) (mail.Credentials, error), fn func(*mail.Session) error) error
+	CloseKey(key string)
+}
+
+// Config is what the web layer needs to know; cmd maps the YAML config onto it.
+type Config struct {
+	// PublicURL is where browsers reach Postern; https makes cookies Secure.
+	PublicURL *url.URL
+	// IssuerOrigin is the IdP's origin, allowed as a form-action target in the CSP.
+	IssuerOrigin  string
+	CookieName    string
+	SessionSecret []byte
+	IdleTimeout   time.Duration
+	Lifetime      time.Duration
+	PageSize      int
+	Logger        *slog.Logger
+	// Version is shown in the page footer.
+	Version string
+}
+
+// Server holds the web layer's dependencies. It is safe for concurrent use.
+type Server struct {
+	cfg      Config
+	auth     Authenticator
+	tokens   Tokens
+	mail     Mailer
+	sessions *serverStore
+	logger   *slog.Logger
+	secure   bool
+	pages    *pages
+	handler  http.Handler
+}
+
+// New checks the configuration, parses every template (a broken template fails here, at start-up, not on a user's
+// request) and wires the routes. It does no I/O.
+func New(cfg Config, a Authenticator, t Tokens, m Mailer, ss SessionStore) (*Server, error) {
+	if cfg.PublicURL == nil {
+		return nil, errors.New("web: PublicURL is required")
+	}
+	if len(cfg.SessionSecret) < 32 {
+		return nil, errors.New("web: SessionSecret must be at least 32 bytes")
+	}
+	if cfg.CookieName == "" {
+		cfg.CookieName = "postern_session"
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 24 * time.Hour
+	}
+	if cfg.Lifetime <= 0 {
+		cfg.Lifetime = 30 * 24 * time.Hour
+	}
+	if cfg.PageSize <= 0 {
+		cfg.PageSize = 50
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	p, err := loadPages()
+	if err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	s := &Server{
+		cfg:    cfg,
+		auth:   a,
+		tokens: t,
+		mail:   m,
+		logger: cfg.Logger,
+		secure: cfg.PublicURL.Scheme == "https",
+		pages:  p,
+	}
+	s.sessions = newServerStore(ss, cfg.SessionSecret, cfg.CookieName, s.secure, cfg.IdleTimeout, cfg.Lifetime)
+	s.handler = s.routes()
+	return s, nil
+}
+
+// ServeHTTP serves every route.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// CallbackPath is the path of the redirect URI to register at the IdP, relative to the public URL.
+const CallbackPath = "/callback"
+
+// RedirectURL returns the redirect URI to register at the IdP.
+func RedirectURL(public *url.URL) string {
+	u := *public
+	u.Path = CallbackPath
+	u.RawQuery, u.Fragment = "", ""
+	return u.String()
+}

@@ -1,0 +1,212 @@
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/devstack/idp"
+	"github.com/postern/postern/internal/devstack/mailserver"
+	"github.com/postern/postern/internal/seal"
+	"github.com/postern/postern/internal/store"
+	"github.com/postern/postern/mail"
+)
+
+// stack is Postern wired as cmd wires it, against the dev IdP and dev mail server on 127.0.0.1.
+type stack struct {
+	idp    *idp.IdP
+	mail   *mailserver.Server
+	store  *store.SQLite
+	dbPath string
+	keeper *auth.Keeper
+	pool   *mail.Pool
+	web    *Server
+	ts     *httptest.Server
+}
+
+var (
+	keyOnce sync.Once
+	rsaKey  *rsa.PrivateKey
+)
+
+func signingKey(t *testing.T) *rsa.PrivateKey {
+	keyOnce.Do(func() {
+		var err error
+		rsaKey, err = rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+	})
+	return rsaKey
+}
+
+const clientSecret = "a+secret/with%odd:chars"
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	ctx := context.Background()
+	s := &stack{}
+	s.ts = httptest.NewUnstartedServer(nil)
+	public, _ := url.Parse("http://" + s.ts.Listener.Addr().String())
+
+	var err error
+	s.idp, err = idp.Start("127.0.0.1:0", idp.Options{
+		Users: []idp.User{
+			{Username: "alice", Password: "alice-password", Email: "alice@example.test", Name: "Alice Liddell"},
+			{Username: "bob", Password: "bob-password", Email: "bob@example.test", Name: "Bob Marley"},
+		},
+		Clients:    []idp.Client{{ID: "postern", Secret: clientSecret, RedirectURIs: []string{RedirectURL(public)}}},
+		SigningKey: signingKey(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.idp.Close() })
+
+	s.mail, err = mailserver.New(mailserver.Options{UserinfoURL: s.idp.Issuer() + "/api/oidc/userinfo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.mail.Close() })
+	for _, u := range []string{"alice@example.test", "bob@example.test"} {
+		if err := s.mail.Seed(u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	imapAddr, err := s.mail.ListenIMAP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	sealer, err := seal.New(map[string][]byte{"1": key}, "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.dbPath = filepath.Join(t.TempDir(), "postern.db")
+	s.store, err = store.OpenSQLite(ctx, s.dbPath, sealer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.store.Close() })
+
+	prov, err := auth.New(ctx, auth.Config{
+		Issuer: s.idp.Issuer(), ClientID: "postern", ClientSecret: clientSecret, RedirectURL: RedirectURL(public),
+	}, &http.Client{Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.keeper = auth.NewKeeper(prov, s.store, auth.KeeperOptions{})
+	host, port := splitHostPort(t, imapAddr.String())
+	s.pool = mail.NewPool(mail.Server{Host: host, Port: port, TLS: mail.TLSNone}, mail.PoolOptions{})
+	t.Cleanup(func() { s.pool.Close() })
+
+	s.web, err = New(Config{
+		PublicURL:     public,
+		IssuerOrigin:  s.idp.Issuer(),
+		SessionSecret: []byte("0123456789abcdef0123456789abcdef-test"),
+		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, prov, s.keeper, s.pool, s.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ts.Config.Handler = s.web
+	s.ts.Start()
+	t.Cleanup(s.ts.Close)
+	return s
+}
+
+// browser is a cookie-keeping client that does not follow redirects, so tests see every hop.
+type browser struct {
+	t  *testing.T
+	hc *http.Client
+}
+
+func newBrowser(t *testing.T) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, hc: &http.Client{
+		Jar:           jar,
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+type response struct {
+	status   int
+	location string
+	body     string
+	header   http.Header
+}
+
+func (b *browser) do(req *http.Request) response {
+	b.t.Helper()
+	resp, err := b.hc.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, location: resp.Header.Get("Location"), body: string(body), header: resp.Header}
+}
+
+func (b *browser) get(u string) response {
+	b.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	return b.do(req)
+}
+
+func (b *browser) post(u string, form url.Values) response {
+	b.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return b.do(req)
+}
+
+// startLogin asks Postern for /login and returns the IdP authorization URL it redirects to.
+func (s *stack) startLogin(b *browser, returnTo string) string {
+	b.t.Helper()
+	r := b.get(s.ts.URL + "/login?return_to=" + url.QueryEscape(returnTo))
+	if r.status != http.StatusSeeOther || !strings.HasPrefix(r.location, s.idp.Issuer()) {
+		b.t.Fatalf("GET /login = %d to %q, want 303 to the IdP", r.status, r.location)
+	}
+	return r.location
+}
+
+// signIn runs the whole browser sign-in and returns the callback response.
+func (s *stack) signIn(b *browser, user, returnTo string) response {
+	b.t.Helper()
+	authURL := s.startLogin(b, returnTo)
+	cb, err := idp.SignIn(context.Background(), b.hc, authURL, user, user+"-password", true)
+	if err != nil {
+		b.t.Fatalf("sign in at the IdP: %v", err)
+	}
+	return b.get(cb.String())
+}
+
+func splitHostPort(t *testing.T, addr string) (string, int) {
+	t.Helper()
+	u, err := url.Parse("imap://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var port int
+	for _, c := range u.Port() {
+		port = port*10 + int(c-'0')
+	}
+	return u.Hostname(), port
+}
+
+func newJar() (http.CookieJar, error) { return cookiejar.New(nil) }

@@ -1,0 +1,13 @@
+package web
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+)
+
+// userHash identifies a user in logs by a stable hash of (issuer, subject), so that logs can be correlated without
+// carrying addresses.
+func userHash(issuer, subject string) string {
+	sum := sha256.Sum256([]byte(issuer + "\x00" + subject))
+	return hex.EncodeToString(sum[:6])
+}
