@@ -94,9 +94,12 @@ var (
 // Err is the cause, for logs. None of them ever holds a token, authorization
 // code, verifier, state or nonce value.
 type CallbackError struct {
+	// Reason is shown to the user.
 	Reason string
-	Code   string
-	Err    error
+	// Code names the failure for logs and for callers that branch on it.
+	Code string
+	// Err is the cause, for logs.
+	Err error
 }
 
 // Error returns the code and the cause, never the user-facing reason alone, so

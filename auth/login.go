@@ -53,8 +53,10 @@ type TokenSet struct {
 
 // Login is the result of a completed sign-in.
 type Login struct {
+	// Identity is who signed in, from userinfo.
 	Identity Identity
-	Tokens   TokenSet
+	// Tokens are the grant's first tokens, for the keeper to store.
+	Tokens TokenSet
 }
 
 // Offline reports whether the sign-in came with a refresh token. Without one

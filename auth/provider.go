@@ -31,10 +31,10 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// DefaultScopes are requested when Config.Scopes is empty. offline_access is
+// defaultScopes are requested when Config.Scopes is empty. offline_access is
 // what makes Authelia issue a refresh token (OIDC Core §11); profile and email
 // make userinfo return preferred_username, name and email.
-var DefaultScopes = []string{oidc.ScopeOpenID, "profile", "email", oidc.ScopeOfflineAccess}
+var defaultScopes = []string{oidc.ScopeOpenID, "profile", "email", oidc.ScopeOfflineAccess}
 
 // Config describes Postern's registration at the identity provider.
 type Config struct {
@@ -46,8 +46,9 @@ type Config struct {
 	ClientID, ClientSecret string
 	// RedirectURL is the registered callback URL; it must match exactly.
 	RedirectURL string
-	// Scopes requested at sign-in; DefaultScopes when empty. openid is added
-	// if missing.
+	// Scopes requested at sign-in; when empty, "openid profile email
+	// offline_access". openid is added if missing. Without offline_access
+	// there is no refresh token and a sign-in lasts one access token.
 	Scopes []string
 }
 
@@ -98,7 +99,7 @@ func New(ctx context.Context, cfg Config, hc *http.Client) (*Provider, error) {
 		return nil, fmt.Errorf("auth: config: missing %s", strings.Join(missing, ", "))
 	}
 	if len(cfg.Scopes) == 0 {
-		cfg.Scopes = DefaultScopes
+		cfg.Scopes = defaultScopes
 	}
 	if !slices.Contains(cfg.Scopes, oidc.ScopeOpenID) {
 		cfg.Scopes = append([]string{oidc.ScopeOpenID}, cfg.Scopes...)

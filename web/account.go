@@ -21,7 +21,7 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	page := sessionPage{pageBase: s.base(r, "Your session"), Info: info, Now: time.Now()}
-	page.User = info.Email
+	page.User = info.Identity.Email
 	s.render(w, r, http.StatusOK, "session", &page)
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/gob"
 	"encoding/json"
@@ -87,7 +88,7 @@ func (st *serverStore) New(r *http.Request, name string) (*sessions.Session, err
 		return s, nil
 	}
 	id := string(raw)
-	row, err := st.db.Session(r.Context(), id)
+	row, err := st.db.Session(r.Context(), rowID(id))
 	if errors.Is(err, store.ErrNotFound) {
 		return s, nil
 	}
@@ -96,7 +97,7 @@ func (st *serverStore) New(r *http.Request, name string) (*sessions.Session, err
 	}
 	now := time.Now()
 	if !row.ExpiresAt.IsZero() && !now.Before(row.ExpiresAt) {
-		_ = st.db.DeleteSession(r.Context(), id)
+		_ = st.db.DeleteSession(r.Context(), rowID(id))
 		return s, nil
 	}
 	if err := gob.NewDecoder(bytes.NewReader(row.Data)).Decode(&s.Values); err != nil {
@@ -113,7 +114,7 @@ func (st *serverStore) Save(r *http.Request, w http.ResponseWriter, s *sessions.
 	ctx := r.Context()
 	if s.Options != nil && s.Options.MaxAge < 0 {
 		if s.ID != "" {
-			if err := st.db.DeleteSession(ctx, s.ID); err != nil {
+			if err := st.db.DeleteSession(ctx, rowID(s.ID)); err != nil {
 				return fmt.Errorf("delete session: %w", err)
 			}
 		}
@@ -142,7 +143,7 @@ func (st *serverStore) Save(r *http.Request, w http.ResponseWriter, s *sessions.
 	if hard := created.Add(st.lifetime); hard.Before(expires) {
 		expires = hard
 	}
-	if err := st.db.SaveSession(ctx, store.Session{ID: s.ID, Data: buf.Bytes(), CreatedAt: created, LastSeen: now, ExpiresAt: expires}); err != nil {
+	if err := st.db.SaveSession(ctx, store.Session{ID: rowID(s.ID), Data: buf.Bytes(), CreatedAt: created, LastSeen: now, ExpiresAt: expires}); err != nil {
 		return fmt.Errorf("save session: %w", err)
 	}
 	enc, err := st.codec.Encode(s.Name(), []byte(s.ID))
@@ -189,7 +190,7 @@ func (x session) GrantID() string {
 // here (session fixation).
 func (x session) SignIn(ctx context.Context, st *serverStore, grantID string) error {
 	if x.s.ID != "" {
-		if err := st.db.DeleteSession(ctx, x.s.ID); err != nil {
+		if err := st.db.DeleteSession(ctx, rowID(x.s.ID)); err != nil {
 			return fmt.Errorf("drop pre-login session: %w", err)
 		}
 	}
@@ -210,4 +211,11 @@ func (x session) LastSeen() time.Time {
 func (x session) Destroy() {
 	x.s.Options.MaxAge = -1
 	x.s.Values = map[any]any{}
+}
+
+// rowID is the database key of a session: a hash of the cookie's id, so that someone who can read the database (a
+// backup, a replica) cannot turn a row into a working cookie.
+func rowID(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }

@@ -109,15 +109,15 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 	if err != nil {
 		return nil, fmt.Errorf("server.public_url: %w", err)
 	}
-	a.auth, err = auth.New(ctx, auth.Config{
+	a.auth, err = discover(ctx, auth.Config{
 		Issuer:       cfg.OIDC.Issuer,
 		ClientID:     cfg.OIDC.ClientID,
 		ClientSecret: cfg.OIDC.ClientSecret,
 		RedirectURL:  web.RedirectURL(public),
 		Scopes:       cfg.OIDC.Scopes,
-	}, hc)
+	}, hc, logger)
 	if err != nil {
-		return nil, fmt.Errorf("identity provider %s: %w", cfg.OIDC.Issuer, err)
+		return nil, err
 	}
 	a.keeper = auth.NewKeeper(a.auth, a.store, auth.KeeperOptions{
 		RefreshBeforeExpiry:  cfg.Tokens.RefreshBeforeExpiry,
@@ -285,4 +285,23 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("server.listen: %w", err)
 	}
 	return a.serve(ctx, ln)
+}
+
+// discover runs OIDC discovery, waiting for the IdP if it is not up yet: Postern, Authelia and Stalwart usually start
+// together, and a start-up race must not need a human to restart Postern. It gives up only when ctx is done.
+func discover(ctx context.Context, cfg auth.Config, hc *http.Client, logger *slog.Logger) (*auth.Provider, error) {
+	wait := time.Second
+	for {
+		p, err := auth.New(ctx, cfg, hc)
+		if err == nil {
+			return p, nil
+		}
+		logger.Warn("identity provider not ready; retrying", slog.String("issuer", cfg.Issuer), slog.Duration("retry_in", wait), slog.Any("err", err))
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("identity provider %s: %w", cfg.Issuer, err)
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 30*time.Second)
+	}
 }

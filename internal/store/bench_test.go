@@ -33,7 +33,7 @@ func seedGrants(b *testing.B, s *SQLite, n int, due float64) {
 		}
 		g := Grant{
 			ID: newID(), Issuer: "https://auth.example.org", Subject: fmt.Sprint("user", i),
-			Email: fmt.Sprint("user", i, "@example.org"),
+			Email:       fmt.Sprint("user", i, "@example.org"),
 			AccessToken: "access-token-0123456789abcdef", RefreshToken: "refresh-token-0123456789abcdef",
 			State: states[i%len(states)], NextRefreshAt: next,
 		}

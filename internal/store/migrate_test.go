@@ -135,3 +135,39 @@ func TestMigrateFailureRollsBack(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrateConcurrentOpen starts several "processes" on one new file at
+// once; each migration must be applied exactly once and every open succeed.
+func TestMigrateConcurrentOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "postern.db")
+	sealer := newSealer(t, "old")
+	const n = 6
+	errs := make(chan error, n)
+	stores := make(chan *SQLite, n)
+	for range n {
+		go func() {
+			s, err := OpenSQLite(context.Background(), path, sealer)
+			errs <- err
+			stores <- s
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent OpenSQLite = %v", err)
+		}
+	}
+	var s *SQLite
+	for range n {
+		if st := <-stores; st != nil {
+			s = st
+			defer st.Close()
+		}
+	}
+	if s == nil {
+		t.FailNow()
+	}
+	ms, _ := loadMigrations(migrationFS)
+	if got := appliedVersions(t, s.db); len(got) != len(ms) {
+		t.Errorf("applied versions = %v, want each of 1..%d once", got, len(ms))
+	}
+}

@@ -90,11 +90,11 @@ func (p *IdP) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 // page), with the RFC 9207 iss parameter Authelia adds to every authorization response.
 func (p *IdP) writeAuthorizeError(ctx context.Context, w http.ResponseWriter, ar fosite.AuthorizeRequester, err error) {
 	rfc := fosite.ErrorToRFC6749Error(err)
-	p.log.Info("idp: authorization error", "error", rfc.ErrorField, "client_id", clientID(ar))
+	p.log.Info("idp: authorization error", "error", rfc.ErrorField, "client_id", clientIDOf(ar))
 	p.oauth.WriteAuthorizeError(ctx, &issWriter{ResponseWriter: w, iss: p.issuer}, ar, err)
 }
 
-func clientID(ar fosite.Requester) string {
+func clientIDOf(ar fosite.Requester) string {
 	if ar == nil || ar.GetClient() == nil {
 		return ""
 	}
@@ -161,7 +161,7 @@ func (p *IdP) handleLoginPage(w http.ResponseWriter, r *http.Request) {
 		p.renderMessage(w, http.StatusBadRequest, "This sign-in request is unknown or has expired. Start again from the application.")
 		return
 	}
-	p.render(w, http.StatusOK, loginTmpl, loginPage{FlowID: f.id, ClientID: clientID(f.ar)})
+	p.render(w, http.StatusOK, loginTmpl, loginPage{FlowID: f.id, ClientID: clientIDOf(f.ar)})
 }
 
 func (p *IdP) handleLogin(w http.ResponseWriter, r *http.Request) {
@@ -175,7 +175,7 @@ func (p *IdP) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if !ok || subtle.ConstantTimeCompare([]byte(u.Password), []byte(r.PostFormValue("password"))) != 1 || u.Password == "" {
 		p.log.Info("idp: login failed", "username", username)
 		p.render(w, http.StatusUnauthorized, loginTmpl, loginPage{
-			FlowID: f.id, ClientID: clientID(f.ar), Username: username, Error: "Incorrect username or password.",
+			FlowID: f.id, ClientID: clientIDOf(f.ar), Username: username, Error: "Incorrect username or password.",
 		})
 		return
 	}
@@ -215,7 +215,7 @@ func (p *IdP) handleConsentPage(w http.ResponseWriter, r *http.Request) {
 	if f == nil {
 		return
 	}
-	page := consentPage{FlowID: f.id, ClientID: clientID(f.ar), Username: s.username}
+	page := consentPage{FlowID: f.id, ClientID: clientIDOf(f.ar), Username: s.username}
 	for _, sc := range f.ar.GetRequestedScopes() {
 		page.Scopes = append(page.Scopes, scopeLine{Name: sc, Description: scopeDescriptions[sc]})
 	}
@@ -231,7 +231,7 @@ func (p *IdP) handleConsent(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	ar := f.ar
 	if r.PostFormValue("consent") != "accept" {
-		p.log.Info("idp: consent denied", "username", s.username, "client_id", clientID(ar))
+		p.log.Info("idp: consent denied", "username", s.username, "client_id", clientIDOf(ar))
 		p.writeAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The resource owner denied the request."))
 		return
 	}
@@ -247,7 +247,7 @@ func (p *IdP) handleConsent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp.AddParameter("iss", p.issuer) // RFC 9207, also for form_post and fragment
-	p.log.Info("idp: consent granted", "username", s.username, "client_id", clientID(ar))
+	p.log.Info("idp: consent granted", "username", s.username, "client_id", clientIDOf(ar))
 	p.oauth.WriteAuthorizeResponse(ctx, w, ar, resp)
 }
 
@@ -257,10 +257,12 @@ func (p *IdP) newSession(username string, authTime, requestedAt time.Time) *open
 	sub := Subject(username)
 	return &openid.DefaultSession{
 		Claims: &jwt.IDTokenClaims{
-			Issuer:      p.issuer,
-			Subject:     sub,
-			AuthTime:    authTime.UTC().Truncate(time.Second),
-			RequestedAt: requestedAt.UTC(),
+			Issuer:   p.issuer,
+			Subject:  sub,
+			AuthTime: authTime.UTC().Truncate(time.Second),
+			// Both in whole seconds, as in the ID token, so a login in the same second as the request still counts
+			// as "after" it for prompt=login (fosite compares them).
+			RequestedAt: requestedAt.UTC().Truncate(time.Second),
 		},
 		Headers:  &jwt.Headers{Extra: map[string]interface{}{"kid": p.kid}},
 		Subject:  sub,

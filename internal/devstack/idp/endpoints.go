@@ -106,7 +106,7 @@ func (p *IdP) handleToken(w http.ResponseWriter, r *http.Request) {
 			if trace.familyRevoked {
 				p.stats.familyRevocations.Add(1)
 			}
-			p.log.Warn("idp: refresh token reuse, grant revoked", "client_id", clientID(ar), "family_revoked", trace.familyRevoked)
+			p.log.Warn("idp: refresh token reuse, grant revoked", "client_id", clientIDOf(ar), "family_revoked", trace.familyRevoked)
 		}
 	case err == nil && grant == "refresh_token":
 		p.stats.refreshes.Add(1)
@@ -115,9 +115,9 @@ func (p *IdP) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		rfc := fosite.ErrorToRFC6749Error(err)
-		p.log.Info("idp: token error", "grant_type", grant, "client_id", clientID(ar), "error", rfc.ErrorField, "hint", rfc.HintField)
+		p.log.Info("idp: token error", "grant_type", grant, "client_id", clientIDOf(ar), "error", rfc.ErrorField, "hint", rfc.HintField)
 	} else {
-		p.log.Info("idp: token issued", "grant_type", grant, "client_id", clientID(ar))
+		p.log.Info("idp: token issued", "grant_type", grant, "client_id", clientIDOf(ar))
 	}
 
 	if p.loseNext.CompareAndSwap(true, false) {
@@ -213,7 +213,46 @@ func (p *IdP) handleIntrospection(w http.ResponseWriter, r *http.Request) {
 		p.oauth.WriteIntrospectionError(ctx, w, err)
 		return
 	}
-	p.oauth.WriteIntrospectionResponse(ctx, w, resp)
+	writeIntrospection(w, resp)
+}
+
+// writeIntrospection writes the RFC 7662 §2.2 response. fosite's writer always reports the access token's expiry;
+// Authelia reports the expiry of the token that was introspected, which matters for refresh tokens.
+func writeIntrospection(w http.ResponseWriter, resp fosite.IntrospectionResponder) {
+	w.Header().Set("Cache-Control", "no-store")
+	if !resp.IsActive() {
+		writeJSON(w, http.StatusOK, map[string]any{"active": false})
+		return
+	}
+	ar := resp.GetAccessRequester()
+	sess := ar.GetSession()
+	out := map[string]any{"active": true, "client_id": ar.GetClient().GetID()}
+	kind := fosite.AccessToken
+	if resp.GetTokenUse() == fosite.RefreshToken {
+		kind = fosite.RefreshToken
+	}
+	if exp := sess.GetExpiresAt(kind); !exp.IsZero() {
+		out["exp"] = exp.Unix()
+	}
+	if scopes := ar.GetGrantedScopes(); len(scopes) > 0 {
+		out["scope"] = strings.Join(scopes, " ")
+	}
+	if at := ar.GetRequestedAt(); !at.IsZero() {
+		out["iat"] = at.Unix()
+	}
+	if sub := sess.GetSubject(); sub != "" {
+		out["sub"] = sub
+	}
+	if aud := ar.GetGrantedAudience(); len(aud) > 0 {
+		out["aud"] = aud
+	}
+	if u := sess.GetUsername(); u != "" {
+		out["username"] = u
+	}
+	if t := resp.GetAccessTokenType(); t != "" {
+		out["token_type"] = t
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // postToBasic moves client_secret_post credentials into the Authorization header, form-urlencoded as RFC 6749
@@ -287,6 +326,3 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))
 }
-
-// tokenEndpointURL is the absolute token endpoint, for tests and callers that skip discovery.
-func (p *IdP) tokenEndpointURL() string { return strings.TrimRight(p.issuer, "/") + pathToken }

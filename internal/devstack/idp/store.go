@@ -29,14 +29,15 @@ type codeEntry struct {
 
 type refreshEntry struct {
 	active bool
+	used   bool // deactivated by its own rotation, as opposed to revoked with its grant
 	req    fosite.Requester
 }
 
 // refreshTrace travels in the context of a token request so the store can tell the token handler that the refresh
 // handler took its reuse path (fosite reports it only as a generic invalid_grant).
 type refreshTrace struct {
-	reuse         bool // an inactive (already rotated or revoked) refresh token was presented
-	familyRevoked bool // the store then revoked the whole grant
+	reuse         bool // a refresh token that was already used (rotated) was presented
+	familyRevoked bool // the store then revoked tokens of the grant that were still live
 }
 
 type refreshTraceKey struct{}
@@ -198,7 +199,7 @@ func (s *store) GetRefreshTokenSession(ctx context.Context, sig string, _ fosite
 		return nil, fosite.ErrNotFound
 	}
 	if !e.active {
-		if t := traceFrom(ctx); t != nil {
+		if t := traceFrom(ctx); t != nil && e.used {
 			t.reuse = true
 		}
 		return e.req, fosite.ErrInactiveToken
@@ -206,18 +207,27 @@ func (s *store) GetRefreshTokenSession(ctx context.Context, sig string, _ fosite
 	return e.req, nil
 }
 
+// DeleteRefreshTokenSession is called by fosite only on the reuse path, for the presented token. Authelia revokes
+// that token rather than deleting it, so presenting it yet again is detected as reuse again; the same here.
 func (s *store) DeleteRefreshTokenSession(_ context.Context, sig string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.refresh, sig)
+	if e, ok := s.refresh[sig]; ok {
+		e.active = false
+		s.refresh[sig] = e
+	}
 	return nil
 }
 
 // RotateRefreshToken deactivates every refresh token of the grant and revokes every access token of it, in one step,
 // like Authelia's rotation (no grace period).
-func (s *store) RotateRefreshToken(ctx context.Context, requestID, _ string) error {
+func (s *store) RotateRefreshToken(_ context.Context, requestID, sig string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if e, ok := s.refresh[sig]; ok {
+		e.used = true
+		s.refresh[sig] = e
+	}
 	s.revokeRefreshLocked(requestID)
 	s.revokeAccessLocked(requestID)
 	return nil
@@ -227,36 +237,45 @@ func (s *store) RotateRefreshToken(ctx context.Context, requestID, _ string) err
 func (s *store) RevokeRefreshToken(ctx context.Context, requestID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.revokeRefreshLocked(requestID)
-	if t := traceFrom(ctx); t != nil && t.reuse {
-		t.familyRevoked = true
+	if s.revokeRefreshLocked(requestID) > 0 {
+		if t := traceFrom(ctx); t != nil && t.reuse {
+			t.familyRevoked = true
+		}
 	}
 	return nil
 }
 
 // RevokeAccessToken revokes every access token of the grant.
-func (s *store) RevokeAccessToken(_ context.Context, requestID string) error {
+func (s *store) RevokeAccessToken(ctx context.Context, requestID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.revokeAccessLocked(requestID)
+	if s.revokeAccessLocked(requestID) > 0 {
+		if t := traceFrom(ctx); t != nil && t.reuse {
+			t.familyRevoked = true
+		}
+	}
 	return nil
 }
 
-func (s *store) revokeRefreshLocked(requestID string) {
+func (s *store) revokeRefreshLocked(requestID string) (n int) {
 	for sig, e := range s.refresh {
 		if e.req.GetID() == requestID && e.active {
 			e.active = false
 			s.refresh[sig] = e
+			n++
 		}
 	}
+	return n
 }
 
-func (s *store) revokeAccessLocked(requestID string) {
+func (s *store) revokeAccessLocked(requestID string) (n int) {
 	for sig, r := range s.access {
 		if r.GetID() == requestID {
 			delete(s.access, sig)
+			n++
 		}
 	}
+	return n
 }
 
 // sweep drops entries that can no longer matter, so a long-running demo does not grow without bound. Inactive refresh

@@ -1,0 +1,561 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/postern/postern/internal/devstack/idp"
+	"github.com/postern/postern/internal/seal"
+	"github.com/postern/postern/internal/store"
+)
+
+// The keeper tests run the dev IdP in process (idp.Transport) and a real
+// SQLite store inside testing/synctest bubbles, so hours of token lifetimes
+// pass in milliseconds and the IdP's clock is the fake clock too.
+
+const (
+	keeperIssuer   = "http://idp.test"
+	keeperClient   = "postern"
+	keeperSecret   = "keeper-secret"
+	keeperRedirect = "http://127.0.0.1:9/oauth2/callback"
+)
+
+// keeperRSAKey is shared by every IdP of the keeper tests: generating it is
+// the slowest part of starting one.
+var keeperRSAKey = sync.OnceValue(func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
+
+// keeperEnv is a dev IdP, a Provider talking to it through faults, and a
+// store file. It must be built inside a synctest bubble.
+type keeperEnv struct {
+	idp     *idp.IdP
+	p       *Provider
+	faults  *faults
+	path    string
+	sealer  *seal.Sealer
+	st      *store.SQLite
+	browser *http.Client
+}
+
+func newKeeperEnv(t *testing.T) *keeperEnv {
+	t.Helper()
+	ip, err := idp.New(idp.Options{
+		Issuer:     keeperIssuer,
+		Users:      []idp.User{{Username: "ann", Password: "pw-ann", Email: "Ann@Example.org", Name: "Ann"}},
+		Clients:    []idp.Client{{ID: keeperClient, Secret: keeperSecret, RedirectURIs: []string{keeperRedirect}}},
+		SigningKey: keeperRSAKey(),
+	})
+	if err != nil {
+		t.Fatalf("idp.New() = %v", err)
+	}
+	f := &faults{next: ip.Transport()}
+	p, err := New(t.Context(), Config{Issuer: keeperIssuer, ClientID: keeperClient,
+		ClientSecret: keeperSecret, RedirectURL: keeperRedirect}, &http.Client{Transport: f})
+	if err != nil {
+		t.Fatalf("New() = %v", err)
+	}
+	sealer, err := seal.New(map[string][]byte{"k1": make([]byte, seal.KeySize)}, "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &keeperEnv{idp: ip, p: p, faults: f, path: filepath.Join(t.TempDir(), "postern.db"), sealer: sealer}
+	e.st = e.openStore(t)
+	jar, _ := cookiejar.New(nil)
+	e.browser = &http.Client{Jar: jar, Transport: ip.Transport()}
+	return e
+}
+
+// openStore opens another handle on the env's database file, as a second
+// process would.
+func (e *keeperEnv) openStore(t *testing.T) *store.SQLite {
+	t.Helper()
+	st, err := store.OpenSQLite(t.Context(), e.path, e.sealer)
+	if err != nil {
+		t.Fatalf("OpenSQLite() = %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// keeper returns a Keeper on the env's provider and st, quiet by default.
+func (e *keeperEnv) keeper(st GrantStore, opts KeeperOptions) *Keeper {
+	if opts.Logger == nil && os.Getenv("POSTERN_TEST_LOG") != "" {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return NewKeeper(e.p, st, opts)
+}
+
+// start signs ann in through the IdP's pages and stores the grant.
+func (e *keeperEnv) start(t *testing.T, k *Keeper) string {
+	t.Helper()
+	f, authURL := e.p.Begin("/")
+	loc, err := idp.SignIn(t.Context(), e.browser, authURL, "ann", "pw-ann", true)
+	if err != nil {
+		t.Fatalf("idp.SignIn() = %v", err)
+	}
+	l, err := e.p.Finish(t.Context(), f, loc.Query())
+	if err != nil {
+		t.Fatalf("Finish() = %v", err)
+	}
+	id, err := k.Start(t.Context(), l)
+	if err != nil {
+		t.Fatalf("Start() = %v", err)
+	}
+	return id
+}
+
+// grant reads a grant straight from the store.
+func (e *keeperEnv) grant(t *testing.T, id string) store.Grant {
+	t.Helper()
+	g, err := e.st.Grant(context.Background(), id)
+	if err != nil {
+		t.Fatalf("store Grant(%s) = %v", id, err)
+	}
+	return g
+}
+
+// sleepUntil advances the fake clock to at.
+func sleepUntil(at time.Time) { time.Sleep(time.Until(at)) }
+
+// runKeeper runs k.Run until the test ends (or stop is called) and checks
+// that it returns nil.
+func runKeeper(t *testing.T, k *Keeper) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- k.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run() = %v, want nil", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// faults wraps the IdP transport to inject network failures and to watch
+// token requests.
+type faults struct {
+	next http.RoundTripper
+
+	mu          sync.Mutex
+	refuse      bool          // every request fails as connection refused (never sent)
+	resetToken  int           // this many token requests fail as reset after sending, without reaching the IdP
+	tokenDelay  time.Duration // token requests take this long
+	tokenTimes  []time.Time   // when each token request started
+	inflight    int
+	maxInflight int
+}
+
+func (f *faults) RoundTrip(req *http.Request) (*http.Response, error) {
+	token := strings.HasSuffix(req.URL.Path, "/api/oidc/token")
+	f.mu.Lock()
+	refuse, delay := f.refuse, f.tokenDelay
+	reset := token && f.resetToken > 0
+	if reset {
+		f.resetToken--
+	}
+	if token {
+		f.tokenTimes = append(f.tokenTimes, time.Now())
+		f.inflight++
+		f.maxInflight = max(f.maxInflight, f.inflight)
+	}
+	f.mu.Unlock()
+	if token {
+		defer func() { f.mu.Lock(); f.inflight--; f.mu.Unlock() }()
+	}
+	switch {
+	case refuse:
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	case reset:
+		return nil, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+	}
+	if token && delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-req.Context().Done():
+			t.Stop()
+			return nil, req.Context().Err()
+		}
+	}
+	return f.next.RoundTrip(req)
+}
+
+func (f *faults) set(fn func(f *faults)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}
+
+// refreshes is the IdP's count of successful refreshes.
+func (e *keeperEnv) refreshes() int64 { return e.idp.Stats().Refreshes }
+
+// checkNoReuse fails the test if the IdP ever saw a spent refresh token.
+func (e *keeperEnv) checkNoReuse(t *testing.T) {
+	t.Helper()
+	if s := e.idp.Stats(); s.RefreshReuses != 0 || s.FamilyRevocations != 0 {
+		t.Errorf("IdP saw %d refresh-token reuses and %d family revocations, want 0 and 0",
+			s.RefreshReuses, s.FamilyRevocations)
+	}
+}
+
+func TestKeeperStartTokenInfo(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newKeeperEnv(t)
+		k := e.keeper(e.st, KeeperOptions{})
+		id := e.start(t, k)
+		tok, err := k.Token(t.Context(), id)
+		if err != nil {
+			t.Fatalf("Token() = %v", err)
+		}
+		if tok.Address != "ann@example.org" || !e.idp.Active(tok.Access) || time.Until(tok.Expiry) < 59*time.Minute {
+			t.Errorf("Token() = address %q, active %v, expires in %v; want ann@example.org, true, ~1h",
+				tok.Address, e.idp.Active(tok.Access), time.Until(tok.Expiry))
+		}
+		if n := e.idp.Stats().TokenRequests; n != 1 {
+			t.Errorf("token requests = %d, want 1 (the code exchange)", n)
+		}
+		info, err := k.Info(t.Context(), id)
+		if err != nil {
+			t.Fatalf("Info() = %v", err)
+		}
+		if info.State != "ok" || info.Identity.Email != "Ann@Example.org" || info.Identity.Issuer != keeperIssuer {
+			t.Errorf("Info() = %+v", info)
+		}
+		if _, err := k.Token(t.Context(), "no-such-grant"); !errors.Is(err, ErrNeedsSignIn) {
+			t.Errorf("Token(unknown grant) = %v, want ErrNeedsSignIn", err)
+		}
+	})
+}
+
+// TestConcurrentTokenAfterExpiry: 200 page views arriving together after the
+// access token expired share one token-endpoint call.
+func TestConcurrentTokenAfterExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newKeeperEnv(t)
+		k := e.keeper(e.st, KeeperOptions{})
+		id := e.start(t, k)
+		time.Sleep(61 * time.Minute) // the access token has expired; the refresh token lives 90m
+		before := e.idp.Stats().TokenRequests
+
+		const callers = 200
+		var wg sync.WaitGroup
+		tokens := make([]string, callers)
+		errs := make([]error, callers)
+		for i := range callers {
+			wg.Go(func() {
+				tok, err := k.Token(t.Context(), id)
+				tokens[i], errs[i] = tok.Access, err
+			})
+		}
+		wg.Wait()
+		for i := range callers {
+			if errs[i] != nil || tokens[i] != tokens[0] {
+				t.Fatalf("caller %d: Token() = %v (same token as caller 0: %v)", i, errs[i], tokens[i] == tokens[0])
+			}
+		}
+		if n := e.idp.Stats().TokenRequests - before; n != 1 {
+			t.Errorf("token-endpoint calls for %d concurrent Token() = %d, want 1", callers, n)
+		}
+		if !e.idp.Active(tokens[0]) {
+			t.Error("the shared token is not active at the IdP")
+		}
+		if got := e.grant(t, id).AccessToken; got != tokens[0] {
+			t.Error("the token handed out is not the stored one")
+		}
+		e.checkNoReuse(t)
+	})
+}
+
+func TestInvalidGrantNeedsSignIn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newKeeperEnv(t)
+		k := e.keeper(e.st, KeeperOptions{})
+		id := e.start(t, k)
+		// Revoke the grant behind Postern's back (as an admin would).
+		if err := e.p.Revoke(t.Context(), e.grant(t, id).RefreshToken, "refresh_token"); err != nil {
+			t.Fatalf("Revoke() = %v", err)
+		}
+		time.Sleep(59 * time.Minute)
+		if _, err := k.Token(t.Context(), id); !errors.Is(err, ErrNeedsSignIn) {
+			t.Fatalf("Token() after invalid_grant = %v, want ErrNeedsSignIn", err)
+		}
+		g := e.grant(t, id)
+		if g.State != store.StateNeedsSignIn || g.LastError != reasonInvalidGrant ||
+			g.AccessToken != "" || g.RefreshToken != "" || g.IDToken != "" {
+			t.Errorf("grant = state %q, reason %q, tokens dropped %v; want needs_sign_in, invalid_grant, true",
+				g.State, g.LastError, g.AccessToken+g.RefreshToken+g.IDToken == "")
+		}
+		before := e.idp.Stats().TokenRequests
+		if _, err := k.Token(t.Context(), id); !errors.Is(err, ErrNeedsSignIn) {
+			t.Errorf("second Token() = %v, want ErrNeedsSignIn", err)
+		}
+		if _, err := k.Replace(t.Context(), id, "whatever"); !errors.Is(err, ErrNeedsSignIn) {
+			t.Errorf("Replace() = %v, want ErrNeedsSignIn", err)
+		}
+		if n := e.idp.Stats().TokenRequests - before; n != 0 {
+			t.Errorf("token requests after needs_sign_in = %d, want 0", n)
+		}
+		if m := k.Metrics(); m.RefreshOutcomes[reasonInvalidGrant] != 1 || m.SignInRequired[reasonInvalidGrant] != 1 {
+			t.Errorf("Metrics() = %+v", m)
+		}
+	})
+}
+
+// TestLostRefreshResponse: the IdP commits a rotation and the answer is
+// lost. The probe sees the old access token revoked, so the grant needs a
+// sign-in, and the spent refresh token is never presented again.
+func TestLostRefreshResponse(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newKeeperEnv(t)
+		k := e.keeper(e.st, KeeperOptions{})
+		stop := runKeeper(t, k)
+		id := e.start(t, k)
+		old := e.grant(t, id)
+		e.idp.LoseNextTokenResponse()
+		sleepUntil(old.AccessExpiry.Add(-2 * time.Minute))
+		if _, err := k.Token(t.Context(), id); !errors.Is(err, ErrNeedsSignIn) {
+			t.Fatalf("Token() after a lost refresh = %v, want ErrNeedsSignIn", err)
+		}
+		time.Sleep(3 * time.Hour) // the refresher must leave it alone
+		stop()
+		s := e.idp.Stats()
+		if s.RefreshReuses != 0 || s.TokenRequests != 2 {
+			t.Errorf("IdP: %d refresh reuses, %d token requests; want 0 and 2 (code exchange, lost refresh)",
+				s.RefreshReuses, s.TokenRequests)
+		}
+		g := e.grant(t, id)
+		if g.State != store.StateNeedsSignIn || g.LastError != reasonRefreshLost {
+			t.Errorf("grant = %q (%q), want needs_sign_in (refresh_lost)", g.State, g.LastError)
+		}
+		if m := k.Metrics(); m.Probes[probeRevoked] != 1 || m.RefreshOutcomes[reasonOutcomeUnknown] != 1 {
+			t.Errorf("Metrics() = %+v", m)
+		}
+	})
+}
+
+// TestUnknownOutcomeNotCommitted: the refresh request dies after sending
+// without reaching the IdP. The probe finds the old access token alive, the
+// grant stays usable and a later retry succeeds.
+func TestUnknownOutcomeNotCommitted(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		at   time.Duration // when, after sign-in, the failing refresh happens
+		view bool          // a page view triggers it (else the background refresher)
+	}{
+		{"probe while access token valid", 58 * time.Minute, true},
+		{"idle grant, access token expired", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e := newKeeperEnv(t)
+				k := e.keeper(e.st, KeeperOptions{})
+				id := e.start(t, k)
+				e.faults.set(func(f *faults) { f.resetToken = 1 })
+				stop := runKeeper(t, k)
+				if tc.view {
+					time.Sleep(tc.at)
+					tok, err := k.Token(t.Context(), id)
+					if err != nil || tok.Access != e.grant(t, id).AccessToken {
+						t.Fatalf("Token() during an unknown outcome = %v, want the old, still valid token", err)
+					}
+					if g := e.grant(t, id); g.State != store.StateDegraded || g.LastError != reasonTimeout {
+						t.Errorf("grant = %q (%q), want degraded (timeout)", g.State, g.LastError)
+					}
+				}
+				time.Sleep(3 * time.Hour)
+				stop()
+				g := e.grant(t, id)
+				if g.State != store.StateOK || !e.idp.Active(g.RefreshToken) {
+					t.Errorf("grant = %q (%q), refresh token active %v; want ok and active",
+						g.State, g.LastError, e.idp.Active(g.RefreshToken))
+				}
+				e.checkNoReuse(t)
+				m := k.Metrics()
+				want := probeAlive
+				if !tc.view {
+					want = probeExpired
+				}
+				if m.Probes[want] != 1 || m.RefreshOutcomes[reasonOutcomeUnknown] != 1 {
+					t.Errorf("Metrics() = %+v, want one %q probe", m, want)
+				}
+			})
+		})
+	}
+}
+
+// TestOutage: the IdP answers 503, or cannot be reached, for 10 minutes
+// while grants are due. No grant is lost; they are degraded during the
+// outage and ok after it without any user action.
+func TestOutage(t *testing.T) {
+	for _, mode := range []string{"503", "unreachable"} {
+		t.Run(mode, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e := newKeeperEnv(t)
+				k := e.keeper(e.st, KeeperOptions{})
+				const grants = 10
+				ids := make([]string, grants)
+				for i := range ids {
+					ids[i] = e.start(t, k)
+					time.Sleep(15 * time.Second)
+				}
+				stop := runKeeper(t, k)
+				// Idle grants come due at 67.5–72 minutes; the outage covers that.
+				time.Sleep(65 * time.Minute)
+				down := func(on bool) {
+					if mode == "503" {
+						e.idp.SetDown(on)
+					} else {
+						e.faults.set(func(f *faults) { f.refuse = on })
+					}
+				}
+				down(true)
+				time.Sleep(10 * time.Minute)
+				degraded := 0
+				for _, id := range ids {
+					if g := e.grant(t, id); g.State == store.StateDegraded {
+						degraded++
+					}
+				}
+				if gauge := k.Metrics().GrantsByState["degraded"]; degraded == 0 || gauge == 0 {
+					t.Errorf("at the end of the outage %d grants are degraded (gauge %d), want some", degraded, gauge)
+				}
+				down(false)
+				time.Sleep(5 * time.Minute)
+				for _, id := range ids {
+					g := e.grant(t, id)
+					if g.State != store.StateOK || !e.idp.Active(g.RefreshToken) {
+						t.Errorf("grant after the outage = %q (%q), want ok with an active refresh token", g.State, g.LastError)
+					}
+					if _, err := k.Token(t.Context(), id); err != nil {
+						t.Errorf("Token() after the outage = %v", err)
+					}
+				}
+				time.Sleep(2 * time.Minute)
+				if gauge := k.Metrics().GrantsByState; gauge["ok"] != grants {
+					t.Errorf("gauge after the outage = %v, want %d ok", gauge, grants)
+				}
+				stop()
+				e.checkNoReuse(t)
+				m := k.Metrics()
+				t.Logf("outage %s: %d grants, %d degraded at its end, refresh outcomes %v", mode, grants, degraded, m.RefreshOutcomes)
+			})
+		})
+	}
+}
+
+// TestReplace: the mail server refused an access token.
+func TestReplace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newKeeperEnv(t)
+		k := e.keeper(e.st, KeeperOptions{})
+		id := e.start(t, k)
+		first := e.grant(t, id).AccessToken
+
+		// The IdP still accepts it: not a token problem, and no refresh.
+		if _, err := k.Replace(t.Context(), id, first); err == nil || errors.Is(err, ErrNeedsSignIn) {
+			t.Errorf("Replace(valid token) = %v, want a plain error", err)
+		}
+		// The IdP revoked the access token: Replace refreshes.
+		if err := e.p.Revoke(t.Context(), first, "access_token"); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := k.Replace(t.Context(), id, first)
+		if err != nil || tok.Access == first || !e.idp.Active(tok.Access) {
+			t.Fatalf("Replace(revoked token) = %v, new token %v", err, tok.Access != first)
+		}
+		// A token the grant has since replaced: the current one, no call.
+		before := e.idp.Stats().TokenRequests
+		again, err := k.Replace(t.Context(), id, first)
+		if err != nil || again.Access != tok.Access {
+			t.Errorf("Replace(stale token) = %v, same current token %v", err, again.Access == tok.Access)
+		}
+		if n := e.idp.Stats().TokenRequests - before; n != 0 {
+			t.Errorf("Replace(stale token) made %d token requests, want 0", n)
+		}
+		e.checkNoReuse(t)
+	})
+}
+
+func TestSignOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newKeeperEnv(t)
+		k := e.keeper(e.st, KeeperOptions{})
+		id := e.start(t, k)
+		g := e.grant(t, id)
+		if err := k.SignOut(t.Context(), id); err != nil {
+			t.Fatalf("SignOut() = %v", err)
+		}
+		if e.idp.Active(g.RefreshToken) || e.idp.Active(g.AccessToken) {
+			t.Error("tokens still active at the IdP after SignOut")
+		}
+		if _, err := e.st.Grant(t.Context(), id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("store Grant() after SignOut = %v, want ErrNotFound", err)
+		}
+		if _, err := k.Token(t.Context(), id); !errors.Is(err, ErrNeedsSignIn) {
+			t.Errorf("Token() after SignOut = %v, want ErrNeedsSignIn", err)
+		}
+		if err := k.SignOut(t.Context(), id); err != nil {
+			t.Errorf("second SignOut() = %v, want nil", err)
+		}
+	})
+}
+
+// TestSessionPolicy: Run revokes and deletes grants past IdleTimeout or
+// Lifetime, and keeps the others alive until then.
+func TestSessionPolicy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newKeeperEnv(t)
+		k := e.keeper(e.st, KeeperOptions{IdleTimeout: 3 * time.Hour, Lifetime: 5 * time.Hour})
+		idle := e.start(t, k)
+		busy := e.start(t, k)
+		stop := runKeeper(t, k)
+		var lastRT string
+		for range 4 * 60 / 10 { // page views on busy every 10 minutes for 4h
+			time.Sleep(10 * time.Minute)
+			if _, err := k.Token(t.Context(), busy); err != nil {
+				t.Fatalf("Token(busy) = %v", err)
+			}
+		}
+		if _, err := e.st.Grant(t.Context(), idle); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("idle grant after 4h (idle timeout 3h) = %v, want deleted", err)
+		}
+		lastRT = e.grant(t, busy).RefreshToken
+		time.Sleep(70 * time.Minute) // past the 5h lifetime
+		if _, err := e.st.Grant(t.Context(), busy); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("busy grant after 5h10m (lifetime 5h) = %v, want deleted", err)
+		}
+		if e.idp.Active(lastRT) {
+			t.Error("refresh token of the expired grant is still active at the IdP")
+		}
+		stop()
+		if m := k.Metrics(); m.Expired != 2 {
+			t.Errorf("Metrics().Expired = %d, want 2", m.Expired)
+		}
+		e.checkNoReuse(t)
+	})
+}

@@ -1,0 +1,737 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/postern/postern/internal/store"
+)
+
+// This file is the one refresh path (refreshGrant) that page views, mail
+// retries and the background scheduler (Run) all go through, and the
+// scheduler itself.
+//
+// The order of operations is what keeps a single-use refresh token from being
+// spent twice (docs/protocol-notes.md §0 items 3–4, B.1):
+//
+//  1. the grant's in-process lock, so concurrent callers share one call;
+//  2. the grant's lease in the store, so other processes wait;
+//  3. a re-read under the lease: if someone else already rotated, use theirs;
+//  4. if the previous attempt's outcome is unknown, probe userinfo with the
+//     old access token before sending the refresh token again;
+//  5. the token-endpoint call, detached from the caller's context (a user
+//     closing a tab must not turn a refresh into an unknown outcome);
+//  6. the versioned write of the rotated tokens; only then are they used.
+
+// want says what a caller of refreshGrant needs from the grant.
+type want struct {
+	minValid   time.Duration // a page view: the access token must live at least this long
+	stale      string        // Replace: this access token was refused, so it must be replaced
+	background bool          // the scheduler: refresh if the grant is due; never wait for another process
+	force      bool          // take the lease whatever the grant's state (sign-out, expiry)
+}
+
+// Timing of the refresh path and the scheduler.
+const (
+	tickInterval  = 5 * time.Second // scheduler pass; refreshes land at most this late
+	gaugeInterval = time.Minute     // how often Run counts grants by state
+	storeTimeout  = 5 * time.Second // one store write on a detached context
+	backoffBase   = 5 * time.Second // first retry after a transient failure
+	backoffMax    = time.Minute     // cap of the exponential backoff
+	idleMargin    = 0.20            // idle grants refresh this fraction of the RT lifetime before it lapses…
+	idleJitter    = 0.05            // …plus up to this fraction more, by jitter
+	activeJitter  = 0.20            // active grants refresh up to this fraction of RefreshBeforeExpiry earlier
+)
+
+// errBasisChanged means the grant's refresh token changed while this writer
+// held an older copy: someone else rotated it, and theirs wins.
+var errBasisChanged = errors.New("auth: grant was rotated by another writer")
+
+// refreshGrant returns grant id, refreshed first if w says it must be. It is
+// the only code that sends a refresh token.
+func (k *Keeper) refreshGrant(ctx context.Context, id string, w want) (store.Grant, error) {
+	g, err := k.load(ctx, id)
+	if err != nil {
+		return store.Grant{}, err
+	}
+	if do, err := k.decide(g, time.Now(), w); !do {
+		return g, err
+	}
+	if w.background {
+		if err := k.limit.wait(ctx); err != nil {
+			return g, err
+		}
+	}
+	unlock, err := k.locks.lock(ctx, id)
+	if err != nil {
+		return g, err
+	}
+	defer unlock()
+	// Whoever held the lock before us may have refreshed already: check
+	// with a read before claiming the lease, which is a write.
+	if g, err = k.load(ctx, id); err != nil {
+		return store.Grant{}, err
+	}
+	if do, err := k.decide(g, time.Now(), w); !do {
+		return g, err
+	}
+	leased, g, err := k.claim(ctx, id, w)
+	if !leased {
+		return g, err
+	}
+	defer k.release(id)
+	return k.refreshLeased(context.WithoutCancel(ctx), g)
+}
+
+// load reads a grant; a missing grant means the user must sign in.
+func (k *Keeper) load(ctx context.Context, id string) (store.Grant, error) {
+	g, err := k.st.Grant(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Grant{}, fmt.Errorf("auth: grant %s: %w", id, ErrNeedsSignIn)
+	}
+	if err != nil {
+		return store.Grant{}, fmt.Errorf("auth: load grant: %w", err)
+	}
+	return g, nil
+}
+
+// decide says whether g must be refreshed now for w; when not, the error (if
+// any) says why the caller cannot have a fresh token.
+func (k *Keeper) decide(g store.Grant, now time.Time, w want) (bool, error) {
+	switch {
+	case w.force:
+		return true, nil
+	case g.State == store.StateNeedsSignIn:
+		return false, fmt.Errorf("auth: grant %s (%s): %w", g.ID, g.LastError, ErrNeedsSignIn)
+	case !k.needs(g, now, w):
+		return false, nil
+	case !w.background && g.State == store.StateDegraded && now.Before(g.NextRefreshAt):
+		// Backing off: page views do not hammer a failing IdP; Run retries.
+		class := ErrTransient
+		if g.LastError == reasonRejected {
+			class = ErrRejected
+		}
+		return false, fmt.Errorf("auth: grant %s: refresh failing (%s), retry scheduled: %w", g.ID, g.LastError, class)
+	}
+	return true, nil
+}
+
+// needs reports whether g must be refreshed now for w.
+func (k *Keeper) needs(g store.Grant, now time.Time, w want) bool {
+	switch {
+	case w.force:
+		return true
+	case w.background && g.State == store.StateDegraded:
+		return !now.Before(g.NextRefreshAt)
+	case w.background:
+		return !now.Before(k.refreshAt(g, now))
+	case w.stale != "" && g.AccessToken == w.stale:
+		return true
+	}
+	// Never demand more than half the token's life, or every view refreshes.
+	return g.AccessExpiry.Sub(now) < min(w.minValid, g.AccessExpiry.Sub(g.LastRefresh)/2)
+}
+
+// claim takes the grant's store lease, waiting (page views, sign-out) or
+// giving up (background) while another process holds it. It re-reads the
+// grant after every attempt: under the lease, to see a rotation that landed
+// before the claim; while waiting, to pick up the other process's result.
+func (k *Keeper) claim(ctx context.Context, id string, w want) (bool, store.Grant, error) {
+	deadline := time.Now().Add(k.opts.LeaseTTL + time.Second)
+	delay := 20 * time.Millisecond
+	for {
+		now := time.Now()
+		ok, err := k.st.ClaimLease(ctx, id, k.opts.Owner, now, now.Add(k.opts.LeaseTTL))
+		if errors.Is(err, store.ErrNotFound) {
+			return false, store.Grant{}, fmt.Errorf("auth: grant %s: %w", id, ErrNeedsSignIn)
+		}
+		if err != nil {
+			return false, store.Grant{}, fmt.Errorf("auth: claim refresh lease: %w", err)
+		}
+		g, err := k.load(ctx, id)
+		do := false
+		if err == nil {
+			do, err = k.decide(g, time.Now(), w)
+		}
+		if ok {
+			if do {
+				return true, g, nil
+			}
+			k.release(id)
+			return false, g, err
+		}
+		// Another process holds the lease.
+		if err != nil || !do || w.background {
+			return false, g, err
+		}
+		if time.Now().After(deadline) {
+			return false, g, fmt.Errorf("auth: grant %s: refresh held elsewhere (%s): %w", id, reasonLeaseBusy, ErrTransient)
+		}
+		if err := sleep(ctx, delay); err != nil {
+			return false, g, err
+		}
+		delay = min(2*delay, 500*time.Millisecond)
+	}
+}
+
+// extend renews our lease before an IdP call, so the call and the write after
+// it both finish inside the lease. It fails if the lease was lost.
+func (k *Keeper) extend(ctx context.Context, id string) error {
+	now := time.Now()
+	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	ok, err := k.st.ClaimLease(sctx, id, k.opts.Owner, now, now.Add(k.opts.LeaseTTL))
+	if err != nil {
+		return fmt.Errorf("auth: renew refresh lease: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("auth: grant %s: refresh lease lost: %w", id, ErrTransient)
+	}
+	return nil
+}
+
+// release gives the lease back so other processes need not wait it out.
+func (k *Keeper) release(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if err := k.st.ReleaseLease(ctx, id, k.opts.Owner); err != nil {
+		k.log.Warn("auth: release refresh lease", "grant", id, "err", err)
+	}
+}
+
+// callTimeout bounds one IdP call made under a lease.
+func (k *Keeper) callTimeout() time.Duration { return k.opts.LeaseTTL / 4 }
+
+// refreshLeased refreshes g, whose lease we hold, and records the outcome.
+// ctx carries no cancellation from the caller.
+func (k *Keeper) refreshLeased(ctx context.Context, g store.Grant) (store.Grant, error) {
+	if k.idp == nil {
+		return g, errors.New("auth: keeper has no provider")
+	}
+	if g.LastError == reasonOutcomeUnknown {
+		// The last refresh with this token may have committed: find out
+		// before sending it again.
+		switch res, err := k.probeUnknown(ctx, g); res {
+		case probeRevoked:
+			return k.signOff(ctx, g, reasonRefreshLost)
+		case probeUnreachable:
+			return k.degrade(ctx, g, reasonOutcomeUnknown, err)
+		}
+	}
+	if g.RefreshToken == "" {
+		return k.signOff(ctx, g, reasonNoRefreshToken)
+	}
+	if k.isSpent(g) {
+		return k.signOff(ctx, g, reasonUnsaved)
+	}
+	if err := k.extend(ctx, g.ID); err != nil {
+		return g, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, k.callTimeout())
+	k.metrics.attempt()
+	ts, err := k.idp.Refresh(cctx, g.RefreshToken)
+	cancel()
+	switch {
+	case err == nil:
+		k.metrics.outcome(reasonOK)
+		return k.commit(ctx, g, ts)
+	case errors.Is(err, ErrInvalidGrant):
+		k.metrics.outcome(reasonInvalidGrant)
+		return k.signOff(ctx, g, reasonInvalidGrant)
+	case errors.Is(err, ErrTransient):
+		reason := reasonUnavailable
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+			reason = reasonTimeout
+		}
+		k.metrics.outcome(reason)
+		return k.degrade(ctx, g, reason, err)
+	case errors.Is(err, ErrRejected):
+		k.metrics.outcome(reasonRejected)
+		return k.degrade(ctx, g, reasonRejected, err)
+	}
+	// ErrOutcomeUnknown, or anything unclassified: the refresh token may be
+	// spent. Record that first, so that even after a crash the next attempt
+	// (from any process) probes before re-sending it.
+	k.metrics.outcome(reasonOutcomeUnknown)
+	saved, derr := k.degrade(ctx, g, reasonOutcomeUnknown, err)
+	if saved.RefreshToken != g.RefreshToken {
+		return saved, derr // another writer rotated the grant meanwhile
+	}
+	switch res, _ := k.probeUnknown(ctx, g); res {
+	case probeRevoked:
+		return k.signOff(ctx, saved, reasonRefreshLost)
+	case probeUnreachable:
+		return saved, derr // the marker stays; Run probes again after backoff
+	}
+	// Not committed (or, with an expired access token, not knowable; see
+	// probeUnknown): clear the marker so the retry after backoff is allowed.
+	if cleared, err := k.update(ctx, saved, func(c *store.Grant) { c.LastError = reasonTimeout }); err == nil {
+		saved = cleared
+	}
+	return saved, derr
+}
+
+// probeUnknown asks userinfo whether g's access token survived a refresh
+// whose outcome is unknown. Authelia revokes every access token of a grant in
+// the same transaction as a rotation, so 200 means the refresh did not
+// commit, and 401 on a token that had not expired means it did.
+//
+// If the access token has (nearly) expired, a 401 proves nothing. Then the
+// Keeper retries the refresh (probeExpired): if the lost refresh had
+// committed, the retry re-uses a spent token and the IdP revokes the grant,
+// which is no worse than giving up (the rotated tokens are lost either way,
+// and a sign-in is needed in both cases); if it had not committed, the retry
+// saves the session. Idle grants refresh after their access token expired,
+// so this is the common case for them.
+func (k *Keeper) probeUnknown(ctx context.Context, g store.Grant) (string, error) {
+	if g.AccessToken == "" || g.AccessExpiry.Sub(time.Now()) < k.callTimeout()+minUsable {
+		k.metrics.probe(probeExpired)
+		return probeExpired, nil
+	}
+	if err := k.extend(ctx, g.ID); err != nil {
+		k.metrics.probe(probeUnreachable)
+		return probeUnreachable, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, k.callTimeout())
+	defer cancel()
+	return k.probe(pctx, g.AccessToken)
+}
+
+// probe calls userinfo with access and classifies the answer.
+func (k *Keeper) probe(ctx context.Context, access string) (string, error) {
+	if k.idp == nil {
+		return probeUnreachable, errors.New("auth: keeper has no provider")
+	}
+	_, err := k.idp.UserInfo(ctx, access)
+	res := probeUnreachable
+	switch {
+	case err == nil:
+		res = probeAlive
+	case errors.Is(err, ErrTokenRejected):
+		res = probeRevoked
+	}
+	k.metrics.probe(res)
+	return res, err
+}
+
+// commit stores rotated tokens. Only after it returns are they handed out.
+func (k *Keeper) commit(ctx context.Context, g store.Grant, ts TokenSet) (store.Grant, error) {
+	now := time.Now()
+	saved, err := k.update(ctx, g, func(c *store.Grant) {
+		c.AccessToken = ts.AccessToken
+		if ts.RefreshToken != "" {
+			c.RefreshToken = ts.RefreshToken
+		}
+		if ts.IDToken != "" {
+			c.IDToken = ts.IDToken
+		}
+		c.AccessExpiry = accessExpiry(ts.Expiry, now)
+		c.RefreshExpiry = now.Add(k.opts.RefreshTokenLifetime)
+		c.State, c.LastError, c.FailCount = store.StateOK, "", 0
+		c.LastRefresh = now
+		c.NextRefreshAt = k.schedule(*c, now)
+	})
+	switch {
+	case err == nil:
+		return saved, nil
+	case errors.Is(err, store.ErrNotFound):
+		// Signed out while this refresh ran: the new tokens belong to no one.
+		if ts.RefreshToken != "" {
+			rctx, cancel := context.WithTimeout(ctx, k.callTimeout())
+			if rerr := k.idp.Revoke(rctx, ts.RefreshToken, "refresh_token"); rerr != nil {
+				k.log.Warn("auth: revoke tokens of a deleted grant", "grant", g.ID, "err", rerr)
+			}
+			cancel()
+		}
+		return store.Grant{}, fmt.Errorf("auth: grant %s: %w", g.ID, ErrNeedsSignIn)
+	case errors.Is(err, errBasisChanged):
+		k.log.Error("auth: grant rotated by another refresher during ours; lease too short?", "grant", g.ID)
+		return saved, nil
+	}
+	// The old refresh token is spent and the new one is only in memory. Never
+	// send the old one again from here: that would revoke the whole grant.
+	if ts.RefreshToken != "" && ts.RefreshToken != g.RefreshToken {
+		k.mu.Lock()
+		k.spent[g.ID] = g.RefreshToken
+		k.mu.Unlock()
+	}
+	k.log.Error("auth: rotated tokens could not be stored; the grant will need a new sign-in", "grant", g.ID, "err", err)
+	return store.Grant{}, fmt.Errorf("auth: store rotated tokens: %w", err)
+}
+
+// isSpent reports whether g's refresh token was rotated by this process
+// without the result reaching the store.
+func (k *Keeper) isSpent(g store.Grant) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	rt, ok := k.spent[g.ID]
+	return ok && rt == g.RefreshToken
+}
+
+// signOff moves g to needs_sign_in and drops its tokens: they are dead at
+// the IdP. It always returns an error wrapping ErrNeedsSignIn.
+func (k *Keeper) signOff(ctx context.Context, g store.Grant, reason string) (store.Grant, error) {
+	k.metrics.signIn(reason)
+	k.log.Info("auth: grant needs a new sign-in", "grant", g.ID, "reason", reason)
+	saved, err := k.update(ctx, g, func(c *store.Grant) {
+		c.State, c.LastError = store.StateNeedsSignIn, reason
+		c.AccessToken, c.RefreshToken, c.IDToken = "", "", ""
+		c.NextRefreshAt = time.Time{}
+		c.FailCount++
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		k.log.Warn("auth: record needs_sign_in", "grant", g.ID, "err", err)
+	}
+	return saved, fmt.Errorf("auth: grant %s (%s): %w", g.ID, reason, ErrNeedsSignIn)
+}
+
+// degrade records a failed refresh that leaves the tokens intact: state
+// degraded, the reason, and a retry time with exponential backoff. The
+// returned error wraps cause.
+func (k *Keeper) degrade(ctx context.Context, g store.Grant, reason string, cause error) (store.Grant, error) {
+	now := time.Now()
+	saved, err := k.update(ctx, g, func(c *store.Grant) {
+		c.State, c.LastError = store.StateDegraded, reason
+		c.FailCount++
+		c.NextRefreshAt = now.Add(k.backoff(*c, now))
+	})
+	switch {
+	case errors.Is(err, errBasisChanged):
+		return saved, nil // someone else rotated it: their tokens are the answer
+	case err != nil:
+		k.log.Warn("auth: record refresh failure", "grant", g.ID, "reason", reason, "err", err)
+		saved = g
+	}
+	k.log.Info("auth: refresh failed; tokens kept", "grant", g.ID, "reason", reason, "failures", saved.FailCount)
+	return saved, fmt.Errorf("auth: refresh grant %s: %w", g.ID, cause)
+}
+
+// backoff is the wait before retry number c.FailCount: exponential from
+// backoffBase to backoffMax with equal jitter, and never so long that the
+// refresh token could lapse before two more tries.
+func (k *Keeper) backoff(c store.Grant, now time.Time) time.Duration {
+	d := min(backoffBase<<min(max(c.FailCount-1, 0), 16), backoffMax)
+	d = d/2 + rand.N(d/2+1)
+	if left := c.RefreshExpiry.Sub(now); left > 0 && d > left/3 {
+		d = max(left/3, time.Second)
+	}
+	return d
+}
+
+// update applies mutate to g and writes it with the version check. On a
+// conflict it re-reads and re-applies, unless the refresh token changed (then
+// errBasisChanged with the stored grant). Store failures are retried within a
+// bounded time; ctx must be detached from the caller.
+func (k *Keeper) update(ctx context.Context, g store.Grant, mutate func(*store.Grant)) (store.Grant, error) {
+	deadline := time.Now().Add(k.opts.LeaseTTL / 2)
+	delay := 50 * time.Millisecond
+	cur := g
+	for conflicts := 0; ; {
+		next := cur
+		mutate(&next)
+		sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		saved, err := k.st.UpdateGrant(sctx, next)
+		if errors.Is(err, store.ErrConflict) && conflicts < 5 {
+			conflicts++
+			var c store.Grant
+			if c, err = k.st.Grant(sctx, g.ID); err == nil {
+				cancel()
+				if c.RefreshToken != g.RefreshToken {
+					return c, errBasisChanged
+				}
+				cur = c
+				continue
+			}
+		}
+		cancel()
+		switch {
+		case err == nil:
+			return saved, nil
+		case errors.Is(err, store.ErrNotFound), time.Now().After(deadline):
+			return g, err
+		}
+		if err := sleep(ctx, delay); err != nil {
+			return g, err
+		}
+		delay = min(2*delay, time.Second)
+	}
+}
+
+// refreshAt is when the scheduler should refresh g, by token lifetimes
+// alone: for an active session a little before the access token expires, and
+// in any case at about 0.75–0.8 of the sliding refresh-token lifetime, so an
+// idle grant stays alive with one call per ~70 minutes at Authelia's 90.
+// Jitter is a stable function of the grant and its last rotation, so every
+// process computes the same time and re-computing it never moves it.
+func (k *Keeper) refreshAt(g store.Grant, now time.Time) time.Time {
+	if g.RefreshToken == "" {
+		return g.AccessExpiry // nothing to refresh with; needs sign-in then
+	}
+	o := k.opts
+	j := jitter(g)
+	t := g.RefreshExpiry.Add(-time.Duration(float64(o.RefreshTokenLifetime) * (idleMargin + idleJitter*j)))
+	if now.Sub(g.LastActive) < o.ActiveWindow {
+		lead := o.RefreshBeforeExpiry + time.Duration(activeJitter*j*float64(o.RefreshBeforeExpiry))
+		lead = min(lead, g.AccessExpiry.Sub(g.LastRefresh)/2)
+		t = minTime(t, g.AccessExpiry.Add(-lead))
+	}
+	return t
+}
+
+// policyEnd is when session policy ends g: IdleTimeout after the last page
+// view, or Lifetime after sign-in, whichever is first.
+func (k *Keeper) policyEnd(g store.Grant) time.Time {
+	last := g.LastActive
+	if last.IsZero() {
+		last = g.CreatedAt
+	}
+	return minTime(last.Add(k.opts.IdleTimeout), g.CreatedAt.Add(k.opts.Lifetime))
+}
+
+// schedule is the NextRefreshAt to store for g: its refresh time, or the end
+// of its session if that comes first (Run then revokes and deletes it).
+func (k *Keeper) schedule(g store.Grant, now time.Time) time.Time {
+	return minTime(k.refreshAt(g, now), k.policyEnd(g))
+}
+
+// jitter maps a grant and its last rotation to [0, 1).
+func jitter(g store.Grant) float64 {
+	h := fnv.New64a()
+	h.Write([]byte(g.ID))
+	var b [8]byte
+	n := g.LastRefresh.UnixNano()
+	for i := range b {
+		b[i] = byte(n >> (8 * i))
+	}
+	h.Write(b[:])
+	return float64(h.Sum64()>>11) / (1 << 53)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// limiter spaces calls at least every apart: a token bucket of depth one,
+// which is the strictest reading of "calls per second". A nil limiter does
+// not limit.
+type limiter struct {
+	mu    sync.Mutex
+	every time.Duration
+	next  time.Time
+}
+
+func newLimiter(perSecond float64) *limiter {
+	if perSecond < 0 || math.IsInf(perSecond, 1) {
+		return nil
+	}
+	return &limiter{every: time.Duration(float64(time.Second) / perSecond)}
+}
+
+// wait blocks until the next call may go out, or ctx ends.
+func (l *limiter) wait(ctx context.Context) error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	now := time.Now()
+	at := l.next
+	if at.Before(now) {
+		at = now
+	}
+	l.next = at.Add(l.every)
+	l.mu.Unlock()
+	if d := at.Sub(now); d > 0 {
+		return sleep(ctx, d)
+	}
+	return nil
+}
+
+// Run is the background refresher. Every tickInterval it asks the store for
+// grants due now (an index range scan, so a pass costs in proportion to the
+// due grants, not to all grants) and hands them to Concurrency workers, which
+// refresh them through the same path as page views, at most MaxPerSecond
+// IdP calls a second. Grants past their session policy are revoked and
+// deleted. Run returns nil when ctx is done, after every refresh in progress
+// has been written to the store.
+func (k *Keeper) Run(ctx context.Context) error {
+	if k.idp == nil {
+		return errors.New("auth: run: keeper has no provider")
+	}
+	queue := make(chan string, k.queueCap())
+	var wg sync.WaitGroup
+	for range k.opts.Concurrency {
+		wg.Go(func() {
+			for id := range queue {
+				k.processDue(ctx, id)
+				k.mu.Lock()
+				delete(k.queued, id)
+				k.mu.Unlock()
+			}
+		})
+	}
+	// Refreshes run on a context detached from ctx, so once the workers
+	// drain the queue (instantly: ctx is done) every started refresh is
+	// stored.
+	defer wg.Wait()
+	defer close(queue)
+	ticker := time.NewTicker(tickInterval)
+	defer ticker.Stop()
+	var counted time.Time
+	for {
+		now := time.Now()
+		if now.Sub(counted) >= gaugeInterval {
+			k.countStates(ctx)
+			counted = now
+		}
+		k.tick(ctx, now, queue)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+	}
+}
+
+// queueCap sizes the work queue: enough to keep the workers busy for one
+// tick at the rate cap, so a pass never reads more ids than it can start.
+func (k *Keeper) queueCap() int {
+	n := 2 * k.opts.Concurrency
+	if k.opts.MaxPerSecond > 0 {
+		n += int(math.Ceil(k.opts.MaxPerSecond * tickInterval.Seconds()))
+	}
+	return n
+}
+
+// tick hands the grants due at now to the workers, skipping those already
+// queued or in progress. It never blocks: when the queue is full, the rest
+// wait for the next tick, most overdue first.
+func (k *Keeper) tick(ctx context.Context, now time.Time, queue chan<- string) {
+	k.mu.Lock()
+	busy := len(k.queued)
+	k.mu.Unlock()
+	ids, err := k.st.DueGrants(ctx, now, busy+cap(queue))
+	if err != nil {
+		if ctx.Err() == nil {
+			k.log.Warn("auth: list due grants", "err", err)
+		}
+		return
+	}
+	handed := 0
+	defer func() {
+		k.metrics.mu.Lock()
+		k.metrics.m.Ticks++
+		k.metrics.m.Due += int64(handed)
+		k.metrics.mu.Unlock()
+	}()
+	for _, id := range ids {
+		k.mu.Lock()
+		_, dup := k.queued[id]
+		if !dup {
+			k.queued[id] = struct{}{}
+		}
+		k.mu.Unlock()
+		if dup {
+			continue
+		}
+		select {
+		case queue <- id:
+			handed++
+		default:
+			k.mu.Lock()
+			delete(k.queued, id)
+			k.mu.Unlock()
+			return
+		}
+	}
+}
+
+// processDue handles one due grant: delete it if its session is over,
+// reschedule it if it is no longer due (the user went idle), or refresh it.
+func (k *Keeper) processDue(ctx context.Context, id string) {
+	g, err := k.st.Grant(ctx, id)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
+			k.log.Warn("auth: read due grant", "grant", id, "err", err)
+		}
+		return
+	}
+	now := time.Now()
+	switch {
+	case g.State == store.StateNeedsSignIn:
+		return
+	case !now.Before(k.policyEnd(g)):
+		k.expire(ctx, id)
+		return
+	case !k.needs(g, now, want{background: true}):
+		if next := k.schedule(g, now); !next.Equal(g.NextRefreshAt) {
+			if err := k.st.TouchGrant(ctx, id, g.LastActive, next); err != nil && !errors.Is(err, store.ErrNotFound) {
+				k.log.Warn("auth: reschedule grant", "grant", id, "err", err)
+			}
+		}
+		return
+	}
+	if _, err := k.refreshGrant(ctx, id, want{background: true}); err != nil &&
+		!errors.Is(err, ErrNeedsSignIn) && ctx.Err() == nil {
+		k.log.Debug("auth: background refresh failed", "grant", id, "err", err)
+	}
+}
+
+// expire revokes and deletes a grant whose session policy has run out,
+// unless a page view revived it in the meantime.
+func (k *Keeper) expire(ctx context.Context, id string) {
+	if err := k.limit.wait(ctx); err != nil {
+		return
+	}
+	unlock, err := k.locks.lock(ctx, id)
+	if err != nil {
+		return
+	}
+	defer unlock()
+	leased, g, err := k.claim(ctx, id, want{force: true, background: true})
+	if !leased {
+		return
+	}
+	defer k.release(id)
+	if time.Now().Before(k.policyEnd(g)) {
+		return
+	}
+	k.metrics.add(&k.metrics.m.Expired, 1)
+	k.log.Info("auth: session policy ended; revoking grant", "grant", id)
+	if err := k.retire(context.WithoutCancel(ctx), id); err != nil {
+		k.log.Warn("auth: retire expired grant", "grant", id, "err", err)
+	}
+}
+
+// countStates refreshes the grants-by-state gauge.
+func (k *Keeper) countStates(ctx context.Context) {
+	counts, err := k.st.CountGrantsByState(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			k.log.Warn("auth: count grants", "err", err)
+		}
+		return
+	}
+	k.metrics.setStates(counts)
+}

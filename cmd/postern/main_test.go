@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/internal/devstack/idp"
+)
+
+func noEnv(string) string { return "" }
+
+func TestConfigCheckAcceptsTheExample(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"config", "check", "-config", "../../config.example.yml"}, noEnv, &out, &errb); err != nil {
+		t.Fatalf("config check on config.example.yml: %v\n%s", err, errb.String())
+	}
+	if !strings.Contains(out.String(), ": ok") {
+		t.Errorf("stdout = %q, want it to say ok", out.String())
+	}
+}
+
+func TestConfigCheckListsEveryProblem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "broken.yml")
+	broken := `server:
+  public_url: ftp://mail.example.com
+  listn: 127.0.0.1:8080
+oidc:
+  issuer: https://auth.example.com/
+  client_id: postern
+  scopes: [profile, email]
+imap:
+  host: mail.example.com
+  tls: maybe
+smtp:
+  host: mail.example.com
+  sasl: plain
+session:
+  secret: short
+storage:
+  encryption_key: not-a-key
+`
+	if err := os.WriteFile(path, []byte(broken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"config", "check", "-config", path}, noEnv, &out, &errb)
+	if err == nil {
+		t.Fatal("config check accepted a broken file")
+	}
+	for _, key := range []string{"server.public_url", "server.listn", "oidc.issuer", "oidc.client_secret", "oidc.scopes",
+		"imap.tls", "smtp.sasl", "session.secret", "storage.encryption_key"} {
+		if !strings.Contains(errb.String(), "  "+key+":") {
+			t.Errorf("output lacks a problem for %s:\n%s", key, errb.String())
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"version"}, noEnv, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "postern ") {
+		t.Errorf("version output %q", out.String())
+	}
+}
+
+// syncBuffer lets the test read what the running command prints.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestDemo runs the real command as a newcomer would, on a free port, and walks the first screen: sign in as the
+// printed demo user, see the inbox, sign out.
+func TestDemo(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"demo", "-listen", "127.0.0.1:0"}, noEnv, &out, &errb) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("demo returned %v; stderr:\n%s", err, errb.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("demo did not stop within 20 s of cancellation")
+		}
+	}()
+
+	re := regexp.MustCompile(`running at (http://127\.0\.0\.1:\d+)`)
+	var base string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			base = m[1]
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("demo exited early: %v\n%s", err, errb.String())
+		default:
+		}
+	}
+	if base == "" {
+		t.Fatalf("demo printed no URL; stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
+	}
+	pw := regexp.MustCompile(`user alice\s+password (\S+)`).FindStringSubmatch(out.String())
+	if pw == nil {
+		t.Fatalf("demo did not print alice's password:\n%s", out.String())
+	}
+
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := hc.Get(base + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	authURL := resp.Header.Get("Location")
+	cb, err := idp.SignIn(ctx, hc, authURL, "alice", pw[1], true)
+	if err != nil {
+		t.Fatalf("sign in at the demo IdP: %v", err)
+	}
+	resp, err = hc.Get(cb.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("callback = %s", resp.Status)
+	}
+	resp, err = hc.Get(base + resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "alice@example.test") || !strings.Contains(string(body), "data-uid=") {
+		t.Fatalf("inbox = %s:\n%s", resp.Status, body)
+	}
+	resp, err = hc.Post(base+"/logout", "application/x-www-form-urlencoded", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/signed-out" {
+		t.Errorf("logout = %s to %q", resp.Status, resp.Header.Get("Location"))
+	}
+}
