@@ -127,6 +127,7 @@ type Keeper struct {
 
 	mu     sync.Mutex
 	queued map[string]struct{} // grant ids handed to Run's workers
+	wake   chan struct{}       // Run's scheduler wake-up; nil when Run is not running
 	spent  map[string]string   // grant id → refresh token rotated but not stored; never sent again
 }
 
@@ -206,6 +207,7 @@ func (k *Keeper) Start(ctx context.Context, l *Login) (string, error) {
 	if err := k.st.CreateGrant(ctx, &g); err != nil {
 		return "", fmt.Errorf("auth: start: %w", err)
 	}
+	k.nudge()
 	return g.ID, nil
 }
 
@@ -295,8 +297,14 @@ func (k *Keeper) touch(ctx context.Context, g store.Grant, now time.Time) {
 	if now.Sub(g.LastActive) < touchEvery && !next.Before(g.NextRefreshAt) {
 		return
 	}
-	if err := k.st.TouchGrant(ctx, g.ID, now, next); err != nil && !errors.Is(err, store.ErrNotFound) {
-		k.log.Warn("auth: record activity", "grant", g.ID, "err", err)
+	if err := k.st.TouchGrant(ctx, g.ID, now, next); err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			k.log.Warn("auth: record activity", "grant", g.ID, "err", err)
+		}
+		return
+	}
+	if next.Before(g.NextRefreshAt) {
+		k.nudge()
 	}
 }
 

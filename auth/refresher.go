@@ -40,7 +40,8 @@ type want struct {
 
 // Timing of the refresh path and the scheduler.
 const (
-	tickInterval  = 5 * time.Second // scheduler pass; refreshes land at most this late
+	tickInterval  = 5 * time.Second // scheduler pass while work is pending
+	maxIdleSleep  = time.Minute     // longest sleep between passes
 	gaugeInterval = time.Minute     // how often Run counts grants by state
 	storeTimeout  = 5 * time.Second // one store write on a detached context
 	backoffBase   = 5 * time.Second // first retry after a transient failure
@@ -402,6 +403,7 @@ func (k *Keeper) degrade(ctx context.Context, g store.Grant, reason string, caus
 		c.FailCount++
 		c.NextRefreshAt = now.Add(k.backoff(*c, now))
 	})
+	k.nudge()
 	switch {
 	case errors.Is(err, errBasisChanged):
 		return saved, nil // someone else rotated it: their tokens are the answer
@@ -568,13 +570,15 @@ func (l *limiter) wait(ctx context.Context) error {
 	return nil
 }
 
-// Run is the background refresher. Every tickInterval it asks the store for
-// grants due now (an index range scan, so a pass costs in proportion to the
-// due grants, not to all grants) and hands them to Concurrency workers, which
-// refresh them through the same path as page views, at most MaxPerSecond
-// IdP calls a second. Grants past their session policy are revoked and
-// deleted. Run returns nil when ctx is done, after every refresh in progress
-// has been written to the store.
+// Run is the background refresher. It asks the store for grants due now (an
+// index range scan, so a pass costs in proportion to the due grants, not to
+// all grants) and hands them to Concurrency workers, which refresh them
+// through the same path as page views, at most MaxPerSecond IdP calls a
+// second. Grants past their session policy are revoked and deleted. Between
+// passes it sleeps until the next grant is due (tickInterval while work is
+// pending, at most maxIdleSleep), and wakes early when this process moves a
+// grant's refresh earlier. Run returns nil when ctx is done, after every
+// refresh in progress has been written to the store.
 func (k *Keeper) Run(ctx context.Context) error {
 	if k.idp == nil {
 		return errors.New("auth: run: keeper has no provider")
@@ -596,20 +600,45 @@ func (k *Keeper) Run(ctx context.Context) error {
 	// stored.
 	defer wg.Wait()
 	defer close(queue)
-	ticker := time.NewTicker(tickInterval)
-	defer ticker.Stop()
+
+	wake := make(chan struct{}, 1)
+	k.mu.Lock()
+	k.wake = wake
+	k.mu.Unlock()
+	defer func() {
+		k.mu.Lock()
+		k.wake = nil
+		k.mu.Unlock()
+	}()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	var counted time.Time
 	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		case <-wake:
+		}
 		now := time.Now()
 		if now.Sub(counted) >= gaugeInterval {
 			k.countStates(ctx)
 			counted = now
 		}
-		k.tick(ctx, now, queue)
+		timer.Reset(k.tick(ctx, now, queue))
+	}
+}
+
+// nudge wakes Run's scheduler, if it is running, to look at the due list
+// now: a grant's refresh time just moved earlier.
+func (k *Keeper) nudge() {
+	k.mu.Lock()
+	w := k.wake
+	k.mu.Unlock()
+	if w != nil {
 		select {
-		case <-ctx.Done():
-			return nil
-		case <-ticker.C:
+		case w <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -625,9 +654,10 @@ func (k *Keeper) queueCap() int {
 }
 
 // tick hands the grants due at now to the workers, skipping those already
-// queued or in progress. It never blocks: when the queue is full, the rest
-// wait for the next tick, most overdue first.
-func (k *Keeper) tick(ctx context.Context, now time.Time, queue chan<- string) {
+// queued or in progress, and returns how long the scheduler may sleep. It
+// never blocks: when the queue is full, the rest wait for the next pass,
+// most overdue first.
+func (k *Keeper) tick(ctx context.Context, now time.Time, queue chan<- string) time.Duration {
 	k.mu.Lock()
 	busy := len(k.queued)
 	k.mu.Unlock()
@@ -636,7 +666,7 @@ func (k *Keeper) tick(ctx context.Context, now time.Time, queue chan<- string) {
 		if ctx.Err() == nil {
 			k.log.Warn("auth: list due grants", "err", err)
 		}
-		return
+		return tickInterval
 	}
 	handed := 0
 	defer func() {
@@ -662,9 +692,28 @@ func (k *Keeper) tick(ctx context.Context, now time.Time, queue chan<- string) {
 			k.mu.Lock()
 			delete(k.queued, id)
 			k.mu.Unlock()
-			return
+			return tickInterval
 		}
 	}
+	if busy > 0 || len(ids) > 0 {
+		return tickInterval // work in progress: look again soon
+	}
+	return k.untilNextDue(ctx, now)
+}
+
+// untilNextDue is how long until the earliest grant comes due, at most
+// maxIdleSleep: the bound covers changes made by other processes (which
+// their own schedulers handle anyway).
+func (k *Keeper) untilNextDue(ctx context.Context, now time.Time) time.Duration {
+	ids, err := k.st.DueGrants(ctx, now.Add(maxIdleSleep), 1)
+	if err != nil || len(ids) == 0 {
+		return maxIdleSleep
+	}
+	g, err := k.st.Grant(ctx, ids[0])
+	if err != nil {
+		return tickInterval
+	}
+	return max(g.NextRefreshAt.Sub(now), 10*time.Millisecond)
 }
 
 // processDue handles one due grant: delete it if its session is over,

@@ -36,6 +36,7 @@ type idp struct {
 	mu    sync.Mutex
 	users map[string]string
 	down  atomic.Bool // answer 503
+	gone  atomic.Bool // drop the connection without an answer
 	calls atomic.Int64
 }
 
@@ -44,6 +45,13 @@ func newIdP(t *testing.T) *idp {
 	p := &idp{users: map[string]string{aliceToken: alice, bobToken: bobAddr, carolToken: carolAddr}}
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.calls.Add(1)
+		if p.gone.Load() {
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+			return
+		}
 		if p.down.Load() {
 			http.Error(w, "maintenance", http.StatusServiceUnavailable)
 			return
@@ -136,9 +144,9 @@ func makePKI() (testPKI, error) {
 
 // env is a running mail server with its IdP.
 type env struct {
-	idp  *idp
-	srv  *mailserver.Server
-	pki  testPKI
+	idp                      *idp
+	srv                      *mailserver.Server
+	pki                      testPKI
 	imap, imaps, smtp, smtps int
 }
 

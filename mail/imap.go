@@ -29,8 +29,12 @@ type Session struct {
 	broken atomic.Bool
 }
 
-// logoutTimeout bounds the polite LOGOUT in Close.
-const logoutTimeout = 5 * time.Second
+const (
+	// logoutTimeout bounds the polite LOGOUT in Close.
+	logoutTimeout = 5 * time.Second
+	// authTimeout bounds greeting, STARTTLS and AUTHENTICATE in Dial.
+	authTimeout = 30 * time.Second
+)
 
 // wordDecoder decodes RFC 2047 encoded words in any charset go-message knows
 // (ISO-2022-JP, windows-1252, ...), not only UTF-8 and ISO-8859-1.
@@ -50,13 +54,18 @@ func Dial(ctx context.Context, srv Server, c Credentials) (*Session, error) {
 	dctx, cancel := context.WithTimeout(ctx, srv.dialTimeout())
 	defer cancel()
 	d := net.Dialer{}
-	conn, err := d.DialContext(dctx, "tcp", srv.addr())
+	raw, err := d.DialContext(dctx, "tcp", srv.addr())
 	if err != nil {
 		return nil, fmt.Errorf("mail: imap dial %s: %w", srv.addr(), err)
 	}
-	// Until Dial returns, a cancelled ctx aborts whatever I/O is in flight.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	// Until Dial returns, the end of ctx (or of the overall bound: the
+	// server validates the token with the identity provider, which Stalwart
+	// allows 30s) aborts whatever I/O is in flight by closing the socket.
+	actx, acancel := context.WithTimeout(ctx, srv.dialTimeout()+authTimeout)
+	defer acancel()
+	stop := context.AfterFunc(actx, func() { raw.Close() })
 	defer stop()
+	conn := raw
 
 	opts := &imapclient.Options{WordDecoder: wordDecoder}
 	var client *imapclient.Client
@@ -76,7 +85,7 @@ func Dial(ctx context.Context, srv Server, c Credentials) (*Session, error) {
 		client, err = imapclient.NewStartTLS(conn, opts)
 		if err != nil {
 			conn.Close()
-			return nil, fmt.Errorf("mail: imap starttls with %s: %w", srv.addr(), ctxErr(ctx, err))
+			return nil, fmt.Errorf("mail: imap starttls with %s: %w", srv.addr(), ctxErr(actx, err))
 		}
 	case TLSNone:
 		client = imapclient.New(conn, opts)
@@ -88,7 +97,7 @@ func Dial(ctx context.Context, srv Server, c Credentials) (*Session, error) {
 
 	if err := client.WaitGreeting(); err != nil {
 		client.Close()
-		return nil, fmt.Errorf("mail: imap greeting from %s: %w", srv.addr(), ctxErr(ctx, err))
+		return nil, fmt.Errorf("mail: imap greeting from %s: %w", srv.addr(), ctxErr(actx, err))
 	}
 	if client.State() != imap.ConnStateNotAuthenticated {
 		client.Close()
@@ -97,7 +106,7 @@ func Dial(ctx context.Context, srv Server, c Credentials) (*Session, error) {
 	caps := client.Caps()
 	if caps == nil {
 		client.Close()
-		return nil, fmt.Errorf("mail: imap capability from %s: %w", srv.addr(), ctxErr(ctx, errors.New("no response")))
+		return nil, fmt.Errorf("mail: imap capability from %s: %w", srv.addr(), ctxErr(actx, errors.New("no response")))
 	}
 	// A server that does not offer the mechanism would answer NO, which
 	// would look like a bad token and send the user round a sign-in loop.
@@ -110,14 +119,14 @@ func Dial(ctx context.Context, srv Server, c Credentials) (*Session, error) {
 	if err := client.Authenticate(sc); err != nil {
 		authErr := imapAuthError(err, sc, c.Token)
 		var ie *imap.Error
-		if errors.As(err, &ie) && ctx.Err() == nil {
+		if errors.As(err, &ie) && actx.Err() == nil {
 			// The exchange ended with a tagged response, so the connection
 			// is in a known state: log out politely.
 			s.Close()
 		} else {
 			client.Close()
 		}
-		return nil, ctxErr(ctx, authErr)
+		return nil, ctxErr(actx, authErr)
 	}
 	return s, nil
 }
@@ -223,151 +232,6 @@ func (s *Session) run(ctx context.Context, what string, f func() error) error {
 // connection is alive and lets the server send pending updates.
 func (s *Session) Noop(ctx context.Context) error {
 	return s.run(ctx, "noop", func() error { return s.c.Noop().Wait() })
-}
-
-// Mailboxes lists every mailbox with its message and unseen counts, in
-// display order: Inbox, Drafts, Sent, Archive, Junk, Trash, then the rest
-// by name. Counts come from LIST-STATUS (RFC 5819) in one round trip when the
-// server has it, else from one STATUS per mailbox.
-func (s *Session) Mailboxes(ctx context.Context) ([]Mailbox, error) {
-	var out []Mailbox
-	err := s.run(ctx, "list", func() error {
-		caps := s.c.Caps()
-		opts := &imap.ListOptions{}
-		statusOpts := &imap.StatusOptions{NumMessages: true, NumUnseen: true}
-		// Return options need LIST-EXTENDED (RFC 5258); IMAP4rev2 implies it.
-		if caps.Has(imap.CapListExtended) && caps.Has(imap.CapSpecialUse) {
-			opts.ReturnSpecialUse = true
-		}
-		if caps.Has(imap.CapListStatus) {
-			opts.ReturnStatus = statusOpts
-		}
-		list, err := s.c.List("", "*", opts).Collect()
-		if err != nil {
-			return err
-		}
-		out = make([]Mailbox, 0, len(list))
-		for _, ld := range list {
-			mb := Mailbox{Name: ld.Mailbox}
-			if ld.Delim != 0 {
-				mb.Delimiter = string(ld.Delim)
-			}
-			for _, a := range ld.Attrs {
-				if a == imap.MailboxAttrNoSelect || a == imap.MailboxAttrNonExistent {
-					mb.NoSelect = true
-				}
-			}
-			if !mb.NoSelect {
-				st := ld.Status
-				if st == nil {
-					if st, err = s.c.Status(ld.Mailbox, statusOpts).Wait(); err != nil {
-						return err
-					}
-				}
-				if st.NumMessages != nil {
-					mb.Messages = *st.NumMessages
-				}
-				if st.NumUnseen != nil {
-					mb.Unseen = *st.NumUnseen
-				}
-			}
-			out = append(out, mb)
-		}
-		assignSpecialUse(out, list)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	sortMailboxes(out)
-	return out, nil
-}
-
-// specialOrder is the display order of special-use mailboxes.
-var specialOrder = map[string]int{
-	SpecialInbox: 0, SpecialDrafts: 1, SpecialSent: 2, SpecialArchive: 3, SpecialJunk: 4, SpecialTrash: 5,
-}
-
-// specialAttrs maps RFC 6154 attributes to roles.
-var specialAttrs = map[imap.MailboxAttr]string{
-	imap.MailboxAttrDrafts:  SpecialDrafts,
-	imap.MailboxAttrSent:    SpecialSent,
-	imap.MailboxAttrArchive: SpecialArchive,
-	imap.MailboxAttrJunk:    SpecialJunk,
-	imap.MailboxAttrTrash:   SpecialTrash,
-}
-
-// specialNames recognises the usual folder names of servers without
-// SPECIAL-USE (compared case-insensitively with the last hierarchy level).
-var specialNames = map[string]string{
-	"drafts": SpecialDrafts, "draft": SpecialDrafts,
-	"sent": SpecialSent, "sent items": SpecialSent, "sent messages": SpecialSent, "sent mail": SpecialSent,
-	"archive": SpecialArchive, "archives": SpecialArchive,
-	"junk": SpecialJunk, "spam": SpecialJunk, "junk e-mail": SpecialJunk, "junk email": SpecialJunk, "bulk mail": SpecialJunk,
-	"trash": SpecialTrash, "deleted items": SpecialTrash, "deleted messages": SpecialTrash, "bin": SpecialTrash,
-}
-
-// assignSpecialUse gives each role to at most one mailbox: attributes first
-// (RFC 6154), then, for roles no attribute claimed, the first mailbox in name
-// order with a well-known name.
-func assignSpecialUse(boxes []Mailbox, list []*imap.ListData) {
-	taken := map[string]bool{}
-	for i, ld := range list {
-		if strings.EqualFold(ld.Mailbox, "INBOX") {
-			boxes[i].Special = SpecialInbox
-			taken[SpecialInbox] = true
-			continue
-		}
-		// Attributes arrive canonicalised by imapclient (RFC 9051 7.3.1:
-		// they are case-insensitive).
-		for _, a := range ld.Attrs {
-			if role, ok := specialAttrs[a]; ok && !taken[role] {
-				boxes[i].Special = role
-				taken[role] = true
-				break
-			}
-		}
-	}
-	idx := make([]int, len(boxes))
-	for i := range idx {
-		idx[i] = i
-	}
-	slices.SortFunc(idx, func(a, b int) int { return strings.Compare(boxes[a].Name, boxes[b].Name) })
-	for _, i := range idx {
-		b := &boxes[i]
-		if b.Special != "" || b.NoSelect {
-			continue
-		}
-		leaf := b.Name
-		if b.Delimiter != "" {
-			if j := strings.LastIndex(leaf, b.Delimiter); j >= 0 {
-				leaf = leaf[j+len(b.Delimiter):]
-			}
-		}
-		if role, ok := specialNames[strings.ToLower(leaf)]; ok && !taken[role] {
-			b.Special = role
-			taken[role] = true
-		}
-	}
-}
-
-func sortMailboxes(boxes []Mailbox) {
-	slices.SortStableFunc(boxes, func(a, b Mailbox) int {
-		oa, aok := specialOrder[a.Special]
-		ob, bok := specialOrder[b.Special]
-		switch {
-		case aok && bok:
-			return oa - ob
-		case aok:
-			return -1
-		case bok:
-			return 1
-		}
-		if c := strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Name, b.Name)
-	})
 }
 
 // DefaultSummaries is the number of summaries returned when n <= 0.
@@ -479,14 +343,17 @@ func hasAttachment(bs imap.BodyStructure) bool {
 		if d := single.Disposition(); d != nil {
 			disp = strings.ToLower(d.Value)
 		}
+		mt := single.MediaType()
 		switch {
 		case disp == "attachment":
 			found = true
+		case mt == "application/pgp-signature" || mt == "application/pkcs7-signature" || mt == "application/x-pkcs7-signature":
+			// Signatures (RFC 3156, RFC 8551) are not something to open.
 		case disp == "inline" || single.ID != "":
 			// Shown in place or referenced by cid:.
-		case single.Filename() != "" && strings.ToLower(single.Type) != "text":
+		case mt == "message/rfc822" || strings.HasPrefix(mt, "application/"):
 			found = true
-		case strings.ToLower(single.Type) == "application":
+		case single.Filename() != "" && !strings.HasPrefix(mt, "text/"):
 			found = true
 		}
 		return !found

@@ -3,9 +3,12 @@ package mail
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-imap/v2"
 
 	"github.com/postern/postern/internal/devstack/mailserver"
 )
@@ -64,23 +67,25 @@ func TestDialAuthErrors(t *testing.T) {
 		opts    mailserver.Options
 		mech    Mechanism
 		token   string
-		idpDown bool
+		idpDown int // 1: userinfo answers 503, 2: it drops the connection
 		want    error
 		// wantAcks is how many %x01 answers to an error challenge the server saw.
 		wantAcks int64
 	}{
-		{"stalwart bad token oauthbearer", mailserver.Options{}, MechOAuthBearer, "wrong", false, ErrAuthFailed, 0},
-		{"stalwart bad token xoauth2", mailserver.Options{}, MechXOAuth2, "wrong", false, ErrAuthFailed, 0},
+		{"stalwart bad token oauthbearer", mailserver.Options{}, MechOAuthBearer, "wrong", 0, ErrAuthFailed, 0},
+		{"stalwart bad token xoauth2", mailserver.Options{}, MechXOAuth2, "wrong", 0, ErrAuthFailed, 0},
 		// Stalwart maps an IdP outage to AUTHENTICATIONFAILED in IMAP.
-		{"stalwart idp down", mailserver.Options{}, MechOAuthBearer, aliceToken, true, ErrAuthFailed, 0},
-		{"dovecot bad token oauthbearer", mailserver.Options{ErrorChallenge: true}, MechOAuthBearer, "wrong", false, ErrAuthFailed, 1},
-		{"dovecot bad token xoauth2", mailserver.Options{ErrorChallenge: true}, MechXOAuth2, "wrong", false, ErrAuthFailed, 1},
-		{"dovecot idp down", mailserver.Options{ErrorChallenge: true}, MechOAuthBearer, aliceToken, true, ErrAuthUnavailable, 0},
+		{"stalwart idp 503", mailserver.Options{}, MechOAuthBearer, aliceToken, 1, ErrAuthFailed, 0},
+		{"stalwart idp unreachable", mailserver.Options{}, MechXOAuth2, aliceToken, 2, ErrAuthFailed, 0},
+		{"dovecot bad token oauthbearer", mailserver.Options{ErrorChallenge: true}, MechOAuthBearer, "wrong", 0, ErrAuthFailed, 1},
+		{"dovecot bad token xoauth2", mailserver.Options{ErrorChallenge: true}, MechXOAuth2, "wrong", 0, ErrAuthFailed, 1},
+		{"dovecot idp 503", mailserver.Options{ErrorChallenge: true}, MechOAuthBearer, aliceToken, 1, ErrAuthUnavailable, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, tt.opts)
-			e.idp.down.Store(tt.idpDown)
+			e.idp.down.Store(tt.idpDown == 1)
+			e.idp.gone.Store(tt.idpDown == 2)
 			_, err := Dial(ctxT(t), e.imapServer(TLSNone, tt.mech), Credentials{alice, tt.token})
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Dial() error = %v, want %v", err, tt.want)
@@ -220,10 +225,13 @@ func TestSummaries(t *testing.T) {
 	}{
 		{"Grüße aus München – Übersicht für Q4", "Grete Müller", false, true, true},
 		{"会議の議事録（11月第1週）", "山田 太郎", false, true, false},
-		{"来週の予定について", "山田 太郎", false, false, false},          // ISO-2022-JP
-		{"Rückfrage zur Rechnung Nr. 2026-118", "Jürgen Weiß", false, true, false}, // ISO-8859-1
+		// ISO-2022-JP subject and body.
+		{"来週の予定について", "山田 太郎", false, false, false},
+		// ISO-8859-1 subject and From.
+		{"Rückfrage zur Rechnung Nr. 2026-118", "Jürgen Weiß", false, true, false},
 		{"Your invoice INV-2026-1042 for October", "Northwind Hosting", true, true, false},
-		{"Photos from the offsite", "Carol Nguyen", false, true, false}, // inline cid: image only
+		// Only an inline cid: image, which is not an attachment.
+		{"Photos from the offsite", "Carol Nguyen", false, true, false},
 		{"Slides for Thursday", "Bob Lindqvist", true, false, false},
 		{"The Self-Hosted Weekly #212", "The Self-Hosted Weekly", false, true, false},
 		{"Backup report for 2026-11-19: FAILED", "Nightly Backup", false, false, true},
@@ -284,4 +292,71 @@ func TestSummaries(t *testing.T) {
 			t.Errorf("Noop() after NO = %v", err)
 		}
 	})
+}
+
+func TestDialServerSilent(t *testing.T) {
+	// A server that accepts but never greets must not hang Dial past ctx.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	srv := Server{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, TLS: TLSNone}
+	start := time.Now()
+	_, err = Dial(ctx, srv, Credentials{alice, aliceToken})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Dial() = %v, want context.DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Dial() took %v after the deadline", d)
+	}
+}
+
+func TestHasAttachment(t *testing.T) {
+	leaf := func(typ, sub, disp, filename, id string) *imap.BodyStructureSinglePart {
+		p := &imap.BodyStructureSinglePart{Type: typ, Subtype: sub, ID: id, Extended: &imap.BodyStructureSinglePartExt{}}
+		if disp != "" {
+			p.Extended.Disposition = &imap.BodyStructureDisposition{Value: disp, Params: map[string]string{"filename": filename}}
+		}
+		return p
+	}
+	multi := func(sub string, parts ...imap.BodyStructure) *imap.BodyStructureMultiPart {
+		return &imap.BodyStructureMultiPart{Subtype: sub, Children: parts}
+	}
+	text := leaf("text", "plain", "", "", "")
+	html := leaf("text", "html", "", "", "")
+	tests := []struct {
+		name string
+		bs   imap.BodyStructure
+		want bool
+	}{
+		{"nil", nil, false},
+		{"plain", text, false},
+		{"alternative", multi("alternative", text, html), false},
+		{"inline cid image", multi("related", multi("alternative", text, html), leaf("image", "png", "inline", "a.png", "<a@x>")), false},
+		{"cid image without disposition", multi("related", html, leaf("image", "png", "", "", "<a@x>")), false},
+		{"pdf attachment", multi("mixed", text, leaf("application", "pdf", "attachment", "a.pdf", "")), true},
+		{"text attachment", multi("mixed", text, leaf("text", "plain", "attachment", "notes.txt", "")), true},
+		{"pdf without disposition", multi("mixed", text, leaf("application", "pdf", "", "", "")), true},
+		{"forwarded message", multi("mixed", text, leaf("message", "rfc822", "", "", "")), true},
+		{"pgp signature", multi("signed", text, leaf("application", "pgp-signature", "", "", "")), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := hasAttachment(tt.bs); got != tt.want {
+				t.Errorf("hasAttachment() = %v, want %v", got, tt.want)
+			}
+		})
+	}
 }

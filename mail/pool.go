@@ -127,7 +127,14 @@ func (p *Pool) Do(ctx context.Context, key string, creds func(context.Context) (
 	if err != nil {
 		return err
 	}
+	returned := false
+	defer func() {
+		if !returned { // fn panicked: the session state is unknown
+			p.discard(pe)
+		}
+	}()
 	err = fn(pe.s)
+	returned = true
 	p.release(pe, err)
 	return err
 }

@@ -316,3 +316,21 @@ func TestPoolClose(t *testing.T) {
 	}
 	waitFor(t, "server to see no session", func() bool { return e.srv.Stats().Sessions == 0 })
 }
+
+func TestPoolFnPanics(t *testing.T) {
+	e := newEnv(t, mailserver.Options{})
+	p := newTestPool(t, e, PoolOptions{MaxPerKey: 1})
+	ctx := ctxT(t)
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("panic was swallowed")
+			}
+		}()
+		p.Do(ctx, "alice", credsFor(alice, aliceToken), func(*Session) error { panic("boom") })
+	}()
+	checkStats(t, p, PoolStats{Logins: 1})
+	if err := p.Do(ctx, "alice", credsFor(alice, aliceToken), noop(ctx)); err != nil {
+		t.Fatalf("Do() after a panic = %v", err)
+	}
+}

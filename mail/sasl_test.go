@@ -19,6 +19,8 @@ func TestSASLClientStart(t *testing.T) {
 			"n,a=alice@example.test,\x01auth=Bearer tok123\x01\x01"},
 		{"oauthbearer escapes saslname", MechOAuthBearer, Credentials{"a,b=c@example.test", "t"}, "OAUTHBEARER",
 			"n,a=a=2Cb=3Dc@example.test,\x01auth=Bearer t\x01\x01"},
+		{"upper-case config", "OAUTHBEARER", Credentials{"alice@example.test", "tok123"}, "OAUTHBEARER",
+			"n,a=alice@example.test,\x01auth=Bearer tok123\x01\x01"},
 		{"xoauth2", MechXOAuth2, Credentials{"alice@example.test", "tok123"}, "XOAUTH2",
 			"user=alice@example.test\x01auth=Bearer tok123\x01\x01"},
 	}

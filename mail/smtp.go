@@ -78,11 +78,9 @@ func Send(ctx context.Context, srv Server, c Credentials, from string, to []stri
 	if err := client.SendMail(from, to, msg); err != nil {
 		return fmt.Errorf("mail: smtp send: %w", ctxErr(ctx, err))
 	}
-	if err := client.Quit(); err != nil {
-		// The message was accepted at the end of DATA; a failed QUIT does
-		// not undo that.
-		return nil
-	}
+	// The message was accepted at the end of DATA (RFC 5321 section 4.1.1.4);
+	// a failed QUIT does not undo that.
+	_ = client.Quit()
 	return nil
 }
 

@@ -59,23 +59,25 @@ func TestSendErrors(t *testing.T) {
 		token    string
 		from     string
 		to       []string
-		idpDown  bool
+		idpDown  int   // 1: userinfo answers 503, 2: it drops the connection
 		want     error // sentinel, or nil to check wantCode
 		wantCode int   // SMTP reply code when want is nil
 		wantAcks int64
 	}{
-		{"wrong sender", mailserver.Options{}, aliceToken, bobAddr, []string{bobAddr}, false, nil, 501, 0},
-		{"unknown domain", mailserver.Options{}, aliceToken, alice, []string{"someone@elsewhere.example"}, false, nil, 550, 0},
-		{"bad token", mailserver.Options{}, "wrong", alice, []string{bobAddr}, false, ErrAuthFailed, 0, 0},
-		{"idp down", mailserver.Options{}, aliceToken, alice, []string{bobAddr}, true, ErrAuthUnavailable, 0, 0},
-		{"dovecot bad token", mailserver.Options{ErrorChallenge: true}, "wrong", alice, []string{bobAddr}, false, ErrAuthFailed, 0, 1},
-		{"xoauth2 not offered", mailserver.Options{Mechanisms: []string{"OAUTHBEARER"}}, aliceToken, alice, []string{bobAddr}, false, nil, 0, 0},
+		{"wrong sender", mailserver.Options{}, aliceToken, bobAddr, []string{bobAddr}, 0, nil, 501, 0},
+		{"unknown domain", mailserver.Options{}, aliceToken, alice, []string{"someone@elsewhere.example"}, 0, nil, 550, 0},
+		{"bad token", mailserver.Options{}, "wrong", alice, []string{bobAddr}, 0, ErrAuthFailed, 0, 0},
+		{"idp 503", mailserver.Options{}, aliceToken, alice, []string{bobAddr}, 1, ErrAuthUnavailable, 0, 0},
+		{"idp unreachable", mailserver.Options{}, aliceToken, alice, []string{bobAddr}, 2, ErrAuthUnavailable, 0, 0},
+		{"dovecot bad token", mailserver.Options{ErrorChallenge: true}, "wrong", alice, []string{bobAddr}, 0, ErrAuthFailed, 0, 1},
+		{"xoauth2 not offered", mailserver.Options{Mechanisms: []string{"OAUTHBEARER"}}, aliceToken, alice, []string{bobAddr}, 0, nil, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, tt.opts)
 			e.srv.Seed(bobAddr)
-			e.idp.down.Store(tt.idpDown)
+			e.idp.down.Store(tt.idpDown == 1)
+			e.idp.gone.Store(tt.idpDown == 2)
 			mech := MechOAuthBearer
 			if tt.name == "xoauth2 not offered" {
 				mech = MechXOAuth2

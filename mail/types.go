@@ -13,6 +13,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -27,9 +28,10 @@ const (
 	MechXOAuth2 Mechanism = "xoauth2"
 )
 
-// saslName returns the mechanism name as it appears on the wire.
+// saslName returns the mechanism name as it appears on the wire. Case does
+// not matter, so configuration may say "OAUTHBEARER".
 func (m Mechanism) saslName() (string, error) {
-	switch m {
+	switch Mechanism(strings.ToLower(string(m))) {
 	case MechOAuthBearer, "":
 		return "OAUTHBEARER", nil
 	case MechXOAuth2:
@@ -155,7 +157,7 @@ func (a Address) String() string {
 
 // Summary is what a message list shows for one message.
 type Summary struct {
-	UID uint32
+	UID  uint32
 	From []Address
 	To   []Address
 	// Subject is decoded from RFC 2047 encoded words.

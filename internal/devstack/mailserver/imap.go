@@ -23,6 +23,7 @@ type imapSession struct {
 	conn     *trackedConn
 	acct     *account
 	failures int
+	counted  bool // a network connection, counted in Stats.Sessions
 }
 
 var (
@@ -31,8 +32,6 @@ var (
 )
 
 func (s *Server) newIMAPSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-	s.imapConns.Add(1)
-	s.sessions.Add(1)
 	sess := &imapSession{s: s}
 	if p, ok := c.NetConn().(*pipeConn); ok {
 		// In-process inspection connection (see Messages): pre-authenticated
@@ -41,13 +40,18 @@ func (s *Server) newIMAPSession(c *imapserver.Conn) (imapserver.Session, *imapse
 		sess.UserSession = imapmemserver.NewUserSession(p.acct.user)
 		return sess, &imapserver.GreetingData{PreAuth: true}, nil
 	}
+	s.imapConns.Add(1)
+	s.sessions.Add(1)
+	sess.counted = true
 	sess.conn = tracked(c.NetConn())
 	return sess, nil, nil
 }
 
 // Close implements imapserver.Session.
 func (sess *imapSession) Close() error {
-	sess.s.sessions.Add(-1)
+	if sess.counted {
+		sess.s.sessions.Add(-1)
+	}
 	if sess.UserSession != nil {
 		return sess.UserSession.Close()
 	}

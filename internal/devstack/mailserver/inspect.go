@@ -104,6 +104,7 @@ func (l *pipeListener) push(c net.Conn) error {
 	}
 }
 
+// Accept implements net.Listener.
 func (l *pipeListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.ch:
@@ -113,14 +114,19 @@ func (l *pipeListener) Accept() (net.Conn, error) {
 	}
 }
 
+// Close implements net.Listener.
 func (l *pipeListener) Close() error {
 	l.doneOnce.Do(func() { close(l.done) })
 	return nil
 }
 
+// Addr implements net.Listener.
 func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
 
 type pipeAddr struct{}
 
+// Network implements net.Addr.
 func (pipeAddr) Network() string { return "pipe" }
-func (pipeAddr) String() string  { return "inspect" }
+
+// String implements net.Addr.
+func (pipeAddr) String() string { return "inspect" }

@@ -12,8 +12,10 @@
 // userinfo 401/403 gives IMAP NO [AUTHENTICATIONFAILED] and SMTP 535 5.7.8;
 // an unreachable identity provider or a 5xx gives IMAP NO
 // [AUTHENTICATIONFAILED] too but SMTP 454 4.7.0. A connection is dropped
-// after MaxAuthFailures refused tokens. Options.ErrorChallenge switches to
-// Dovecot's behaviour instead (JSON error challenge, then NO).
+// after MaxAuthFailures refused tokens. Unlike Stalwart, failures are
+// answered at once (Stalwart's SMTP waits 5 s first), which keeps tests fast.
+// Options.ErrorChallenge switches to Dovecot's behaviour instead (JSON error
+// challenge, then NO).
 package mailserver
 
 import (
@@ -81,7 +83,8 @@ type Stats struct {
 	ChallengeAcks int64
 	// Delivered counts SMTP deliveries, one per recipient.
 	Delivered int64
-	// Sessions counts IMAP connections open now.
+	// Sessions counts IMAP network connections open now (the in-process
+	// connections of Messages are not counted).
 	Sessions int64
 	// IMAPConnections counts IMAP connections accepted in total.
 	IMAPConnections int64
@@ -106,7 +109,7 @@ type Server struct {
 	closeOnce sync.Once
 
 	authAttempts, authSuccesses, authFailures, userinfoCalls atomic.Int64
-	challengeAcks, delivered, sessions, imapConns           atomic.Int64
+	challengeAcks, delivered, sessions, imapConns            atomic.Int64
 }
 
 // New returns a server. It does not listen yet.
@@ -175,8 +178,11 @@ func New(opts Options) (*Server, error) {
 // libraries log I/O errors, never payloads.
 type printfLogger struct{ l *slog.Logger }
 
+// Printf logs at debug level.
 func (p printfLogger) Printf(format string, args ...any) { p.l.Debug(fmt.Sprintf(format, args...)) }
-func (p printfLogger) Println(args ...any)               { p.l.Debug(fmt.Sprint(args...)) }
+
+// Println logs at debug level.
+func (p printfLogger) Println(args ...any) { p.l.Debug(fmt.Sprint(args...)) }
 
 // ListenIMAP listens on addr (e.g. "127.0.0.1:0") and serves IMAP with
 // optional STARTTLS in the background. It returns the bound address.
@@ -365,6 +371,7 @@ type literal struct {
 	n int64
 }
 
+// Size implements imap.LiteralReader.
 func (l literal) Size() int64 { return l.n }
 
 // account returns the account for email, creating it when create is set
@@ -438,6 +445,7 @@ func (s *Server) Accounts() []string {
 // that refuses the last allowed authentication.
 type trackedListener struct{ net.Listener }
 
+// Accept wraps the accepted connection.
 func (l trackedListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
@@ -451,6 +459,7 @@ type trackedConn struct {
 	closeAfterWrite atomic.Bool
 }
 
+// Write writes b and then closes the connection if a session asked for it.
 func (c *trackedConn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
 	if c.closeAfterWrite.Load() {
