@@ -14,34 +14,11 @@ import (
 	"github.com/postern/postern/internal/store"
 )
 
-// This file is the one refresh path (refreshGrant) that page views, mail
-// retries and the background scheduler (Run) all go through, and the
-// scheduler itself.
-//
-// The order of operations is what keeps a single-use refresh token from being
-// spent twice (docs/protocol-notes.md §0 items 3–4, B.1):
-//
-//  1. the grant's in-process lock, so concurrent callers share one call;
-//  2. the grant's lease in the store, so other processes wait;
-//  3. a re-read under the lease: if someone else already rotated, use theirs;
-//  4. if the previous attempt's outcome is unknown, probe userinfo with the
-//     old access token before sending the refresh token again;
-//  5. the token-endpoint call, detached from the caller's context (a user
-//     closing a tab must not turn a refresh into an unknown outcome);
-//  6. the versioned write of the rotated tokens; only then are they used.
-
-// want says what a caller of refreshGrant needs from the grant.
-type want struct {
-	minValid   time.Duration // a page view: the access token must live at least this long
-	stale      string        // Replace: this access token was refused, so it must be replaced
-	background bool          // the scheduler: refresh if the grant is due; never wait for another process
-	force      bool          // take the lease whatever the grant's state (sign-out, expiry)
-}
-
 // Timing of the refresh path and the scheduler.
 const (
 	tickInterval  = 5 * time.Second // scheduler pass while work is pending
-	maxIdleSleep  = time.Minute     // longest sleep between passes
+	maxIdleSleep  = 5 * time.Minute // longest sleep between passes
+	backlogWarn   = 5 * time.Minute // a backlog this old is logged (again)
 	gaugeInterval = time.Minute     // how often Run counts grants by state
 	storeTimeout  = 5 * time.Second // one store write on a detached context
 	backoffBase   = 5 * time.Second // first retry after a transient failure
@@ -54,161 +31,6 @@ const (
 // errBasisChanged means the grant's refresh token changed while this writer
 // held an older copy: someone else rotated it, and theirs wins.
 var errBasisChanged = errors.New("auth: grant was rotated by another writer")
-
-// refreshGrant returns grant id, refreshed first if w says it must be. It is
-// the only code that sends a refresh token.
-func (k *Keeper) refreshGrant(ctx context.Context, id string, w want) (store.Grant, error) {
-	g, err := k.load(ctx, id)
-	if err != nil {
-		return store.Grant{}, err
-	}
-	if do, err := k.decide(g, time.Now(), w); !do {
-		return g, err
-	}
-	if w.background {
-		if err := k.limit.wait(ctx); err != nil {
-			return g, err
-		}
-	}
-	unlock, err := k.locks.lock(ctx, id)
-	if err != nil {
-		return g, err
-	}
-	defer unlock()
-	// Whoever held the lock before us may have refreshed already: check
-	// with a read before claiming the lease, which is a write.
-	if g, err = k.load(ctx, id); err != nil {
-		return store.Grant{}, err
-	}
-	if do, err := k.decide(g, time.Now(), w); !do {
-		return g, err
-	}
-	leased, g, err := k.claim(ctx, id, w)
-	if !leased {
-		return g, err
-	}
-	defer k.release(id)
-	return k.refreshLeased(context.WithoutCancel(ctx), g)
-}
-
-// load reads a grant; a missing grant means the user must sign in.
-func (k *Keeper) load(ctx context.Context, id string) (store.Grant, error) {
-	g, err := k.st.Grant(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.Grant{}, fmt.Errorf("auth: grant %s: %w", id, ErrNeedsSignIn)
-	}
-	if err != nil {
-		return store.Grant{}, fmt.Errorf("auth: load grant: %w", err)
-	}
-	return g, nil
-}
-
-// decide says whether g must be refreshed now for w; when not, the error (if
-// any) says why the caller cannot have a fresh token.
-func (k *Keeper) decide(g store.Grant, now time.Time, w want) (bool, error) {
-	switch {
-	case w.force:
-		return true, nil
-	case g.State == store.StateNeedsSignIn:
-		return false, fmt.Errorf("auth: grant %s (%s): %w", g.ID, g.LastError, ErrNeedsSignIn)
-	case !k.needs(g, now, w):
-		return false, nil
-	case !w.background && g.State == store.StateDegraded && now.Before(g.NextRefreshAt):
-		// Backing off: page views do not hammer a failing IdP; Run retries.
-		class := ErrTransient
-		if g.LastError == reasonRejected {
-			class = ErrRejected
-		}
-		return false, fmt.Errorf("auth: grant %s: refresh failing (%s), retry scheduled: %w", g.ID, g.LastError, class)
-	}
-	return true, nil
-}
-
-// needs reports whether g must be refreshed now for w.
-func (k *Keeper) needs(g store.Grant, now time.Time, w want) bool {
-	switch {
-	case w.force:
-		return true
-	case w.background && g.State == store.StateDegraded:
-		return !now.Before(g.NextRefreshAt)
-	case w.background:
-		return !now.Before(k.refreshAt(g, now))
-	case w.stale != "" && g.AccessToken == w.stale:
-		return true
-	}
-	// Never demand more than half the token's life, or every view refreshes.
-	return g.AccessExpiry.Sub(now) < min(w.minValid, g.AccessExpiry.Sub(g.LastRefresh)/2)
-}
-
-// claim takes the grant's store lease, waiting (page views, sign-out) or
-// giving up (background) while another process holds it. It re-reads the
-// grant after every attempt: under the lease, to see a rotation that landed
-// before the claim; while waiting, to pick up the other process's result.
-func (k *Keeper) claim(ctx context.Context, id string, w want) (bool, store.Grant, error) {
-	deadline := time.Now().Add(k.opts.LeaseTTL + time.Second)
-	delay := 20 * time.Millisecond
-	for {
-		now := time.Now()
-		ok, err := k.st.ClaimLease(ctx, id, k.opts.Owner, now, now.Add(k.opts.LeaseTTL))
-		if errors.Is(err, store.ErrNotFound) {
-			return false, store.Grant{}, fmt.Errorf("auth: grant %s: %w", id, ErrNeedsSignIn)
-		}
-		if err != nil {
-			return false, store.Grant{}, fmt.Errorf("auth: claim refresh lease: %w", err)
-		}
-		g, err := k.load(ctx, id)
-		do := false
-		if err == nil {
-			do, err = k.decide(g, time.Now(), w)
-		}
-		if ok {
-			if do {
-				return true, g, nil
-			}
-			k.release(id)
-			return false, g, err
-		}
-		// Another process holds the lease.
-		if err != nil || !do || w.background {
-			return false, g, err
-		}
-		if time.Now().After(deadline) {
-			return false, g, fmt.Errorf("auth: grant %s: refresh held elsewhere (%s): %w", id, reasonLeaseBusy, ErrTransient)
-		}
-		if err := sleep(ctx, delay); err != nil {
-			return false, g, err
-		}
-		delay = min(2*delay, 500*time.Millisecond)
-	}
-}
-
-// extend renews our lease before an IdP call, so the call and the write after
-// it both finish inside the lease. It fails if the lease was lost.
-func (k *Keeper) extend(ctx context.Context, id string) error {
-	now := time.Now()
-	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	ok, err := k.st.ClaimLease(sctx, id, k.opts.Owner, now, now.Add(k.opts.LeaseTTL))
-	if err != nil {
-		return fmt.Errorf("auth: renew refresh lease: %w", err)
-	}
-	if !ok {
-		return fmt.Errorf("auth: grant %s: refresh lease lost: %w", id, ErrTransient)
-	}
-	return nil
-}
-
-// release gives the lease back so other processes need not wait it out.
-func (k *Keeper) release(id string) {
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-	defer cancel()
-	if err := k.st.ReleaseLease(ctx, id, k.opts.Owner); err != nil {
-		k.log.Warn("auth: release refresh lease", "grant", id, "err", err)
-	}
-}
-
-// callTimeout bounds one IdP call made under a lease.
-func (k *Keeper) callTimeout() time.Duration { return k.opts.LeaseTTL / 4 }
 
 // refreshLeased refreshes g, whose lease we hold, and records the outcome.
 // ctx carries no cancellation from the caller.
@@ -435,13 +257,14 @@ func (k *Keeper) update(ctx context.Context, g store.Grant, mutate func(*store.G
 	deadline := time.Now().Add(k.opts.LeaseTTL / 2)
 	delay := 50 * time.Millisecond
 	cur := g
-	for conflicts := 0; ; {
+	for {
 		next := cur
 		mutate(&next)
 		sctx, cancel := context.WithTimeout(ctx, storeTimeout)
 		saved, err := k.st.UpdateGrant(sctx, next)
-		if errors.Is(err, store.ErrConflict) && conflicts < 5 {
-			conflicts++
+		if errors.Is(err, store.ErrConflict) {
+			// A page view's TouchGrant does not bump the version, so a
+			// conflict means another writer; theirs may be newer.
 			var c store.Grant
 			if c, err = k.st.Grant(sctx, g.ID); err == nil {
 				cancel()
@@ -610,22 +433,29 @@ func (k *Keeper) Run(ctx context.Context) error {
 		k.wake = nil
 		k.mu.Unlock()
 	}()
+	// Two deadlines share one timer: the next scheduler pass and the next
+	// count of grants by state.
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	var counted time.Time
+	var nextTick, nextCount time.Time
 	for {
+		woken := false
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
 		case <-wake:
+			woken = true
 		}
 		now := time.Now()
-		if now.Sub(counted) >= gaugeInterval {
+		if !now.Before(nextCount) {
 			k.countStates(ctx)
-			counted = now
+			nextCount = now.Add(gaugeInterval)
 		}
-		timer.Reset(k.tick(ctx, now, queue))
+		if woken || !now.Before(nextTick) {
+			nextTick = now.Add(k.tick(ctx, now, queue))
+		}
+		timer.Reset(minTime(nextTick, nextCount).Sub(now))
 	}
 }
 
@@ -695,10 +525,37 @@ func (k *Keeper) tick(ctx context.Context, now time.Time, queue chan<- string) t
 			return tickInterval
 		}
 	}
+	if len(ids) == busy+cap(queue) {
+		k.backlogged(now)
+	} else {
+		k.mu.Lock()
+		k.backlogSince = time.Time{}
+		k.mu.Unlock()
+	}
 	if busy > 0 || len(ids) > 0 {
 		return tickInterval // work in progress: look again soon
 	}
 	return k.untilNextDue(ctx, now)
+}
+
+// backlogged notes a pass that found more due grants than it could start.
+// Sustained, it means the rate cap (or Concurrency) is below what the grants
+// need: each idle grant needs one call per ~0.75 × RefreshTokenLifetime, so
+// MaxPerSecond 2 keeps about 8,000 grants alive at Authelia's 90 minutes.
+// Grants that fall behind lapse, so say so loudly.
+func (k *Keeper) backlogged(now time.Time) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.backlogSince.IsZero() {
+		k.backlogSince, k.backlogWarned = now, time.Time{}
+		return
+	}
+	if now.Sub(k.backlogSince) >= backlogWarn && now.Sub(k.backlogWarned) >= backlogWarn {
+		k.backlogWarned = now
+		k.log.Warn("auth: refresh backlog: more grants are due than MaxPerSecond and Concurrency allow; "+
+			"grants may lapse", "since", k.backlogSince, "max_per_second", k.opts.MaxPerSecond,
+			"concurrency", k.opts.Concurrency)
+	}
 }
 
 // untilNextDue is how long until the earliest grant comes due, at most
@@ -734,7 +591,11 @@ func (k *Keeper) processDue(ctx context.Context, id string) {
 		k.expire(ctx, id)
 		return
 	case !k.needs(g, now, want{background: true}):
-		if next := k.schedule(g, now); !next.Equal(g.NextRefreshAt) {
+		// Not due after all: the session went idle since the time was set.
+		// (TouchGrant rewrites LastActive with the value just read; a page
+		// view racing this loses one activity mark, which its next view
+		// restores.)
+		if next := k.schedule(g, now); g.State == store.StateOK && !next.Equal(g.NextRefreshAt) {
 			if err := k.st.TouchGrant(ctx, id, g.LastActive, next); err != nil && !errors.Is(err, store.ErrNotFound) {
 				k.log.Warn("auth: reschedule grant", "grant", id, "err", err)
 			}

@@ -114,6 +114,14 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if old := sess.GrantID(); old != "" && old != id {
+		// Signing in again (the old grant ended, or "sign in again" from the Session page): retire the old grant so
+		// it neither lingers in the store nor keeps pooled connections.
+		if err := s.tokens.SignOut(r.Context(), old); err != nil {
+			s.log(r).Warn("retire previous grant", slog.Any("err", err))
+		}
+		s.mail.CloseKey(old)
+	}
 	if err := sess.SignIn(r.Context(), s.sessions, id); err != nil {
 		return err
 	}

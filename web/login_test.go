@@ -333,3 +333,28 @@ func mustURL(s string) *url.URL {
 	}
 	return u
 }
+
+func TestSignInAgainRetiresTheOldGrant(t *testing.T) {
+	s := newStack(t)
+	b := newBrowser(t)
+	s.signIn(b, "alice", "/session")
+	ids, _ := s.store.GrantsBySubject(context.Background(), s.idp.Issuer(), idp.Subject("alice"))
+	if len(ids) != 1 {
+		t.Fatalf("grants after first sign-in = %v", ids)
+	}
+	old, err := s.store.Grant(context.Background(), ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// "Sign in again" from the Session page, in the same browser.
+	if r := s.signIn(b, "alice", "/session"); r.location != "/session" {
+		t.Fatalf("second sign-in went to %q", r.location)
+	}
+	ids, _ = s.store.GrantsBySubject(context.Background(), s.idp.Issuer(), idp.Subject("alice"))
+	if len(ids) != 1 || ids[0] == old.ID {
+		t.Fatalf("grants after second sign-in = %v (old %s); want exactly one new grant", ids, old.ID)
+	}
+	if s.idp.Active(old.RefreshToken) {
+		t.Error("the old grant's refresh token is still active at the IdP")
+	}
+}

@@ -237,7 +237,8 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	return serveErr
 }
 
-// janitor closes idle IMAP connections (well before the server's 30-minute autologout) and deletes expired sessions.
+// janitor closes idle IMAP connections (well before the server's 30-minute autologout), deletes expired sessions and
+// sweeps grants that ended long ago.
 func (a *app) janitor(ctx context.Context) {
 	t := time.NewTicker(30 * time.Second)
 	defer t.Stop()
@@ -251,6 +252,13 @@ func (a *app) janitor(ctx context.Context) {
 				a.log.Warn("delete expired sessions", slog.Any("err", err))
 			} else if n > 0 {
 				a.log.Debug("expired sessions deleted", slog.Int("count", n))
+			}
+			// A grant the IdP ended (needs_sign_in) whose user has not come back within the session idle timeout
+			// has no session left to come back with.
+			if n, err := a.store.DeleteEndedGrants(ctx, now.Add(-a.cfg.Session.IdleTimeout)); err != nil {
+				a.log.Warn("delete ended grants", slog.Any("err", err))
+			} else if n > 0 {
+				a.log.Info("ended grants deleted", slog.Int("count", n))
 			}
 		}
 	}

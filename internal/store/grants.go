@@ -277,6 +277,21 @@ func (s *SQLite) DeleteGrant(ctx context.Context, id string) error {
 	return nil
 }
 
+// DeleteEndedGrants removes grants in state needs_sign_in that nobody has used since before: their tokens are already
+// dropped, and the refresher never visits them (DueGrants skips the state), so without this sweep they would stay
+// forever when their user does not come back. It returns how many it deleted.
+func (s *SQLite) DeleteEndedGrants(ctx context.Context, before time.Time) (int, error) {
+	res, err := s.db.ExecContext(ctx, "DELETE FROM grants WHERE state = ? AND last_active < ?", string(StateNeedsSignIn), toNanos(before))
+	if err != nil {
+		return 0, fmt.Errorf("store: delete ended grants: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("store: delete ended grants: %w", err)
+	}
+	return int(n), nil
+}
+
 // DueGrants returns up to limit ids of grants in state ok or degraded whose
 // next_refresh_at is at or before before, most overdue first. It reads only
 // the grants_due index, so its cost follows limit, not the table size.

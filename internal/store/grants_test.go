@@ -449,3 +449,29 @@ func TestSealedBlobBoundToRow(t *testing.T) {
 		t.Errorf("Grant with a transplanted token = %v, want an open error", err)
 	}
 }
+
+func TestDeleteEndedGrants(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	mk := func(id string, state GrantState, lastActive time.Duration) {
+		g := sampleGrant(id)
+		g.State, g.LastActive = state, at(lastActive)
+		if err := s.CreateGrant(ctx, &g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("ended-old", StateNeedsSignIn, time.Minute)
+	mk("ended-recent", StateNeedsSignIn, 3*time.Hour)
+	mk("ok-old", StateOK, time.Minute)
+	mk("degraded-old", StateDegraded, time.Minute)
+	n, err := s.DeleteEndedGrants(ctx, at(2*time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("DeleteEndedGrants = %d, %v; want 1, nil", n, err)
+	}
+	for id, want := range map[string]bool{"ended-old": false, "ended-recent": true, "ok-old": true, "degraded-old": true} {
+		_, err := s.Grant(ctx, id)
+		if got := err == nil; got != want {
+			t.Errorf("grant %s present = %v, want %v", id, got, want)
+		}
+	}
+}
