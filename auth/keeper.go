@@ -485,8 +485,10 @@ func (k *Keeper) needs(g store.Grant, now time.Time, w want) bool {
 	case w.stale != "" && g.AccessToken == w.stale:
 		return true
 	}
-	// Never demand more than half the token's life, or every view refreshes.
-	return g.AccessExpiry.Sub(now) < min(w.minValid, g.AccessExpiry.Sub(g.LastRefresh)/2)
+	// Never demand more than half the token's life, or every view refreshes; but always refresh a token with less
+	// than minUsable left, which usable() would refuse to hand out: with very short-lived access tokens (under
+	// ~20 s) half the life is below minUsable, and the view would get neither a refresh nor a token.
+	return g.AccessExpiry.Sub(now) < max(minUsable, min(w.minValid, g.AccessExpiry.Sub(g.LastRefresh)/2))
 }
 
 // claim takes the grant's store lease, waiting (page views, sign-out) or

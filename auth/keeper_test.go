@@ -58,11 +58,18 @@ type keeperEnv struct {
 
 func newKeeperEnv(t *testing.T) *keeperEnv {
 	t.Helper()
+	return newKeeperEnvTTL(t, 0)
+}
+
+// newKeeperEnvTTL is newKeeperEnv with the IdP's access-token lifespan set (0: the default hour).
+func newKeeperEnvTTL(t *testing.T, accessTTL time.Duration) *keeperEnv {
+	t.Helper()
 	ip, err := idp.New(idp.Options{
-		Issuer:     keeperIssuer,
-		Users:      []idp.User{{Username: "ann", Password: "pw-ann", Email: "Ann@Example.org", Name: "Ann"}},
-		Clients:    []idp.Client{{ID: keeperClient, Secret: keeperSecret, RedirectURIs: []string{keeperRedirect}}},
-		SigningKey: keeperRSAKey(),
+		AccessTokenLifespan: accessTTL,
+		Issuer:              keeperIssuer,
+		Users:               []idp.User{{Username: "ann", Password: "pw-ann", Email: "Ann@Example.org", Name: "Ann"}},
+		Clients:             []idp.Client{{ID: keeperClient, Secret: keeperSecret, RedirectURIs: []string{keeperRedirect}}},
+		SigningKey:          keeperRSAKey(),
 	})
 	if err != nil {
 		t.Fatalf("idp.New() = %v", err)
@@ -555,6 +562,34 @@ func TestSessionPolicy(t *testing.T) {
 		stop()
 		if m := k.Metrics(); m.Expired != 2 {
 			t.Errorf("Metrics().Expired = %d, want 2", m.Expired)
+		}
+		e.checkNoReuse(t)
+	})
+}
+
+// TestShortLivedAccessTokens: with access tokens shorter than ~20 s (seen with a 12 s Hydra client in the
+// end-to-end suite), half the token's life is below the minimum Token hands out, so a view must refresh rather than
+// get neither a refresh nor a token.
+func TestShortLivedAccessTokens(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newKeeperEnvTTL(t, 12*time.Second)
+		k := e.keeper(e.st, KeeperOptions{})
+		id := e.start(t, k)
+		for i := range 40 { // a view every 3 s for 2 minutes: about ten rotations
+			tok, err := k.Token(t.Context(), id)
+			if err != nil {
+				t.Fatalf("view %d: Token() = %v", i, err)
+			}
+			if left := time.Until(tok.Expiry); left < minUsable {
+				t.Fatalf("view %d: token with %v left, want at least %v", i, left, minUsable)
+			}
+			if !e.idp.Active(tok.Access) {
+				t.Fatalf("view %d: the token handed out is not active at the IdP", i)
+			}
+			time.Sleep(3 * time.Second)
+		}
+		if n := e.idp.Stats().Refreshes; n < 5 {
+			t.Errorf("refreshes over 2 minutes of 12 s tokens = %d, want several", n)
 		}
 		e.checkNoReuse(t)
 	})

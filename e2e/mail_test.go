@@ -131,6 +131,9 @@ func TestIMAPSASLRefused(t *testing.T) {
 		t.Fatalf("access token still active after revoking its refresh token")
 	}
 
+	// Each case costs about 4.5 s: the refusal, then the penalty that the
+	// next login pays (see resetPenalty). Four cover both mechanisms, both
+	// TLS modes and the three reasons.
 	cases := []struct {
 		name  string
 		port  int
@@ -139,11 +142,9 @@ func TestIMAPSASLRefused(t *testing.T) {
 		creds mail.Credentials
 	}{
 		{"garbage/oauthbearer/tls", tb.IMAPPort, mail.TLSImplicit, mail.MechOAuthBearer, mail.Credentials{Address: alice, Token: "ory_at_not-a-token." + randomString()}},
-		{"garbage/xoauth2/starttls", tb.IMAPStartTLSPort, mail.TLSStartTLS, mail.MechXOAuth2, mail.Credentials{Address: alice, Token: "ory_at_not-a-token." + randomString()}},
+		{"revoked/xoauth2/starttls", tb.IMAPStartTLSPort, mail.TLSStartTLS, mail.MechXOAuth2, mail.Credentials{Address: alice, Token: revoked.Access}},
 		{"revoked/oauthbearer/starttls", tb.IMAPStartTLSPort, mail.TLSStartTLS, mail.MechOAuthBearer, mail.Credentials{Address: alice, Token: revoked.Access}},
-		{"revoked/xoauth2/tls", tb.IMAPPort, mail.TLSImplicit, mail.MechXOAuth2, mail.Credentials{Address: alice, Token: revoked.Access}},
-		{"other-user/oauthbearer/tls", tb.IMAPPort, mail.TLSImplicit, mail.MechOAuthBearer, mail.Credentials{Address: alice, Token: bobTok.Access}},
-		{"other-user/xoauth2/starttls", tb.IMAPStartTLSPort, mail.TLSStartTLS, mail.MechXOAuth2, mail.Credentials{Address: alice, Token: bobTok.Access}},
+		{"other-user/xoauth2/tls", tb.IMAPPort, mail.TLSImplicit, mail.MechXOAuth2, mail.Credentials{Address: alice, Token: bobTok.Access}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

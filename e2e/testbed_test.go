@@ -245,7 +245,7 @@ func (tb *testbed) directLogin(t *testing.T, c client, user, password string) to
 		}
 		return nil
 	}
-	resp := b.signInForm(ctx, t, authURL, user, password)
+	resp, _ := b.signInForm(ctx, t, authURL, user, password)
 	loc, err := resp.Location()
 	if err != nil {
 		t.Fatalf("sign-in as %s did not end at the redirect URI: status %d at %s", user, resp.StatusCode, resp.Request.URL)
@@ -413,7 +413,7 @@ func (b *browser) do(t *testing.T, req *http.Request) (*http.Response, string) {
 // would (ids username, password, submit, like the dev IdP) and posts it. It
 // returns the response that ends the redirect chain: a Postern page, or,
 // when CheckRedirect stops early, the redirect to the client.
-func (b *browser) signInForm(ctx context.Context, t *testing.T, start, user, password string) *http.Response {
+func (b *browser) signInForm(ctx context.Context, t *testing.T, start, user, password string) (*http.Response, string) {
 	t.Helper()
 	resp, page := b.get(ctx, t, start)
 	if resp.StatusCode != http.StatusOK {
@@ -434,11 +434,11 @@ func (b *browser) signInForm(ctx context.Context, t *testing.T, start, user, pas
 	}
 	f.values.Set("username", user)
 	f.values.Set("password", password)
-	resp, _ = b.post(ctx, t, action.String(), f.values)
+	resp, page = b.post(ctx, t, action.String(), f.values)
 	if resp.StatusCode == http.StatusUnauthorized {
 		t.Fatalf("login as %s refused", user)
 	}
-	return resp
+	return resp, page
 }
 
 // form is the first form of a page: its action, hidden inputs and the ids of

@@ -155,6 +155,7 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		PageSize:      cfg.Web.PageSize,
 		Logger:        logger,
 		Version:       version,
+		Sender:        web.SMTPSender{Server: a.smtp},
 	}, a.auth, a.keeper, a.pool, a.store)
 	if err != nil {
 		return nil, err
@@ -196,6 +197,8 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
+	// Live-update streams (SSE) stay open until the client leaves; without this Shutdown would wait for them.
+	srv.RegisterOnShutdown(a.web.CloseStreams)
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Add(2)
