@@ -268,10 +268,15 @@ func (k *Keeper) hand(ctx context.Context, g store.Grant, err error) (Token, err
 		return Token{}, err
 	}
 	if !usable(g, now) {
-		if err == nil {
-			err = fmt.Errorf("auth: grant %s has no usable access token: %w", g.ID, ErrTransient)
+		// With access tokens that live barely longer than minUsable, even a token fresh from the IdP may have less
+		// than minUsable left by the time it is stored. When nothing failed it is the best token there is: hand it
+		// out while it is still valid rather than fail the view.
+		if err != nil || g.AccessToken == "" || !g.AccessExpiry.After(now.Add(time.Second)) {
+			if err == nil {
+				err = fmt.Errorf("auth: grant %s has no usable access token: %w", g.ID, ErrTransient)
+			}
+			return Token{}, err
 		}
-		return Token{}, err
 	}
 	if err != nil {
 		k.log.Debug("auth: serving the current access token while refresh fails",

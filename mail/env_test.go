@@ -40,7 +40,7 @@ type idp struct {
 	calls atomic.Int64
 }
 
-func newIdP(t *testing.T) *idp {
+func newIdP(t testing.TB) *idp {
 	t.Helper()
 	p := &idp{users: map[string]string{aliceToken: alice, bobToken: bobAddr, carolToken: carolAddr}}
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -84,7 +84,7 @@ var (
 	pkiErr  error
 )
 
-func newPKI(t *testing.T) testPKI {
+func newPKI(t testing.TB) testPKI {
 	t.Helper()
 	pkiOnce.Do(func() { pki, pkiErr = makePKI() })
 	if pkiErr != nil {
@@ -150,7 +150,7 @@ type env struct {
 	imap, imaps, smtp, smtps int
 }
 
-func newEnv(t *testing.T, opts mailserver.Options) *env {
+func newEnv(t testing.TB, opts mailserver.Options) *env {
 	t.Helper()
 	e := &env{idp: newIdP(t), pki: newPKI(t)}
 	opts.UserinfoURL = e.idp.srv.URL

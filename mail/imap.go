@@ -45,6 +45,13 @@ var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
 // 6.2.2). A refused token gives an error wrapping ErrAuthFailed, a temporary
 // failure one wrapping ErrAuthUnavailable; on either the connection is closed.
 func Dial(ctx context.Context, srv Server, c Credentials) (*Session, error) {
+	return dial(ctx, srv, c, nil)
+}
+
+// dial is Dial with a handler for unilateral server data (EXISTS, EXPUNGE,
+// FETCH), which Pool.Watch needs and which imapclient takes only at
+// construction.
+func dial(ctx context.Context, srv Server, c Credentials, unilateral *imapclient.UnilateralDataHandler) (*Session, error) {
 	sc, err := NewSASLClient(srv.Mechanism, c)
 	if err != nil {
 		return nil, err
@@ -67,7 +74,7 @@ func Dial(ctx context.Context, srv Server, c Credentials) (*Session, error) {
 	defer stop()
 	conn := raw
 
-	opts := &imapclient.Options{WordDecoder: wordDecoder}
+	opts := &imapclient.Options{WordDecoder: wordDecoder, UnilateralDataHandler: unilateral}
 	var client *imapclient.Client
 	switch srv.TLS {
 	case TLSImplicit, "":
@@ -222,10 +229,17 @@ func (s *Session) run(ctx context.Context, what string, f func() error) error {
 		return nil
 	}
 	var ie *imap.Error
-	if !errors.As(err, &ie) {
+	if !errors.As(err, &ie) && !keepsConnection(err) {
 		s.broken.Store(true)
 	}
 	return fmt.Errorf("mail: imap %s: %w", what, err)
+}
+
+// keepsConnection reports whether err is one of ours that says nothing
+// about the connection: the server answered, with no data (a UID that is
+// gone) or with a message we would not read.
+func keepsConnection(err error) bool {
+	return errors.Is(err, ErrNoMessage) || errors.Is(err, errTooLarge) || errors.Is(err, errMailboxName)
 }
 
 // Noop sends NOOP (RFC 9051 section 6.1.2), which checks that the

@@ -65,6 +65,14 @@ type Pool struct {
 	wake   chan struct{} // closed (and replaced) whenever capacity frees up
 	closed bool
 
+	// watches are the running Pool.Watch loops per key (see idle.go);
+	// CloseKey and Close stop them.
+	watches map[string]map[*watch]struct{}
+	// idleRestart and watchPoll tune Watch; zero means the defaults.
+	idleRestart, watchPoll time.Duration
+	// watchNoIdle makes Watch poll even if the server has IDLE (tests).
+	watchNoIdle bool
+
 	logins, reuses, authFailures atomic.Int64
 
 	dial func(context.Context, Server, Credentials) (*Session, error)
@@ -290,8 +298,9 @@ func (p *Pool) takeLRU() *pooled {
 	return victim
 }
 
-// CloseKey logs out and closes every idle session of key, and makes sure
-// sessions of key now in use are closed when they are released. Call it at
+// CloseKey logs out and closes every idle session of key, stops its
+// watches, and makes sure sessions of key now in use are closed when they
+// are released. Call it at
 // sign-out: an authenticated IMAP session outlives the revocation of the
 // token it was opened with.
 func (p *Pool) CloseKey(key string) {
@@ -299,7 +308,9 @@ func (p *Pool) CloseKey(key string) {
 	list := p.idle[key]
 	delete(p.idle, key)
 	p.gen[key]++
+	stop := p.takeWatchesLocked(key)
 	p.mu.Unlock()
+	stop()
 	p.closeAll(list)
 }
 
@@ -335,8 +346,8 @@ func (p *Pool) Reap(now time.Time) {
 	p.closeAll(old)
 }
 
-// Close closes every idle session; sessions in use are closed when
-// released. Do fails with ErrPoolClosed afterwards.
+// Close closes every idle session and stops every watch; sessions in use
+// are closed when released. Do fails with ErrPoolClosed afterwards.
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	p.closed = true
@@ -346,7 +357,9 @@ func (p *Pool) Close() error {
 	}
 	p.idle = map[string][]*pooled{}
 	p.broadcastLocked()
+	stop := p.takeWatchesLocked("")
 	p.mu.Unlock()
+	stop()
 	p.closeAll(all)
 	return nil
 }

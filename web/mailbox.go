@@ -3,9 +3,14 @@ package web
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/mail"
@@ -40,21 +45,55 @@ func (s *Server) withMail(ctx context.Context, grant string, fn func(*mail.Sessi
 	return tok.Address, err
 }
 
+// mailboxPage is the data of templates/mailbox.html: one page of a folder, or of a search in it.
 type mailboxPage struct {
 	pageBase
-	Box      string
-	BoxLabel string
-	Messages []mail.Summary
+	Box, BoxLabel string
+	// Special is the folder's role (mail.Special*), which changes what "Delete" means (Trash deletes for good).
+	Special string
+	Rows    []listRow
+	Total   uint32
+	Search  listQuery
+	// ListURL is the folder's first page without a search; SelfURL is this exact page, the return_to of the
+	// action form; OlderURL and NewestURL page through the folder ("" when there is no such page).
+	ListURL, SelfURL, OlderURL, NewestURL string
+	// EventsURL is the live-update stream app.js listens to; the page works without it.
+	EventsURL string
+	// MoveTargets are the folders a selection can be moved to.
+	MoveTargets []folderLink
+	Notice      string
 }
 
+// listRow is one message of the list with the link that opens it.
+type listRow struct {
+	mail.Summary
+	URL string
+}
+
+// InTrash reports whether "Delete" deletes for good on this page.
+func (p *mailboxPage) InTrash() bool { return p.Special == mail.SpecialTrash }
+
+// InDrafts reports whether rows open in the editor rather than the reader.
+func (p *mailboxPage) InDrafts() bool { return p.Special == mail.SpecialDrafts }
+
+// handleMailbox shows one page of a folder, newest first. Pages are cut by UID (?before=UID), not by offset, so that
+// "Older" shows the next older messages even when new mail arrived or messages were deleted since the first page;
+// an offset would repeat or skip messages. With search parameters the same page shows matching messages only.
 func (s *Server) handleMailbox(w http.ResponseWriter, r *http.Request) error {
 	box := r.PathValue("box")
 	if box == "" {
 		box = "INBOX"
 	}
+	q := r.URL.Query()
+	before := parseBefore(q.Get("before"))
+	search := listQueryFrom(q)
+	mq, problem := search.mailQueries()
+	if problem != "" {
+		return &Error{Status: http.StatusBadRequest, Msg: problem, Retry: mailboxURL(box)}
+	}
 	var (
 		boxes []mail.Mailbox
-		msgs  []mail.Summary
+		page  mail.Page
 	)
 	addr, err := s.withMail(r.Context(), grantID(r), func(ms *mail.Session) error {
 		var err error
@@ -62,37 +101,240 @@ func (s *Server) handleMailbox(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		if !hasMailbox(boxes, box) {
-			return errNoMailbox
+			return mail.ErrNoMailbox
 		}
-		msgs, err = ms.Summaries(r.Context(), box, s.cfg.PageSize)
+		if len(mq) == 0 {
+			page, err = ms.List(r.Context(), box, before, s.cfg.PageSize)
+			return err
+		}
+		page, err = searchAny(r.Context(), ms, box, mq, before, s.cfg.PageSize)
 		return err
 	})
-	if errors.Is(err, errNoMailbox) {
-		return &Error{Status: http.StatusNotFound, Msg: "There is no folder with this name.", Retry: defaultReturnTo}
-	}
 	if err != nil {
 		return mailError(err)
 	}
-	page := mailboxPage{pageBase: s.base(r, boxLabel(box)), Box: box, BoxLabel: boxLabel(box), Messages: msgs}
-	page.User = addr
-	page.Folders = folderLinks(boxes, box)
-	s.render(w, r, http.StatusOK, "mailbox", &page)
+	page2 := mailboxPage{
+		pageBase: s.base(r, boxLabel(box)),
+		Box:      box,
+		BoxLabel: boxLabel(box),
+		Total:    page.Total,
+		Search:   search,
+		ListURL:  mailboxURL(box),
+		Notice:   notices[q.Get("notice")],
+	}
+	page2.User = addr
+	page2.Folders = folderLinks(boxes, box)
+	page2.EventsURL = "/events" + strings.TrimPrefix(page2.ListURL, "/mail")
+	// This page again, for the action form's return_to: search and cursor kept, a one-off notice not.
+	self := search.values()
+	if before != 0 {
+		self.Set("before", strconv.FormatUint(uint64(before), 10))
+	}
+	page2.SelfURL = page2.ListURL
+	if len(self) > 0 {
+		page2.SelfURL += "?" + self.Encode()
+	}
+	for _, b := range boxes {
+		if b.Name == box {
+			page2.Special = b.Special
+		}
+	}
+	for _, f := range page2.Folders {
+		if !f.Current {
+			page2.MoveTargets = append(page2.MoveTargets, f)
+		}
+	}
+	for _, m := range page.Summaries {
+		u := messagePath(box, m.UID)
+		if page2.InDrafts() {
+			u = "/compose?draft=" + strconv.FormatUint(uint64(m.UID), 10)
+		}
+		page2.Rows = append(page2.Rows, listRow{Summary: m, URL: u})
+	}
+	if page.Before != 0 {
+		v := search.values()
+		v.Set("before", strconv.FormatUint(uint64(page.Before), 10))
+		page2.OlderURL = page2.ListURL + "?" + v.Encode()
+	}
+	if before != 0 {
+		page2.NewestURL = page2.ListURL
+		if v := search.values(); len(v) > 0 {
+			page2.NewestURL += "?" + v.Encode()
+		}
+	}
+	s.render(w, r, http.StatusOK, "mailbox", &page2)
 	return nil
 }
 
-var errNoMailbox = errors.New("web: no such mailbox")
-
-func hasMailbox(boxes []mail.Mailbox, name string) bool {
-	for _, b := range boxes {
-		if b.Name == name && !b.NoSelect {
-			return true
-		}
-	}
-	return false
+// notices are the fixed confirmations a redirect can ask the list page to show (?notice=key). Only keys travel in
+// the URL, so a crafted link cannot put words on the page.
+var notices = map[string]string{
+	"sent":        "Your message was sent.",
+	"sent-nocopy": "Your message was sent, but the copy for your Sent folder could not be saved.",
+	"draft":       "Your draft was saved in Drafts.",
+	"done":        "Done.",
 }
 
-// mailError turns a mail failure that is not about authentication into a friendly page; auth failures pass through
-// to serveError's mapping.
+// parseBefore reads a ?before=UID cursor; anything else means the first page.
+func parseBefore(s string) uint32 {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return 0
+	}
+	return uint32(n)
+}
+
+// listQuery is the search form of the list page, as typed.
+type listQuery struct {
+	Q, From, To, Subject, Body, Since, Until string
+}
+
+func listQueryFrom(v url.Values) listQuery {
+	g := func(k string) string { return strings.TrimSpace(v.Get(k)) }
+	return listQuery{Q: g("q"), From: g("from"), To: g("to"), Subject: g("subject"), Body: g("body"), Since: g("since"), Until: g("until")}
+}
+
+// Active reports whether the page is a search.
+func (q listQuery) Active() bool { return q != listQuery{} }
+
+// Advanced reports whether any field beyond the plain search box is set, so the template opens that part of the form.
+func (q listQuery) Advanced() bool { q.Q = ""; return q.Active() }
+
+func (q listQuery) values() url.Values {
+	v := url.Values{}
+	for k, x := range map[string]string{"q": q.Q, "from": q.From, "to": q.To, "subject": q.Subject, "body": q.Body, "since": q.Since, "until": q.Until} {
+		if x != "" {
+			v.Set(k, x)
+		}
+	}
+	return v
+}
+
+// mailQueries turns the form into IMAP searches whose results are united. The advanced fields are ANDed (one
+// query); the plain box "q" matches the subject, the sender or the text, so it becomes up to three queries, each
+// the advanced fields plus q in one of those fields (a field the advanced form already constrains is left out).
+// None means "no search"; a problem is a mistake in the form, worded for the user.
+func (q listQuery) mailQueries() ([]mail.Query, string) {
+	if !q.Active() {
+		return nil, ""
+	}
+	base := mail.Query{From: q.From, To: q.To, Subject: q.Subject, Body: q.Body}
+	var (
+		until time.Time
+		err   error
+	)
+	if q.Since != "" {
+		if base.Since, err = time.Parse(time.DateOnly, q.Since); err != nil {
+			return nil, "The “from date” must look like 2026-01-31."
+		}
+	}
+	if q.Until != "" {
+		if until, err = time.Parse(time.DateOnly, q.Until); err != nil {
+			return nil, "The “to date” must look like 2026-01-31."
+		}
+		// "Until" includes that day; IMAP BEFORE excludes it.
+		base.Before = until.AddDate(0, 0, 1)
+	}
+	if !base.Since.IsZero() && !base.Before.IsZero() && !base.Since.Before(base.Before) {
+		return nil, "The “from date” is after the “to date”."
+	}
+	if q.Q == "" {
+		return []mail.Query{base}, ""
+	}
+	var out []mail.Query
+	if base.Subject == "" {
+		x := base
+		x.Subject = q.Q
+		out = append(out, x)
+	}
+	if base.From == "" {
+		x := base
+		x.From = q.Q
+		out = append(out, x)
+	}
+	if base.Body == "" {
+		x := base
+		x.Body = q.Q
+		out = append(out, x)
+	}
+	if len(out) == 0 {
+		// Every field is already constrained by the advanced form, which wins.
+		return []mail.Query{base}, ""
+	}
+	return out, ""
+}
+
+// searchAny returns the union of several searches as one page. Because every search pages by UID, the union pages
+// by UID too: take the newest n of all results, and the next page starts below the oldest one taken. Total is the
+// largest single count, a lower bound, when there are several queries.
+func searchAny(ctx context.Context, ms *mail.Session, box string, qs []mail.Query, before uint32, n int) (mail.Page, error) {
+	if len(qs) == 1 {
+		return ms.Search(ctx, box, qs[0], before, n)
+	}
+	seen := map[uint32]bool{}
+	var (
+		all  []mail.Summary
+		out  mail.Page
+		more bool
+	)
+	for _, q := range qs {
+		p, err := ms.Search(ctx, box, q, before, n)
+		if err != nil {
+			return mail.Page{}, err
+		}
+		out.Total = max(out.Total, p.Total)
+		more = more || p.Before != 0
+		for _, m := range p.Summaries {
+			if !seen[m.UID] {
+				seen[m.UID] = true
+				all = append(all, m)
+			}
+		}
+	}
+	slices.SortFunc(all, func(a, b mail.Summary) int { return int(int64(b.UID) - int64(a.UID)) })
+	if len(all) > n {
+		all, more = all[:n], true
+	}
+	out.Summaries = all
+	out.Total = max(out.Total, uint32(len(all)))
+	if more && len(all) > 0 {
+		out.Before = all[len(all)-1].UID
+	}
+	return out, nil
+}
+
+// errNoMailbox is kept for callers written before mail.ErrNoMailbox existed; it is the same error.
+var errNoMailbox = mail.ErrNoMailbox
+
+func hasMailbox(boxes []mail.Mailbox, name string) bool {
+	_, ok := findMailbox(boxes, name)
+	return ok
+}
+
+// findMailbox returns the selectable mailbox called name.
+func findMailbox(boxes []mail.Mailbox, name string) (mail.Mailbox, bool) {
+	for _, b := range boxes {
+		if b.Name == name && !b.NoSelect {
+			return b, true
+		}
+	}
+	return mail.Mailbox{}, false
+}
+
+// specialMailbox returns the name of the mailbox with a special-use role (mail.SpecialTrash…), "" if the account
+// has none.
+func specialMailbox(boxes []mail.Mailbox, role string) string {
+	for _, b := range boxes {
+		if b.Special == role && !b.NoSelect {
+			return b.Name
+		}
+	}
+	return ""
+}
+
+// mailError turns a mail failure that is not about authentication into a friendly, specific page: the message or
+// folder is gone (moved or deleted in another window or app), the mailbox is full, or the server is unreachable.
+// The cause goes to the log only. Auth failures pass through to serveError's mapping.
 func mailError(err error) error {
 	if errors.Is(err, auth.ErrNeedsSignIn) || errors.Is(err, mail.ErrAuthFailed) || errors.Is(err, mail.ErrAuthUnavailable) {
 		return err
@@ -101,7 +343,25 @@ func mailError(err error) error {
 	if errors.As(err, &e) {
 		return err
 	}
-	return &Error{Status: http.StatusBadGateway, Msg: "The mail server cannot be reached right now. Nothing is lost; reload this page in a moment.", Err: err}
+	switch {
+	case errors.Is(err, mail.ErrNoMessage):
+		return &Error{Status: http.StatusNotFound, Msg: "This message is no longer there: it was probably moved or deleted in another window or mail app.", Retry: defaultReturnTo, Err: err}
+	case errors.Is(err, mail.ErrNoMailbox):
+		return &Error{Status: http.StatusNotFound, Msg: "This folder does not exist (any more): it may have been renamed or deleted in another window or mail app.", Retry: defaultReturnTo, Err: err}
+	case errors.Is(err, mail.ErrQuota):
+		return &Error{Status: http.StatusInsufficientStorage, Msg: "Your mailbox is full. Delete some messages (and empty the Trash), then try again.", Err: err}
+	case unreachable(err):
+		return &Error{Status: http.StatusBadGateway, Msg: "The mail server cannot be reached right now. Nothing is lost; reload this page in a moment.", Err: err}
+	}
+	return &Error{Status: http.StatusBadGateway, Msg: "The mail server could not do this just now. Please try again; if it keeps failing, the log has the details.", Err: err}
+}
+
+// unreachable reports a connection-level failure (refused, reset, timed out, closed mid-command), as opposed to the
+// server answering NO.
+func unreachable(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, mail.ErrPoolClosed)
 }
 
 func folderLinks(boxes []mail.Mailbox, current string) []folderLink {

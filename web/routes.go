@@ -14,11 +14,31 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /signed-out", s.handle(s.handleSignedOut))
 	mux.Handle("GET /mail/{box...}", s.signedIn(s.handleMailbox))
 	mux.Handle("GET /session", s.signedIn(s.handleSession))
+
+	// Webmail (list, actions, compose, events): GET /mail/{box...} above lists and searches a folder. Every change
+	// is a POST answered with 303 (CrossOriginProtection below refuses cross-site ones); the event stream has its
+	// own gate that never redirects.
+	mux.Handle("POST /act", s.signedIn(s.handleAct))
+	mux.Handle("GET /folders", s.signedIn(s.handleFolders))
+	mux.Handle("POST /folders", s.signedIn(s.handleFolderAction))
+	mux.Handle("GET /compose", s.signedIn(s.handleCompose))
+	mux.Handle("POST /send", s.signedIn(s.handleSend))
+	mux.Handle("POST /drafts", s.signedIn(s.handleSaveDraft))
+	mux.Handle("GET /events/{box...}", s.signedInStream(s.handleEvents))
+
+	// Reading (message.go): the message page, its sandboxed HTML frame, one part, the source. {box} is one
+	// path-escaped segment; the frame, part and raw routes set their own security headers (see message.go).
+	mux.Handle("GET /msg/{box}/{uid}", s.signedIn(s.handleMessage))
+	mux.Handle("GET /msg/{box}/{uid}/html", s.signedIn(s.handleMessageHTML))
+	mux.Handle("GET /msg/{box}/{uid}/part/{path}", s.signedIn(s.handlePart))
+	mux.Handle("GET /msg/{box}/{uid}/raw", s.signedIn(s.handleRaw))
 	mux.Handle("GET /static/{file}", http.HandlerFunc(s.pages.serveStatic))
-	mux.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-	}))
+
+	// Operations (health.go): liveness and readiness probes for the orchestrator; the mux is kept so that metrics
+	// can label requests with their route pattern (RoutePattern).
+	mux.Handle("GET /healthz", http.HandlerFunc(s.handleHealthz))
+	mux.Handle("GET /readyz", http.HandlerFunc(s.handleReadyz))
+	s.ops.mux = mux
 	mux.Handle("/", s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return &Error{Status: http.StatusNotFound, Msg: "There is no page at this address.", Retry: "/"}
 	}))

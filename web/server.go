@@ -36,6 +36,9 @@ type Tokens interface {
 type Mailer interface {
 	Do(ctx context.Context, key string, creds func(context.Context) (mail.Credentials, error), fn func(*mail.Session) error) error
 	CloseKey(key string)
+	// Watch reports changes to a mailbox (IMAP IDLE on a connection of its own) until ctx ends; the live-update
+	// stream of the list page (events.go) uses it.
+	Watch(ctx context.Context, key string, creds func(context.Context) (mail.Credentials, error), box string) (<-chan struct{}, error)
 }
 
 // Config is what the web layer needs to know; cmd maps the YAML config onto it.
@@ -52,6 +55,13 @@ type Config struct {
 	Logger        *slog.Logger
 	// Version is shown in the page footer.
 	Version string
+	// Sender submits composed mail over SMTP with the user's bearer token; cmd sets an SMTPSender. Without one the
+	// compose page still saves drafts but refuses to send, with a message saying why.
+	Sender Sender
+	// MaxUpload bounds the body of a compose form (text plus attachments) in bytes; default DefaultMaxUpload. Keep it
+	// at or below the submission server's message size limit, so that a message too big to send is refused here,
+	// before the upload, rather than after it.
+	MaxUpload int64
 }
 
 // Server holds the web layer's dependencies. It is safe for concurrent use.
@@ -65,6 +75,12 @@ type Server struct {
 	secure   bool
 	pages    *pages
 	handler  http.Handler
+	// ops holds the readiness checks and the route table for metrics (health.go).
+	ops operations
+	// uploads keeps a compose form's attachments across a re-shown form (compose.go).
+	uploads *uploadStash
+	// watchers bounds the live-update streams per grant (events.go).
+	watchers *watchLimiter
 }
 
 // New checks the configuration, parses every template (a broken template fails here, at start-up, not on a user's
@@ -91,6 +107,9 @@ func New(cfg Config, a Authenticator, t Tokens, m Mailer, ss SessionStore) (*Ser
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.MaxUpload <= 0 {
+		cfg.MaxUpload = DefaultMaxUpload
+	}
 	p, err := loadPages()
 	if err != nil {
 		return nil, fmt.Errorf("web: %w", err)
@@ -104,6 +123,8 @@ func New(cfg Config, a Authenticator, t Tokens, m Mailer, ss SessionStore) (*Ser
 		secure: cfg.PublicURL.Scheme == "https",
 		pages:  p,
 	}
+	s.uploads = newUploadStash(cfg.MaxUpload)
+	s.watchers = newWatchLimiter(maxWatchersPerGrant)
 	s.sessions = newServerStore(ss, cfg.SessionSecret, cfg.CookieName, s.secure, cfg.IdleTimeout, cfg.Lifetime)
 	s.handler = s.routes()
 	return s, nil

@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -34,7 +35,28 @@ type stack struct {
 	pool   *mail.Pool
 	web    *Server
 	ts     *httptest.Server
+	// smtp is the dev mail server's submission listener, which Config.Sender sends through.
+	smtp net.Addr
 }
+
+// stackOptions adjust newStack for one test.
+type stackOptions struct {
+	maxUpload int64
+	sender    Sender
+	quota     int64
+}
+
+// stackOption is an option of newStack.
+type stackOption func(*stackOptions)
+
+// withMaxUpload sets Config.MaxUpload.
+func withMaxUpload(n int64) stackOption { return func(o *stackOptions) { o.maxUpload = n } }
+
+// withSender replaces the SMTP sender, e.g. with one that fails.
+func withSender(snd Sender) stackOption { return func(o *stackOptions) { o.sender = snd } }
+
+// withQuota gives every account of the dev mail server a storage quota (APPEND over it fails with OVERQUOTA).
+func withQuota(bytes int64) stackOption { return func(o *stackOptions) { o.quota = bytes } }
 
 var (
 	keyOnce sync.Once
@@ -54,10 +76,14 @@ func signingKey(t *testing.T) *rsa.PrivateKey {
 
 const clientSecret = "a+secret/with%odd:chars"
 
-func newStack(t *testing.T) *stack {
+func newStack(t *testing.T, opts ...stackOption) *stack {
 	t.Helper()
 	ctx := context.Background()
 	s := &stack{}
+	var o stackOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	s.ts = httptest.NewUnstartedServer(nil)
 	public, _ := url.Parse("http://" + s.ts.Listener.Addr().String())
 
@@ -75,7 +101,7 @@ func newStack(t *testing.T) *stack {
 	}
 	t.Cleanup(func() { s.idp.Close() })
 
-	s.mail, err = mailserver.New(mailserver.Options{UserinfoURL: s.idp.Issuer() + "/api/oidc/userinfo"})
+	s.mail, err = mailserver.New(mailserver.Options{UserinfoURL: s.idp.Issuer() + "/api/oidc/userinfo", QuotaBytes: o.quota})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +114,13 @@ func newStack(t *testing.T) *stack {
 	imapAddr, err := s.mail.ListenIMAP("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if s.smtp, err = s.mail.ListenSMTP("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	if o.sender == nil {
+		smtpHost, smtpPort := splitHostPort(t, s.smtp.String())
+		o.sender = SMTPSender{Server: mail.Server{Host: smtpHost, Port: smtpPort, TLS: mail.TLSNone}}
 	}
 
 	key := make([]byte, 32)
@@ -119,6 +152,8 @@ func newStack(t *testing.T) *stack {
 		IssuerOrigin:  s.idp.Issuer(),
 		SessionSecret: []byte("0123456789abcdef0123456789abcdef-test"),
 		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Sender:        o.sender,
+		MaxUpload:     o.maxUpload,
 	}, prov, s.keeper, s.pool, s.store)
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/metrics"
 	"github.com/postern/postern/internal/seal"
 	"github.com/postern/postern/internal/store"
 	"github.com/postern/postern/mail"
@@ -26,14 +27,15 @@ import (
 
 // app is one running Postern: main wires concrete types here and nowhere else.
 type app struct {
-	cfg    *config.Config
-	log    *slog.Logger
-	store  *store.SQLite
-	auth   *auth.Provider
-	keeper *auth.Keeper
-	pool   *mail.Pool
-	smtp   mail.Server
-	web    *web.Server
+	cfg     *config.Config
+	log     *slog.Logger
+	store   *store.SQLite
+	auth    *auth.Provider
+	keeper  *auth.Keeper
+	pool    *mail.Pool
+	smtp    mail.Server
+	web     *web.Server
+	metrics *metrics.Metrics
 }
 
 // newLogger builds the slog logger the config asks for.
@@ -144,6 +146,7 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		Logger:      logger,
 	})
 
+	a.metrics = metrics.New(metrics.Sources{Keeper: a.keeper.Metrics, Pool: a.pool.Stats, Grants: a.store.CountGrantsByState, Version: version})
 	issuer, _ := url.Parse(cfg.OIDC.Issuer)
 	a.web, err = web.New(web.Config{
 		PublicURL:     public,
@@ -155,11 +158,16 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		PageSize:      cfg.Web.PageSize,
 		Logger:        logger,
 		Version:       version,
-		Sender:        web.SMTPSender{Server: a.smtp},
-	}, a.auth, a.keeper, a.pool, a.store)
+		Sender:        a.metrics.CountSends(web.SMTPSender{Server: a.smtp}),
+	}, a.metrics.CountSignIns(a.auth), a.keeper, a.pool, a.store)
 	if err != nil {
 		return nil, err
 	}
+	a.web.SetReadiness(map[string]web.Checker{
+		"store": web.CheckFunc(a.store.Ping),
+		"idp":   web.DiscoveryCheck(hc, cfg.OIDC.Issuer, 10*time.Second),
+		"imap":  web.IMAPCheck(imapSrv),
+	})
 	ok = true
 	return a, nil
 }
@@ -192,7 +200,7 @@ func dirOf(p string) string {
 // connections, close the store.
 func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
-		Handler:           a.web,
+		Handler:           a.metrics.Middleware(a.web.RoutePattern)(a.web),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
@@ -213,6 +221,20 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 		a.janitor(bg)
 	}()
 
+	if a.cfg.Server.MetricsListen != "" {
+		// Metrics get a listener of their own so the public one never exposes them.
+		mln, err := net.Listen("tcp", a.cfg.Server.MetricsListen)
+		if err != nil {
+			stopBG()
+			wg.Wait()
+			return fmt.Errorf("server.metrics_listen: %w", err)
+		}
+		wg.Go(func() {
+			if err := a.metrics.Serve(bg, mln, a.log); err != nil {
+				a.log.Error("metrics server", slog.Any("err", err))
+			}
+		})
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	a.log.Info("postern listening", slog.String("addr", ln.Addr().String()), slog.String("public_url", a.cfg.Server.PublicURL), slog.String("version", version))

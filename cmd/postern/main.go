@@ -4,6 +4,7 @@
 //	postern serve -config /etc/postern/config.yml
 //	postern demo                       # everything in one process on 127.0.0.1, no external service
 //	postern config check -config FILE  # every problem at once, with its YAML key
+//	postern doctor -config FILE        # live checks of Authelia and Stalwart, each failure with its fix
 //	postern healthcheck -url URL       # for container HEALTHCHECK
 //	postern version
 package main
@@ -44,6 +45,7 @@ commands:
   serve          run the server (-config FILE, default /etc/postern/config.yml or $POSTERN_CONFIG)
   demo           run a self-contained demo on 127.0.0.1 (identity provider, mail server and Postern)
   config check   check a configuration file and list every problem (-config FILE)
+  doctor         check the live set-up: IdP discovery, client auth, IMAP/SMTP TLS and SASL (-config FILE [-token T])
   healthcheck    exit 0 when the server at -url answers /healthz
   version        print the version
 `
@@ -65,6 +67,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return exitError{errors.New("unknown config command")}
 		}
 		return runConfigCheck(args[2:], getenv, stdout, stderr)
+	case "doctor":
+		return runDoctor(ctx, args[1:], getenv, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, args[1:], stdout, stderr)
 	case "version":

@@ -65,6 +65,15 @@ type Options struct {
 	// NoListStatus leaves LIST-STATUS (RFC 5819) out of the IMAP
 	// capabilities, so clients must fall back to STATUS per mailbox.
 	NoListStatus bool
+	// DisableCaps are IMAP capabilities left out, e.g. "MOVE", "UIDPLUS"
+	// or "ESEARCH", so that tests can exercise a client's fallbacks.
+	// (imapserver always offers IDLE to IMAP4rev1 clients.)
+	DisableCaps []string
+	// QuotaBytes, when positive, is every account's storage quota: an
+	// APPEND that would take an account's total message size over it fails
+	// with NO [OVERQUOTA] (RFC 9208 section 4.3), as on Stalwart. Delivery
+	// by SMTP is not limited.
+	QuotaBytes int64
 	// Logger receives connection-level events; default discards. Tokens,
 	// SASL payloads and message bodies are never logged.
 	Logger *slog.Logger
@@ -149,9 +158,13 @@ func New(opts Options) (*Server, error) {
 		imap.CapSpecialUse:   {},
 		imap.CapStatusSize:   {},
 		imap.CapListStatus:   {},
+		imap.CapESearch:      {},
 	}
 	if opts.NoListStatus {
 		delete(caps, imap.CapListStatus)
+	}
+	for _, c := range opts.DisableCaps {
+		delete(caps, imap.Cap(strings.ToUpper(c)))
 	}
 	s.imap = imapserver.New(&imapserver.Options{
 		NewSession:   s.newIMAPSession,

@@ -1,0 +1,142 @@
+package metrics
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/postern/postern/internal/store"
+)
+
+// sourceCollector turns the keeper's, the pool's and the store's counters into series at scrape time, so nothing is
+// counted twice.
+type sourceCollector struct {
+	src Sources
+
+	refreshAttempts, refreshes, probes, signInRequired, expired, signOuts *prometheus.Desc
+	grants                                                                *prometheus.Desc
+	poolConns, poolReuses, imapLogins, imapAuthFailures                   *prometheus.Desc
+}
+
+// grantStates are always reported, at 0 when there is no such grant, so that alerts on them do not see gaps.
+var grantStates = []string{string(store.StateOK), string(store.StateDegraded), string(store.StateNeedsSignIn)}
+
+// refreshOutcomes are reported at 0 until they happen, for the same reason.
+var refreshOutcomes = []string{"ok", "invalid_grant", "unavailable", "timeout", "rejected", "outcome_unknown"}
+
+func newSourceCollector(src Sources) *sourceCollector {
+	d := prometheus.NewDesc
+	return &sourceCollector{
+		src:             src,
+		refreshAttempts: d("postern_token_refresh_attempts_total", "Refresh-token requests sent to the IdP's token endpoint.", nil, nil),
+		refreshes: d("postern_token_refreshes_total",
+			"Token refreshes by outcome: ok, invalid_grant (grant gone), unavailable, timeout, rejected (configuration), outcome_unknown.",
+			[]string{"outcome"}, nil),
+		probes: d("postern_token_probes_total",
+			"Userinfo probes after an unknown refresh outcome or a refused mail login, by result.", []string{"result"}, nil),
+		signInRequired: d("postern_grants_sign_in_required_total",
+			"Grants moved to needs_sign_in, by reason.", []string{"reason"}, nil),
+		expired:  d("postern_grants_expired_total", "Grants revoked and deleted by session policy (idle timeout or lifetime).", nil, nil),
+		signOuts: d("postern_sign_outs_total", "Sign-outs.", nil, nil),
+		grants: d("postern_grants",
+			"Grants by state: ok, degraded (refresh failing, retrying), needs_sign_in (the user must sign in again).",
+			[]string{"state"}, nil),
+		poolConns: d("postern_imap_pool_connections",
+			"Pooled IMAP connections: open (idle, in use or being dialled) and idle.", []string{"state"}, nil),
+		poolReuses: d("postern_imap_pool_reuses_total",
+			"IMAP work served by an already authenticated connection (pool hits).", nil, nil),
+		imapLogins: d("postern_imap_logins_total",
+			"Successful IMAP AUTHENTICATEs; each costs the mail server one userinfo call to the IdP.", nil, nil),
+		imapAuthFailures: d("postern_imap_auth_failures_total",
+			"IMAP logins refused or not checkable (token refused, IdP unavailable at the mail server).", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.refreshAttempts, c.refreshes, c.probes, c.signInRequired, c.expired, c.signOuts,
+		c.grants, c.poolConns, c.poolReuses, c.imapLogins, c.imapAuthFailures} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+
+	var keeperStates map[string]int
+	if c.src.Keeper != nil {
+		km := c.src.Keeper()
+		counter(c.refreshAttempts, float64(km.RefreshAttempts))
+		for _, o := range union(refreshOutcomes, km.RefreshOutcomes) {
+			counter(c.refreshes, float64(km.RefreshOutcomes[o]), o)
+		}
+		for _, r := range union(nil, km.Probes) {
+			counter(c.probes, float64(km.Probes[r]), r)
+		}
+		for _, r := range union(nil, km.SignInRequired) {
+			counter(c.signInRequired, float64(km.SignInRequired[r]), r)
+		}
+		counter(c.expired, float64(km.Expired))
+		counter(c.signOuts, float64(km.SignOuts))
+		keeperStates = km.GrantsByState
+	}
+
+	states := keeperStates
+	if c.src.Grants != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		counts, err := c.src.Grants(ctx)
+		cancel()
+		if err != nil {
+			// No gauge rather than a failed scrape: the other series are still worth having, and a missing
+			// postern_grants is easy to alert on.
+			states = nil
+		} else {
+			states = make(map[string]int, len(counts))
+			for s, n := range counts {
+				states[string(s)] = n
+			}
+		}
+	}
+	if states != nil {
+		for _, s := range union(grantStates, states) {
+			gauge(c.grants, float64(states[s]), s)
+		}
+	}
+
+	if c.src.Pool != nil {
+		ps := c.src.Pool()
+		gauge(c.poolConns, float64(ps.Open), "open")
+		gauge(c.poolConns, float64(ps.Idle), "idle")
+		counter(c.poolReuses, float64(ps.Reuses))
+		counter(c.imapLogins, float64(ps.Logins))
+		counter(c.imapAuthFailures, float64(ps.AuthFailures))
+	}
+}
+
+// union returns the fixed keys followed by any other keys of m, sorted, so series appear in a stable order.
+func union[V any](fixed []string, m map[string]V) []string {
+	out := append([]string(nil), fixed...)
+	var extra []string
+	for k := range m {
+		found := false
+		for _, f := range fixed {
+			if f == k {
+				found = true
+				break
+			}
+		}
+		if !found {
+			extra = append(extra, k)
+		}
+	}
+	sort.Strings(extra)
+	return append(out, extra...)
+}

@@ -1,0 +1,210 @@
+package mail
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/internal/devstack/mailserver"
+)
+
+// waitSignal waits for a value on ch.
+func waitSignal(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case _, ok := <-ch:
+		if !ok {
+			t.Fatalf("%s: channel closed", what)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatalf("%s: no signal", what)
+	}
+}
+
+// noSignal checks that nothing arrives on ch for a short while.
+func noSignal(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+		t.Fatalf("%s: unexpected signal", what)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func waitClosed(t *testing.T, ch <-chan struct{}) {
+	t.Helper()
+	deadline := time.After(3 * time.Second)
+	for {
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+		case <-deadline:
+			t.Fatal("channel not closed")
+		}
+	}
+}
+
+func watchEnv(t *testing.T) (*env, *Pool, *Session) {
+	t.Helper()
+	e, other := seededSession(t, mailserver.Options{})
+	return e, newTestPool(t, e, PoolOptions{}), other
+}
+
+func TestWatch(t *testing.T) {
+	e, p, other := watchEnv(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	ch, err := p.Watch(ctx, "k1", credsFor(alice, aliceToken), "INBOX")
+	if err != nil {
+		t.Fatalf("Watch() error = %v", err)
+	}
+	checkStats(t, p, PoolStats{Open: 1, Logins: 1})
+	noSignal(t, ch, "after EXAMINE")
+
+	if err := other.Append(ctxT(t), "INBOX", nil, bulkMessage(1)); err != nil {
+		t.Fatal(err)
+	}
+	waitSignal(t, ch, "append (EXISTS)")
+	if err := other.SetFlag(ctxT(t), "INBOX", []uint32{1}, FlagFlagged, true); err != nil {
+		t.Fatal(err)
+	}
+	waitSignal(t, ch, "flag change (FETCH)")
+	if err := other.Expunge(ctxT(t), "INBOX", []uint32{2}); err != nil {
+		t.Fatal(err)
+	}
+	waitSignal(t, ch, "expunge (EXPUNGE)")
+	// An expunge is reported as a FETCH (\Deleted) and an EXPUNGE.
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case <-ch:
+	default:
+	}
+	// Changes elsewhere are not reported.
+	if err := other.Append(ctxT(t), "Archive", nil, bulkMessage(2)); err != nil {
+		t.Fatal(err)
+	}
+	noSignal(t, ch, "append to another mailbox")
+
+	// Pool sessions of the key are unaffected and not the watch's.
+	if err := p.Do(ctxT(t), "k1", credsFor(alice, aliceToken), noop(ctxT(t))); err != nil {
+		t.Fatal(err)
+	}
+	checkStats(t, p, PoolStats{Open: 2, Idle: 1, Logins: 2})
+
+	sessions := e.srv.Stats().Sessions
+	cancel()
+	waitClosed(t, ch)
+	waitFor(t, "watch slot released", func() bool { return p.Stats().Open == 1 })
+	waitFor(t, "server connection closed", func() bool { return e.srv.Stats().Sessions == sessions-1 })
+}
+
+func TestWatchRestartsIdle(t *testing.T) {
+	e, p, other := watchEnv(t)
+	p.idleRestart = 30 * time.Millisecond
+	ch, err := p.Watch(t.Context(), "k1", credsFor(alice, aliceToken), "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := e.srv.Stats().IMAPConnections
+	time.Sleep(200 * time.Millisecond) // several DONE / IDLE rounds
+	noSignal(t, ch, "re-IDLE")
+	if err := other.Append(ctxT(t), "INBOX", nil, bulkMessage(1)); err != nil {
+		t.Fatal(err)
+	}
+	waitSignal(t, ch, "append after re-IDLE")
+	if got := e.srv.Stats().IMAPConnections; got != conns {
+		t.Errorf("IMAP connections = %d, want %d (IDLE restarts on the same connection)", got, conns)
+	}
+}
+
+func TestWatchPollsWithoutIdle(t *testing.T) {
+	_, p, other := watchEnv(t)
+	p.watchNoIdle, p.watchPoll = true, 20*time.Millisecond
+	ch, err := p.Watch(t.Context(), "k1", credsFor(alice, aliceToken), "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Append(ctxT(t), "INBOX", nil, bulkMessage(1)); err != nil {
+		t.Fatal(err)
+	}
+	waitSignal(t, ch, "append seen by NOOP")
+}
+
+func TestWatchStoppedByCloseKey(t *testing.T) {
+	_, p, _ := watchEnv(t)
+	ch, err := p.Watch(t.Context(), "k1", credsFor(alice, aliceToken), "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := p.Watch(t.Context(), "k2", credsFor(alice, aliceToken), "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.CloseKey("k1")
+	waitClosed(t, ch)
+	noSignal(t, other, "other key")
+	waitFor(t, "slot released", func() bool { return p.Stats().Open == 1 })
+	p.Close()
+	waitClosed(t, other)
+	waitFor(t, "all released", func() bool { return p.Stats().Open == 0 })
+	if _, err := p.Watch(t.Context(), "k1", credsFor(alice, aliceToken), "INBOX"); !errors.Is(err, ErrPoolClosed) {
+		t.Errorf("Watch() after Close error = %v, want ErrPoolClosed", err)
+	}
+}
+
+func TestWatchErrors(t *testing.T) {
+	_, p, _ := watchEnv(t)
+	if _, err := p.Watch(t.Context(), "k1", credsFor(alice, aliceToken), "No such box"); !errors.Is(err, ErrNoMailbox) {
+		t.Errorf("Watch(missing box) error = %v, want ErrNoMailbox", err)
+	}
+	if _, err := p.Watch(t.Context(), "k1", credsFor(alice, "expired"), "INBOX"); !errors.Is(err, ErrAuthFailed) {
+		t.Errorf("Watch(bad token) error = %v, want ErrAuthFailed", err)
+	}
+	if _, err := p.Watch(t.Context(), "k1", credsFor(alice, aliceToken), ""); err == nil {
+		t.Error("Watch(empty box) succeeded")
+	}
+	if got := p.Stats(); got.Open != 0 || got.AuthFailures != 1 {
+		t.Errorf("Stats() = %+v, want nothing open and one auth failure", got)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := p.Watch(ctx, "k1", credsFor(alice, aliceToken), "INBOX"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Watch(cancelled) error = %v, want context.Canceled", err)
+	}
+}
+
+func TestWatchLimit(t *testing.T) {
+	e, _ := seededSession(t, mailserver.Options{})
+	p := newTestPool(t, e, PoolOptions{MaxPerKey: 3})
+	for i := range 2 {
+		if _, err := p.Watch(t.Context(), "k1", credsFor(alice, aliceToken), "INBOX"); err != nil {
+			t.Fatalf("Watch() #%d error = %v", i+1, err)
+		}
+	}
+	if _, err := p.Watch(t.Context(), "k1", credsFor(alice, aliceToken), "INBOX"); !errors.Is(err, ErrWatchLimit) {
+		t.Errorf("Watch() #3 error = %v, want ErrWatchLimit", err)
+	}
+	// The last slot stays available for page views.
+	if err := p.Do(ctxT(t), "k1", credsFor(alice, aliceToken), noop(ctxT(t))); err != nil {
+		t.Errorf("Do() with two watches error = %v", err)
+	}
+}
+
+func TestWatchTakesRoomFromIdleSessions(t *testing.T) {
+	e, _ := seededSession(t, mailserver.Options{})
+	p := newTestPool(t, e, PoolOptions{MaxPerKey: 2, MaxTotal: 2})
+	for _, key := range []string{"k1", "k2"} {
+		if err := p.Do(ctxT(t), key, credsFor(alice, aliceToken), noop(ctxT(t))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p.Watch(t.Context(), "k1", credsFor(alice, aliceToken), "INBOX"); err != nil {
+		t.Fatalf("Watch() in a full pool error = %v", err)
+	}
+	if got := p.Stats(); got.Open != 2 || got.Idle != 1 {
+		t.Errorf("Stats() = %+v, want 2 open, 1 idle", got)
+	}
+}

@@ -1,0 +1,186 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/mail"
+)
+
+const (
+	// maxWatchersPerGrant bounds the open live-update streams (browser tabs) of one user: each holds an IMAP
+	// connection of its own out of the pool's per-grant allowance (mail.PoolOptions.MaxPerKey, default 4), and page
+	// views need the rest. A further tab simply gets no live updates.
+	maxWatchersPerGrant = 2
+	// keepAliveEvery sends a comment line on an idle stream, so that proxies with a read timeout (nginx: 60s) keep it.
+	keepAliveEvery = 25 * time.Second
+	// retryAfterFailure is the reconnection delay the browser is given when watching could not start.
+	retryAfterFailure = 60 * time.Second
+)
+
+// handleEvents streams changes to a folder as Server-Sent Events (GET /events/{box...}), from an IMAP IDLE watch
+// (mail.Pool.Watch). app.js listens and offers "New mail — reload"; the list works without it.
+//
+// EventSource reconnects by itself after a dropped stream, waiting the "retry:" we send, but gives up for good on a
+// 204 or any status other than 200: so an ended grant or a missing folder answers 204, too many tabs 429, and a
+// mail server that is down a 200 stream that ends at once with a long retry.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	grant := grantID(r)
+	box := r.PathValue("box")
+	if box == "" {
+		box = "INBOX"
+	}
+	log := s.log(r)
+	if !s.watchers.acquire(grant) {
+		log.Info("events: too many streams for this grant")
+		w.WriteHeader(http.StatusTooManyRequests)
+		return
+	}
+	defer s.watchers.release(grant)
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stop := context.AfterFunc(s.watchers.closing(), cancel)
+	defer stop()
+
+	// used is the last token handed to the mail server, to tell the keeper which one it refused. Watch may call
+	// creds again from its own goroutine to reconnect, hence the lock.
+	var (
+		mu   sync.Mutex
+		used string
+	)
+	creds := func(ctx context.Context) (mail.Credentials, error) {
+		tok, err := s.tokens.Token(ctx, grant)
+		mu.Lock()
+		used = tok.Access
+		mu.Unlock()
+		return mail.Credentials{Address: tok.Address, Token: tok.Access}, err
+	}
+	ch, err := s.mail.Watch(ctx, grant, creds, box)
+	if errors.Is(err, mail.ErrAuthFailed) {
+		// As in withMail: one retry with the token that replaced the refused one, never more.
+		mu.Lock()
+		rejected := used
+		mu.Unlock()
+		if _, err = s.tokens.Replace(ctx, grant, rejected); err == nil {
+			ch, err = s.mail.Watch(ctx, grant, creds, box)
+		}
+	}
+	h := w.Header()
+	switch {
+	case errors.Is(err, mail.ErrWatchLimit):
+		log.Info("events: watch limit reached", slog.Any("err", err))
+		w.WriteHeader(http.StatusTooManyRequests)
+		return
+	case errors.Is(err, auth.ErrNeedsSignIn) || errors.Is(err, mail.ErrNoMailbox) || errors.Is(err, mail.ErrAuthFailed):
+		log.Info("events: not watching", slog.Any("err", err))
+		w.WriteHeader(http.StatusNoContent)
+		return
+	case err != nil:
+		log.Warn("events: watch failed", slog.Any("err", err))
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, "retry: "+strconv.FormatInt(retryAfterFailure.Milliseconds(), 10)+"\n\n")
+		return
+	}
+
+	rc := http.NewResponseController(w)
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	// Tell nginx not to buffer the stream.
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	if !sseWrite(w, rc, "retry: 10000\n: watching\n\n") {
+		return
+	}
+	tick := time.NewTicker(keepAliveEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-ch:
+			if !ok {
+				// The watch ended (connection lost, grant closed): the browser reconnects after "retry".
+				return
+			}
+			if !sseWrite(w, rc, "event: mailbox\ndata: changed\n\n") {
+				return
+			}
+		case <-tick.C:
+			if !sseWrite(w, rc, ": keep-alive\n\n") {
+				return
+			}
+		}
+	}
+}
+
+func sseWrite(w io.Writer, rc *http.ResponseController, s string) bool {
+	if _, err := io.WriteString(w, s); err != nil {
+		return false
+	}
+	return rc.Flush() == nil
+}
+
+// signedInStream gates the event stream on a signed-in session like signedIn, but never redirects (EventSource
+// cannot follow a sign-in through the IdP, and would start a login flow on every retry) and does not refresh the
+// session's idle timer: an open tab is not user activity.
+func (s *Server) signedInStream(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sess, err := s.session(r)
+		if err != nil || sess.GrantID() == "" {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), grantKey{}, sess.GrantID())))
+	})
+}
+
+// CloseStreams ends every live-update stream, now and later. http.Server.Shutdown waits for active requests and
+// would otherwise wait for these until its deadline; cmd registers it with RegisterOnShutdown.
+func (s *Server) CloseStreams() { s.watchers.close() }
+
+// watchLimiter counts streams per grant and ends them all at shutdown.
+type watchLimiter struct {
+	mu      sync.Mutex
+	n       map[string]int
+	max     int
+	doneCtx context.Context
+	stop    context.CancelFunc
+}
+
+func newWatchLimiter(max int) *watchLimiter {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &watchLimiter{n: map[string]int{}, max: max, doneCtx: ctx, stop: cancel}
+}
+
+func (l *watchLimiter) acquire(grant string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n[grant] >= l.max || l.doneCtx.Err() != nil {
+		return false
+	}
+	l.n[grant]++
+	return true
+}
+
+func (l *watchLimiter) release(grant string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n[grant]--; l.n[grant] <= 0 {
+		delete(l.n, grant)
+	}
+}
+
+// closing is done once CloseStreams was called.
+func (l *watchLimiter) closing() context.Context { return l.doneCtx }
+
+func (l *watchLimiter) close() { l.stop() }

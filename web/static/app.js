@@ -1,0 +1,175 @@
+// Postern's only script. It enhances pages that work without it: keyboard shortcuts and a "New mail" banner fed by
+// Server-Sent Events. No build step, no inline script (the CSP forbids it), no dependencies.
+"use strict";
+(function () {
+  var rows = Array.prototype.slice.call(document.querySelectorAll("table.messages tbody tr[data-uid]"));
+  var table = document.querySelector("table.messages[data-box]");
+  var actForm = document.getElementById("act");
+  var current = -1;
+
+  // The message being read, from the reader's address /msg/{box}/{uid} (box is one escaped segment).
+  var reading = (function () {
+    var m = /^\/msg\/([^/]+)\/(\d+)$/.exec(location.pathname);
+    if (!m) return null;
+    try {
+      return { box: decodeURIComponent(m[1]), uid: m[2] };
+    } catch (e) {
+      return null;
+    }
+  })();
+
+  function mailboxURL(box) {
+    return "/mail/" + box.split("/").map(encodeURIComponent).join("/");
+  }
+
+  function select(i) {
+    if (!rows.length) return;
+    i = Math.max(0, Math.min(rows.length - 1, i));
+    if (current >= 0 && rows[current]) rows[current].classList.remove("current");
+    current = i;
+    var row = rows[i];
+    row.classList.add("current");
+    var link = row.querySelector("a.open");
+    if (link) link.focus();
+    row.scrollIntoView({ block: "nearest" });
+  }
+
+  // Keep the keyboard selection where the user clicked or tabbed.
+  rows.forEach(function (row, i) {
+    row.addEventListener("focusin", function () {
+      if (current !== i) {
+        if (current >= 0 && rows[current]) rows[current].classList.remove("current");
+        current = i;
+        row.classList.add("current");
+      }
+    });
+  });
+
+  // target is the message a shortcut acts on: the selected row, or the message being read.
+  function target() {
+    if (reading) return reading;
+    if (current >= 0 && table) return { box: table.dataset.box, uid: rows[current].dataset.uid };
+    return null;
+  }
+
+  function compose(kind, extra) {
+    var t = target();
+    if (!t) return;
+    location.href = "/compose?" + kind + "=" + encodeURIComponent(t.box + "/" + t.uid) + (extra || "");
+  }
+
+  function act(op) {
+    if (actForm && table) {
+      var boxes = actForm.querySelectorAll("input[name=uids]:checked");
+      if (!boxes.length && current >= 0) {
+        var cb = rows[current].querySelector("input[name=uids]");
+        if (cb) cb.checked = true;
+      }
+      var button = actForm.querySelector("button[name=op][value=" + op + "]");
+      if (!button || !actForm.querySelector("input[name=uids]:checked")) return;
+      if (actForm.requestSubmit) actForm.requestSubmit(button);
+      else button.click();
+      return;
+    }
+    // On a message page without its own form, post one like the list's.
+    var existing = document.querySelector("form[action='/act'] button[name=op][value=" + op + "]");
+    if (existing) {
+      existing.click();
+      return;
+    }
+    if (!reading) return;
+    var f = document.createElement("form");
+    f.method = "post";
+    f.action = "/act";
+    var fields = { box: reading.box, uids: reading.uid, op: op, return_to: mailboxURL(reading.box) };
+    Object.keys(fields).forEach(function (k) {
+      var input = document.createElement("input");
+      input.type = "hidden";
+      input.name = k;
+      input.value = fields[k];
+      f.appendChild(input);
+    });
+    document.body.appendChild(f);
+    f.submit();
+  }
+
+  var help = document.getElementById("keys-help");
+
+  document.addEventListener("keydown", function (e) {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.defaultPrevented) return;
+    var el = e.target;
+    // Typing in a field is typing, not a shortcut; checkboxes and buttons keep the shortcuts working.
+    if (el && (el.isContentEditable || /^(TEXTAREA|SELECT)$/.test(el.tagName) ||
+        (el.tagName === "INPUT" && !/^(checkbox|radio|submit|button)$/.test(el.type)))) {
+      return;
+    }
+    if (help && help.open) return;
+    var handled = true;
+    switch (e.key) {
+      case "j":
+        select(current + 1);
+        break;
+      case "k":
+        select(current < 0 ? 0 : current - 1);
+        break;
+      case "Enter":
+        if (current >= 0 && document.activeElement === document.body) {
+          var link = rows[current].querySelector("a.open");
+          if (link) location.href = link.href;
+        } else handled = false;
+        break;
+      case "x":
+        if (current >= 0) {
+          var cb = rows[current].querySelector("input[name=uids]");
+          if (cb) cb.checked = !cb.checked;
+        }
+        break;
+      case "r":
+        compose("reply");
+        break;
+      case "a":
+        compose("replyall");
+        break;
+      case "f":
+        compose("forward");
+        break;
+      case "c":
+        location.href = "/compose";
+        break;
+      case "e":
+        act("archive");
+        break;
+      case "#":
+        act("delete");
+        break;
+      case "/":
+        var q = document.getElementById("q");
+        if (q) {
+          q.focus();
+          q.select();
+        } else handled = false;
+        break;
+      case "?":
+        if (help && help.showModal) help.showModal();
+        break;
+      default:
+        handled = false;
+    }
+    if (handled) e.preventDefault();
+  });
+
+  // Live updates: the list page names its event stream; a change shows the banner. Reloading is left to the
+  // user, so that a selection or a half-read list is never pulled away under them.
+  var live = document.getElementById("live");
+  if (live && live.dataset.events && "EventSource" in window) {
+    var es = new EventSource(live.dataset.events);
+    var title = document.title;
+    es.addEventListener("mailbox", function () {
+      live.hidden = false;
+      document.title = "• " + title;
+    });
+    window.addEventListener("pagehide", function () {
+      es.close();
+    });
+  }
+})();
