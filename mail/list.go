@@ -60,9 +60,9 @@ func (q Query) criteria() *imap.SearchCriteria {
 // MaxPage) of box whose UID is below before (0: from the newest), newest
 // first. It pages by UID, which, unlike sequence numbers, stays put when
 // messages arrive or are expunged (RFC 9051 section 2.3.1.1), and fetches
-// only the page: the first page by sequence range, later ones after a UID
-// SEARCH for the UIDs below the cursor (ESEARCH RETURN (ALL), RFC 4731,
-// when available, which answers with a compact range).
+// only the rows of the page, never the whole mailbox: the newest page by
+// sequence range, older ones by UID range next to the cursor (see
+// pageBelow), with UID SEARCH as the fallback.
 //
 // The mailbox is opened with EXAMINE (RFC 9051 section 6.3.3), so listing
 // changes no flags. A missing mailbox gives an error wrapping ErrNoMailbox.
@@ -70,8 +70,10 @@ func (s *Session) List(ctx context.Context, box string, before uint32, n int) (P
 	return s.page(ctx, box, nil, before, n)
 }
 
-// Search is List restricted to the messages that match q (UID SEARCH, RFC
-// 9051 section 6.4.4). Page.Total counts all matches.
+// Search is List restricted to the messages that match q: one UID SEARCH
+// (RFC 9051 section 6.4.4; ESEARCH RETURN (ALL), RFC 4731, when offered,
+// for a compact answer), then a UID FETCH of the page. Page.Total counts
+// all matches.
 func (s *Session) Search(ctx context.Context, box string, q Query, before uint32, n int) (Page, error) {
 	return s.page(ctx, box, q.criteria(), before, n)
 }

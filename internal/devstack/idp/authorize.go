@@ -335,7 +335,7 @@ func (p *IdP) render(w http.ResponseWriter, status int, t *template.Template, da
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Security-Policy", "default-src 'none'; form-action 'self'; frame-ancestors 'none'")
+	h.Set("Content-Security-Policy", "default-src 'none'; form-action 'self' "+p.formTargets()+"; frame-ancestors 'none'")
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
 }

@@ -21,6 +21,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -102,6 +104,11 @@ type IdP struct {
 	stats    counters
 
 	srv *http.Server
+
+	// redirectOrigins lists the origins of every registered redirect URI, for the pages' CSP form-action: Chromium
+	// applies form-action to the redirect that follows a form POST, so the consent form's redirect back to the client
+	// must be allowed there (as Authelia's own portal allows it).
+	redirectOrigins []string
 }
 
 // Endpoint paths, as Authelia 4.39 serves them (protocol-notes B.5).
@@ -187,6 +194,11 @@ func New(opts Options) (*IdP, error) {
 			return nil, err
 		}
 		p.store.clients[c.ID] = fc
+		for _, ru := range c.RedirectURIs {
+			if u, err := url.Parse(ru); err == nil && u.Host != "" && !slices.Contains(p.redirectOrigins, u.Scheme+"://"+u.Host) {
+				p.redirectOrigins = append(p.redirectOrigins, u.Scheme+"://"+u.Host)
+			}
+		}
 	}
 
 	cfg := &fosite.Config{
@@ -471,3 +483,6 @@ func (r *recorder) Write(b []byte) (int, error) {
 }
 
 func newRandomID() string { return rand.Text() }
+
+// formTargets is the CSP form-action source list beyond 'self'.
+func (p *IdP) formTargets() string { return strings.Join(p.redirectOrigins, " ") }
