@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -49,26 +47,6 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// tlsConfig returns a TLS config that trusts the system roots plus the PEM bundle at caFile, if any.
-func tlsConfig(caFile, serverName string) (*tls.Config, error) {
-	c := &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS12}
-	if caFile == "" {
-		return c, nil
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, err
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no PEM certificates", caFile)
-	}
-	c.RootCAs = pool
-	return c, nil
-}
 
 // newApp opens the store, discovers the IdP and wires every layer. hc, when non-nil, is the HTTP client for the IdP
 // (the demo passes one); otherwise one is built from the config.
@@ -99,7 +77,7 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 	}()
 
 	if hc == nil {
-		tc, err := tlsConfig(cfg.OIDC.CAFile, "")
+		tc, err := config.ClientTLS(cfg.OIDC.CAFile, "")
 		if err != nil {
 			return nil, fmt.Errorf("oidc.ca_file: %w", err)
 		}
@@ -173,7 +151,7 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 }
 
 func mailServer(host string, port int, tlsMode, caFile, sasl string) (mail.Server, error) {
-	tc, err := tlsConfig(caFile, host)
+	tc, err := config.ClientTLS(caFile, host)
 	if err != nil {
 		return mail.Server{}, err
 	}
@@ -295,16 +273,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*path, getenv)
+	cfg, err := loadConfig(*path, getenv, stderr)
 	if err != nil {
-		var ps *config.Problems
-		if errors.As(err, &ps) {
-			fmt.Fprintf(stderr, "%s: %d problem(s):\n", *path, len(ps.List))
-			for _, p := range ps.List {
-				fmt.Fprintf(stderr, "  %s: %s\n", p.Key, p.Msg)
-			}
-			return exitError{err}
-		}
 		return err
 	}
 	logger := newLogger(cfg, stderr)

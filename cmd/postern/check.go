@@ -25,18 +25,8 @@ func runConfigCheck(args []string, getenv func(string) string, stdout, stderr io
 		// Also accept the file as a positional argument: `postern config check config.yml`.
 		*path = fs.Arg(0)
 	}
-	_, err := config.Load(*path, getenv)
-	if err != nil {
-		var ps *config.Problems
-		if errors.As(err, &ps) {
-			fmt.Fprintf(stderr, "%s: %d problem(s):\n", *path, len(ps.List))
-			for _, p := range ps.List {
-				fmt.Fprintf(stderr, "  %s: %s\n", p.Key, p.Msg)
-			}
-			return exitError{err}
-		}
-		fmt.Fprintf(stderr, "%s: %v\n", *path, err)
-		return exitError{err}
+	if _, err := loadConfig(*path, getenv, stderr); err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *path)
 	return nil
@@ -73,4 +63,23 @@ func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintln(stdout, "ok")
 	return nil
+}
+
+// loadConfig loads and validates the configuration; on failure it prints every problem with its YAML key, like
+// Authelia's `config validate`, and returns an error already reported to the user.
+func loadConfig(path string, getenv func(string) string, stderr io.Writer) (*config.Config, error) {
+	cfg, err := config.Load(path, getenv)
+	if err != nil {
+		var ps *config.Problems
+		if errors.As(err, &ps) {
+			fmt.Fprintf(stderr, "%s: %d problem(s):\n", path, len(ps.List))
+			for _, p := range ps.List {
+				fmt.Fprintf(stderr, "  %s: %s\n", p.Key, p.Msg)
+			}
+			return nil, exitError{err}
+		}
+		fmt.Fprintf(stderr, "%s: %v\n", path, err)
+		return nil, exitError{err}
+	}
+	return cfg, nil
 }

@@ -12,11 +12,8 @@ package doctor
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -86,7 +83,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) []Result {
 	}
 	hc := opts.HTTPClient
 	if hc == nil {
-		tc, err := tlsConfig(cfg.OIDC.CAFile, "")
+		tc, err := config.ClientTLS(cfg.OIDC.CAFile, "")
 		if err != nil {
 			return []Result{{Name: "discovery", Status: Fail, Detail: "oidc.ca_file: " + err.Error(),
 				Fix: "Point oidc.ca_file at a readable PEM file holding the CA certificate that signed Authelia's certificate."}}
@@ -144,26 +141,6 @@ func (d *run) skip(name, why string) {
 	d.results = append(d.results, Result{Name: name, Status: Skip, Detail: "skipped: " + why})
 }
 
-// tlsConfig trusts the system roots plus the PEM bundle at caFile, like `postern serve` does.
-func tlsConfig(caFile, serverName string) (*tls.Config, error) {
-	c := &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS12}
-	if caFile == "" {
-		return c, nil
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, err
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no PEM certificates", caFile)
-	}
-	c.RootCAs = pool
-	return c, nil
-}
 
 // autheliaClient is the client block that works for Postern, filled with this configuration's values; fixes quote
 // the lines that matter from it.

@@ -12,6 +12,8 @@ import (
 
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-smtp"
+
+	"github.com/postern/postern/internal/config"
 )
 
 // mailEndpoint is the IMAP or SMTP block of the configuration, as the checks need it.
@@ -46,7 +48,7 @@ func (e mailEndpoint) mech() string { return strings.ToUpper(e.sasl) }
 // tlsConfig is the TLS configuration Postern uses for e; the handshake's state is recorded in *seen once the
 // certificate has been verified, for the detail of a passing result.
 func (e mailEndpoint) tlsConfig(seen **tls.ConnectionState) (*tls.Config, error) {
-	c, err := tlsConfig(e.ca, e.host)
+	c, err := config.ClientTLS(e.ca, e.host)
 	if err != nil {
 		return nil, err
 	}
