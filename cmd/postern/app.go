@@ -47,7 +47,6 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-
 // newApp opens the store, discovers the IdP and wires every layer. hc, when non-nil, is the HTTP client for the IdP
 // (the demo passes one); otherwise one is built from the config.
 func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *http.Client) (*app, error) {

@@ -141,7 +141,6 @@ func (d *run) skip(name, why string) {
 	d.results = append(d.results, Result{Name: name, Status: Skip, Detail: "skipped: " + why})
 }
 
-
 // autheliaClient is the client block that works for Postern, filled with this configuration's values; fixes quote
 // the lines that matter from it.
 func (d *run) autheliaClient() string {
