@@ -8,7 +8,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/postern ./cmd/postern
+RUN CGO_ENABLED=0 go build -tags nodemo -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/postern ./cmd/postern
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/postern /usr/local/bin/postern
