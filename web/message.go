@@ -82,8 +82,10 @@ func readError(err error, box string) error {
 type messagePage struct {
 	pageBase
 	Box, BoxURL string
-	Msg         *mail.Message
-	DateISO     string
+	// Ref names the message for the compose links ("box/uid", the form /compose?reply= takes).
+	Ref     string
+	Msg     *mail.Message
+	DateISO string
 	// Text is the plain-text body cut into blocks: quoted blocks fold away.
 	Text []textBlock
 	// FrameURL is the sandboxed HTML document, "" when the message is shown as text.
@@ -138,6 +140,7 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) error {
 		pageBase:  s.base(r, subjectOr(m.Subject)),
 		Box:       box,
 		BoxURL:    mailboxURL(box),
+		Ref:       box + "/" + strconv.FormatUint(uint64(uid), 10),
 		Msg:       m,
 		Remote:    q.Get("remote") == "1",
 		SourceURL: self + "/raw",
@@ -249,7 +252,7 @@ func (s *Server) handleMessageHTML(w http.ResponseWriter, r *http.Request) error
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	var b strings.Builder
 	b.WriteString(`<!doctype html><html><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">` +
-		`<style>body{margin:0;padding:.5rem;overflow-wrap:break-word}img{max-width:100%}</style></head><body>`)
+		`<style>body{margin:0;padding:.5rem;overflow-wrap:break-word}img{max-width:100%;height:auto}table{max-width:100%}</style></head><body>`)
 	b.WriteString(res.HTML)
 	b.WriteString("</body></html>\n")
 	h.Set("Content-Length", strconv.Itoa(b.Len()))
