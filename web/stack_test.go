@@ -37,6 +37,7 @@ type stack struct {
 	ts     *httptest.Server
 	// smtp is the dev mail server's submission listener, which Config.Sender sends through.
 	smtp net.Addr
+	imapAddr string // the dev IMAP server, for benchmarks that bypass Postern
 }
 
 // stackOptions adjust newStack for one test.
@@ -63,7 +64,7 @@ var (
 	rsaKey  *rsa.PrivateKey
 )
 
-func signingKey(t *testing.T) *rsa.PrivateKey {
+func signingKey(t testing.TB) *rsa.PrivateKey {
 	keyOnce.Do(func() {
 		var err error
 		rsaKey, err = rsa.GenerateKey(rand.Reader, 2048)
@@ -76,7 +77,7 @@ func signingKey(t *testing.T) *rsa.PrivateKey {
 
 const clientSecret = "a+secret/with%odd:chars"
 
-func newStack(t *testing.T, opts ...stackOption) *stack {
+func newStack(t testing.TB, opts ...stackOption) *stack {
 	t.Helper()
 	ctx := context.Background()
 	s := &stack{}
@@ -143,6 +144,7 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 		t.Fatal(err)
 	}
 	s.keeper = auth.NewKeeper(prov, s.store, auth.KeeperOptions{})
+	s.imapAddr = imapAddr.String()
 	host, port := splitHostPort(t, imapAddr.String())
 	s.pool = mail.NewPool(mail.Server{Host: host, Port: port, TLS: mail.TLSNone}, mail.PoolOptions{})
 	t.Cleanup(func() { s.pool.Close() })
@@ -166,11 +168,11 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 
 // browser is a cookie-keeping client that does not follow redirects, so tests see every hop.
 type browser struct {
-	t  *testing.T
+	t  testing.TB
 	hc *http.Client
 }
 
-func newBrowser(t *testing.T) *browser {
+func newBrowser(t testing.TB) *browser {
 	jar, _ := cookiejar.New(nil)
 	return &browser{t: t, hc: &http.Client{
 		Jar:           jar,
@@ -231,7 +233,7 @@ func (s *stack) signIn(b *browser, user, returnTo string) response {
 	return b.get(cb.String())
 }
 
-func splitHostPort(t *testing.T, addr string) (string, int) {
+func splitHostPort(t testing.TB, addr string) (string, int) {
 	t.Helper()
 	u, err := url.Parse("imap://" + addr)
 	if err != nil {
