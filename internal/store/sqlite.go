@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -68,7 +69,7 @@ func OpenSQLite(ctx context.Context, path string, sealer *seal.Sealer) (*SQLite,
 	// every new one is not; keep a few idle.
 	db.SetMaxIdleConns(4)
 	s := &SQLite{db: db, sealer: sealer, now: time.Now}
-	if err := db.PingContext(ctx); err != nil {
+	if err := pingRetry(ctx, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
@@ -104,4 +105,28 @@ func isUniqueViolation(err error) bool {
 	}
 	code := se.Code()
 	return code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || code == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+}
+
+// pingRetry opens the first connection. Switching a new database file to WAL needs an exclusive lock, and SQLite
+// answers SQLITE_BUSY at once, without consulting busy_timeout, when another process is doing the same at that moment
+// (several instances starting together on a fresh shared file): retry for up to busyTimeout.
+func pingRetry(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(busyTimeout)
+	for {
+		err := db.PingContext(ctx)
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(10+rand.IntN(40)) * time.Millisecond):
+		}
+	}
+}
+
+// isBusy reports whether err is SQLite's "database is locked".
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
