@@ -36,7 +36,7 @@ type stack struct {
 	web    *Server
 	ts     *httptest.Server
 	// smtp is the dev mail server's submission listener, which Config.Sender sends through.
-	smtp net.Addr
+	smtp     net.Addr
 	imapAddr string // the dev IMAP server, for benchmarks that bypass Postern
 }
 
