@@ -298,10 +298,7 @@ var partPath = regexp.MustCompile(`^[1-9][0-9]{0,3}(\.[1-9][0-9]{0,3}){0,15}$`)
 // attachment. See the comment at the top of this file for the headers.
 func (s *Server) handlePart(w http.ResponseWriter, r *http.Request) error {
 	h := w.Header()
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Cache-Control", "private, no-store")
+	setInertHeaders(h)
 	box, uid, err := msgTarget(r)
 	if err != nil {
 		return err
@@ -390,10 +387,7 @@ func displayName(p mail.Part) string {
 // else: text/plain, nosniff, and a CSP with sandbox in case one tried.
 func (s *Server) handleRaw(w http.ResponseWriter, r *http.Request) error {
 	h := w.Header()
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Cache-Control", "private, no-store")
+	setInertHeaders(h)
 	box, uid, err := msgTarget(r)
 	if err != nil {
 		return err
@@ -496,4 +490,13 @@ func linkify(text string) []textSeg {
 		segs = append(segs, textSeg{Text: text[last:]})
 	}
 	return segs
+}
+
+// setInertHeaders makes a response that carries message content inert wherever a browser meets it: no sniffing into
+// HTML, a CSP that loads nothing and sandboxes the document, no referrer, and no caching of private mail.
+func setInertHeaders(h http.Header) {
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "private, no-store")
 }
