@@ -163,6 +163,8 @@ type PreviousKey struct {
 type WebConfig struct {
 	// PageSize is the number of messages per mailbox page.
 	PageSize int `yaml:"page_size"`
+	// MaxUploadMB caps a message being composed (text plus attachments), in MiB.
+	MaxUploadMB int `yaml:"max_upload_mb"`
 }
 
 // Problem is one configuration mistake. Key is the YAML key path
@@ -281,7 +283,7 @@ func defaults() Config {
 			Path:            "/var/lib/postern/postern.db",
 			EncryptionKeyID: "1",
 		},
-		Web: WebConfig{PageSize: 50},
+		Web: WebConfig{PageSize: 50, MaxUploadMB: 25},
 	}
 }
 

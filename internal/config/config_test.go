@@ -126,6 +126,7 @@ func TestDefaults(t *testing.T) {
 		{"storage.path", c.Storage.Path, "/var/lib/postern/postern.db"},
 		{"key id", c.Storage.EncryptionKeyID, "1"},
 		{"page_size", c.Web.PageSize, 50},
+		{"max_upload_mb", c.Web.MaxUploadMB, 25},
 	}
 	for _, tc := range checks {
 		t.Run(tc.name, func(t *testing.T) {

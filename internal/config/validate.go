@@ -85,6 +85,9 @@ func (c *Config) validate(ps *Problems) {
 	c.validateStorage(ps)
 
 	// web
+	if n := c.Web.MaxUploadMB; n < 1 || n > 1024 {
+		ps.add("web.max_upload_mb", "must be between 1 and 1024 (MiB), got %d; keep it at or below Stalwart's message size limit", n)
+	}
 	if n := c.Web.PageSize; n < 1 || n > 500 {
 		ps.add("web.page_size", "must be between 1 and 500, got %d", n)
 	}

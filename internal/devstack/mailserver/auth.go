@@ -3,6 +3,7 @@ package mailserver
 import (
 	"bytes"
 	"context"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -66,6 +67,12 @@ func (b *bearerServer) Next(resp []byte) ([]byte, bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	email, res := b.s.userinfo(ctx, token)
+	if res == authOK && b.s.opts.ErrorChallenge && !strings.EqualFold(saslUser(resp), email) {
+		// Dovecot's oauth2 passdb (username_attribute = email) requires the SASL user — OAUTHBEARER's a=, XOAUTH2's
+		// user= — to equal the token's address after lower-casing; Stalwart ignores it. Postern must always send
+		// the userinfo address there.
+		res = authFailed
+	}
 	switch res {
 	case authOK:
 		b.s.authSuccesses.Add(1)
@@ -111,4 +118,20 @@ func bearerToken(payload []byte) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// saslUser returns the user named in an OAUTHBEARER (GS2 header "n,a=<user>,", RFC 7628 §3.1) or XOAUTH2
+// ("user=<user>") payload, or "".
+func saslUser(payload []byte) string {
+	fields := bytes.Split(payload, []byte{0x01})
+	first := string(fields[0])
+	if u, ok := strings.CutPrefix(first, "user="); ok {
+		return u
+	}
+	for _, p := range strings.Split(first, ",") {
+		if u, ok := strings.CutPrefix(p, "a="); ok {
+			return u
+		}
+	}
+	return ""
 }

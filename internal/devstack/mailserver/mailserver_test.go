@@ -394,3 +394,29 @@ func TestListenTLSNeedsConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestDovecotModeChecksTheSASLUser: with ErrorChallenge (Dovecot's behaviour) the a=/user= address must be the
+// token's, as Dovecot's oauth2 passdb requires; the real-peer suite found this difference from Stalwart.
+func TestDovecotModeChecksTheSASLUser(t *testing.T) {
+	tests := []struct {
+		name, mech, user string
+		ok               bool
+	}{
+		{"oauthbearer, same address", "OAUTHBEARER", "alice@example.test", true},
+		{"oauthbearer, other case", "OAUTHBEARER", "Alice@Example.Test", true},
+		{"xoauth2, same address", "XOAUTH2", "alice@example.test", true},
+		{"oauthbearer, other user", "OAUTHBEARER", "bob@example.test", false},
+		{"xoauth2, other user", "XOAUTH2", "bob@example.test", false},
+		{"oauthbearer, no authzid", "OAUTHBEARER", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := newServer(t, Options{ErrorChallenge: true})
+			c := dialIMAP(t, s)
+			err := c.Authenticate(bearer{tt.mech, tt.user, "good-alice@example.test"})
+			if tt.ok != (err == nil) {
+				t.Errorf("Authenticate(%s as %q) = %v, want ok=%v", tt.mech, tt.user, err, tt.ok)
+			}
+		})
+	}
+}
