@@ -48,8 +48,8 @@ type errorPage struct {
 //     and back to the page they asked for, instead of showing an error.
 //   - mail.ErrAuthFailed that survived one retry with a fresh token: the same, since the mail server no longer accepts
 //     what the IdP gave us.
-//   - mail.ErrAuthUnavailable and connection errors: a friendly "try again shortly" page; nothing is lost, the next
-//     view retries by itself.
+//   - auth.ErrTransient and friends (the IdP is down while the access token needs renewing), mail.ErrAuthUnavailable
+//     and connection errors: a friendly "try again shortly" page; nothing is lost, the next view retries by itself.
 func (s *Server) serveError(w http.ResponseWriter, r *http.Request, err error) {
 	log := s.log(r)
 	if errors.Is(err, auth.ErrNeedsSignIn) {
@@ -65,6 +65,10 @@ func (s *Server) serveError(w http.ResponseWriter, r *http.Request, err error) {
 		switch {
 		case errors.Is(err, mail.ErrAuthFailed):
 			e = &Error{Status: http.StatusBadGateway, Msg: "The mail server did not accept your sign-in. Signing in again usually fixes this.", Retry: "/login", Err: err}
+		case idpUnavailable(err):
+			// The grant is intact (a transient failure never drops tokens) and the refresher retries on its own;
+			// the user only has to come back.
+			e = &Error{Status: http.StatusServiceUnavailable, Msg: "Your identity provider cannot be reached right now, so your session cannot be renewed. Nothing is lost: Postern keeps retrying; try again in a minute.", Retry: r.URL.RequestURI(), Err: err}
 		case errors.Is(err, mail.ErrAuthUnavailable):
 			e = &Error{Status: http.StatusServiceUnavailable, Msg: "The mail server could not check your sign-in just now (is the identity provider down?). Please try again in a minute.", Retry: r.URL.RequestURI(), Err: err}
 		default:
@@ -87,4 +91,10 @@ func (s *Server) handle(h handlerFunc) http.Handler {
 			s.serveError(w, r, err)
 		}
 	})
+}
+
+// idpUnavailable reports a failure to renew the access token that left the grant intact: the IdP was unreachable,
+// answered 5xx, or refused the client (a configuration problem, which the refresher also keeps retrying).
+func idpUnavailable(err error) bool {
+	return errors.Is(err, auth.ErrTransient) || errors.Is(err, auth.ErrOutcomeUnknown) || errors.Is(err, auth.ErrRejected)
 }

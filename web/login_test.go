@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/postern/postern/internal/devstack/idp"
 )
@@ -356,5 +357,59 @@ func TestSignInAgainRetiresTheOldGrant(t *testing.T) {
 	}
 	if s.idp.Active(old.RefreshToken) {
 		t.Error("the old grant's refresh token is still active at the IdP")
+	}
+}
+
+// TestIdPOutageIsFriendlyAndRecovers: when the access token must be renewed while the IdP is down, the page says so
+// in words (503, no error text), the grant survives, and the next view after the IdP returns works with no sign-in.
+func TestIdPOutageIsFriendlyAndRecovers(t *testing.T) {
+	s := newStack(t)
+	b := newBrowser(t)
+	s.signIn(b, "alice", "/mail/INBOX")
+	ctx := context.Background()
+	ids, _ := s.store.GrantsBySubject(ctx, s.idp.Issuer(), idp.Subject("alice"))
+	if len(ids) != 1 {
+		t.Fatalf("grants = %v", ids)
+	}
+	g, err := s.store.Grant(ctx, ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.AccessExpiry = time.Now().Add(-time.Minute) // as if an hour had passed
+	if _, err := s.store.UpdateGrant(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+
+	s.idp.SetDown(true)
+	r := b.get(s.ts.URL + "/mail/INBOX")
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "identity provider cannot be reached") {
+		t.Fatalf("inbox with the IdP down = %d: %s", r.status, r.body)
+	}
+	if strings.Contains(r.body, "auth:") {
+		t.Error("the page shows an internal error text")
+	}
+
+	// While the keeper backs off, further views do not hammer the IdP; they get the same page.
+	if n := s.idp.Stats().RefusedWhileDown; n != 1 {
+		t.Errorf("the first view during the outage sent %d requests to the IdP, want 1 refresh attempt", n)
+	}
+	if r := b.get(s.ts.URL + "/mail/INBOX"); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("second view during the outage = %d", r.status)
+	}
+	if n := s.idp.Stats().RefusedWhileDown; n != 1 {
+		t.Errorf("a view during the backoff reached the IdP (%d requests in all), want none", n-1)
+	}
+
+	s.idp.SetDown(false)
+	// The backoff ends (the refresher, Run, would retry then by itself): the next view renews the token.
+	if err := s.store.TouchGrant(ctx, g.ID, time.Now(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	r = b.get(s.ts.URL + "/mail/INBOX")
+	if r.status != http.StatusOK {
+		t.Fatalf("inbox after the IdP returned = %d (location %q): %s", r.status, r.location, r.body)
+	}
+	if st := s.idp.Stats(); st.RefreshReuses != 0 || st.FamilyRevocations != 0 {
+		t.Errorf("IdP saw %d refresh-token reuses and %d family revocations, want 0", st.RefreshReuses, st.FamilyRevocations)
 	}
 }

@@ -336,7 +336,7 @@ func specialMailbox(boxes []mail.Mailbox, role string) string {
 // folder is gone (moved or deleted in another window or app), the mailbox is full, or the server is unreachable.
 // The cause goes to the log only. Auth failures pass through to serveError's mapping.
 func mailError(err error) error {
-	if errors.Is(err, auth.ErrNeedsSignIn) || errors.Is(err, mail.ErrAuthFailed) || errors.Is(err, mail.ErrAuthUnavailable) {
+	if errors.Is(err, auth.ErrNeedsSignIn) || idpUnavailable(err) || errors.Is(err, mail.ErrAuthFailed) || errors.Is(err, mail.ErrAuthUnavailable) {
 		return err
 	}
 	var e *Error

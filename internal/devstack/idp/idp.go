@@ -72,12 +72,14 @@ type Stats struct {
 	RefreshReuses                                                               int64 // an already-used (rotated) refresh token was presented
 	FamilyRevocations                                                           int64 // a whole grant was revoked because of that reuse
 	UserinfoRequests, Revocations, Introspections                               int64
+	RefusedWhileDown                                                            int64 // requests answered 503 by SetDown(true), whatever the endpoint
 }
 
 type counters struct {
 	authorize, token, codeExchanges, refreshes, refreshFailures atomic.Int64
 	reuses, familyRevocations                                   atomic.Int64
 	userinfo, revocations, introspections                       atomic.Int64
+	refusedDown                                                 atomic.Int64
 }
 
 // IdP is the provider. It is an http.Handler; Start also runs it on a listener.
@@ -330,6 +332,7 @@ func (p *IdP) Stats() Stats {
 		UserinfoRequests:  c.userinfo.Load(),
 		Revocations:       c.revocations.Load(),
 		Introspections:    c.introspections.Load(),
+		RefusedWhileDown:  c.refusedDown.Load(),
 	}
 }
 
@@ -357,6 +360,7 @@ func (p *IdP) Active(token string) bool {
 // ServeHTTP serves every endpoint of the provider.
 func (p *IdP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.down.Load() {
+		p.stats.refusedDown.Add(1)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		io.WriteString(w, "503 Service Unavailable\n")
