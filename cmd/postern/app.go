@@ -176,13 +176,7 @@ func dirOf(p string) string {
 // serve runs the HTTP server, the background refresher and the janitors until ctx is done, then shuts down in order:
 // stop accepting and drain requests, stop the refresher (in-flight refreshes are persisted first), log out pooled IMAP
 // connections, close the store.
-func (a *app) serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           a.metrics.Middleware(a.web.RoutePattern)(a.web),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
-	}
+func (a *app) serve(ctx context.Context, srv *http.Server, errc <-chan error) error {
 	// Live-update streams (SSE) stay open until the client leaves; without this Shutdown would wait for them.
 	srv.RegisterOnShutdown(a.web.CloseStreams)
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
@@ -213,9 +207,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 			}
 		})
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	a.log.Info("postern listening", slog.String("addr", ln.Addr().String()), slog.String("public_url", a.cfg.Server.PublicURL), slog.String("version", version))
+	a.log.Info("postern ready", slog.String("public_url", a.cfg.Server.PublicURL), slog.String("version", version))
 
 	var serveErr error
 	select {
@@ -239,6 +231,9 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	}
 	return serveErr
 }
+
+// handler is the app's public HTTP handler: the web server, timed per route pattern for the metrics.
+func (a *app) handler() http.Handler { return a.metrics.Middleware(a.web.RoutePattern)(a.web) }
 
 // janitor closes idle IMAP connections (well before the server's 30-minute autologout), deletes expired sessions and
 // sweeps grants that ended long ago.
@@ -278,16 +273,36 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	logger := newLogger(cfg, stderr)
-	a, err := newApp(ctx, cfg, logger, nil)
-	if err != nil {
-		return err
-	}
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
-		a.store.Close()
 		return fmt.Errorf("server.listen: %w", err)
 	}
-	return a.serve(ctx, ln)
+	return listenAndServe(ctx, ln, cfg, logger, nil, nil)
+}
+
+// listenAndServe serves ln from the start — a "starting" page while newApp waits for the IdP — then the app, until
+// ctx is done. hc is passed to newApp; ready, if set, is called once the app serves.
+func listenAndServe(ctx context.Context, ln net.Listener, cfg *config.Config, logger *slog.Logger, hc *http.Client, ready func()) error {
+	door := &frontDoor{issuer: cfg.OIDC.Issuer}
+	srv := &http.Server{
+		Handler:           door,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	logger.Info("postern listening", slog.String("addr", ln.Addr().String()))
+	a, err := newApp(ctx, cfg, logger, hc)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	door.open(a.handler())
+	if ready != nil {
+		ready()
+	}
+	return a.serve(ctx, srv, errc)
 }
 
 // discover runs OIDC discovery, waiting for the IdP if it is not up yet: Postern, Authelia and Stalwart usually start

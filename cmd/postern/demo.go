@@ -164,18 +164,14 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 		ln.Close()
 		return err
 	}
-	a, err := newApp(ctx, cfg, logger, &http.Client{})
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	fmt.Fprintf(stdout, "Postern demo is running at %s\n\n", publicURL)
-	fmt.Fprintf(stdout, "Sign in as one of these users of the demo identity provider (%s):\n", d.idp.Issuer())
-	for _, u := range demoUsers {
-		fmt.Fprintf(stdout, "  user %-6s password %s\n", u.username, u.password)
-	}
-	fmt.Fprintf(stdout, "\nDemo mail server: IMAP %s, SMTP submission %s. Press Ctrl-C to stop.\n", d.imapAddr, d.smtpAddr)
-	return a.serve(ctx, ln)
+	return listenAndServe(ctx, ln, cfg, logger, &http.Client{}, func() {
+		fmt.Fprintf(stdout, "Postern demo is running at %s\n\n", publicURL)
+		fmt.Fprintf(stdout, "Sign in as one of these users of the demo identity provider (%s):\n", d.idp.Issuer())
+		for _, u := range demoUsers {
+			fmt.Fprintf(stdout, "  user %-6s password %s\n", u.username, u.password)
+		}
+		fmt.Fprintf(stdout, "\nDemo mail server: IMAP %s, SMTP submission %s. Press Ctrl-C to stop.\n", d.imapAddr, d.smtpAddr)
+	})
 }
 
 func splitAddr(a net.Addr) (string, int) {

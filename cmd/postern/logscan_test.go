@@ -49,7 +49,10 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- a.serve(ctx, ln) }()
+	srv := &http.Server{Handler: a.handler()}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	go func() { done <- a.serve(ctx, srv, errc) }()
 
 	secrets := map[string]string{
 		"client secret":  d.secret,
