@@ -105,5 +105,8 @@ storage:
 		t.Fatal(err)
 	}
 	defer p.Close()
-	waitFor("the app to take over", func() bool { code, body := get("/"); return code == http.StatusOK && strings.Contains(body, `id="signin"`) })
+	waitFor("the app to take over", func() bool {
+		code, body := get("/")
+		return code == http.StatusOK && strings.Contains(body, `id="signin"`)
+	})
 }
