@@ -119,7 +119,7 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) error {
 		if m, err = ms.Message(r.Context(), box, uid); err != nil {
 			return err
 		}
-		if !m.Seen {
+		if !m.Seen && sameOriginView(r) {
 			// Reading marks the message read, as every mail client does; failing to is not worth an error page.
 			if err := ms.SetFlag(r.Context(), box, []uint32{uid}, mail.FlagSeen, true); err != nil {
 				s.log(r).Warn("mark seen", slog.Any("err", err))
@@ -499,4 +499,15 @@ func setInertHeaders(h http.Header) {
 	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "private, no-store")
+}
+
+// sameOriginView reports whether the request is the user's own navigation: reading marks a message read, the one
+// state change made by a GET, so a link on another site (or a prefetcher following one) must not do it. Browsers
+// send Sec-Fetch-Site; its absence (old browsers, non-browser clients) counts as the user's own.
+func sameOriginView(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+		return true
+	}
+	return false
 }

@@ -92,8 +92,14 @@ func New(cfg Config, a Authenticator, t Tokens, m Mailer, ss SessionStore) (*Ser
 	if len(cfg.SessionSecret) < 32 {
 		return nil, errors.New("web: SessionSecret must be at least 32 bytes")
 	}
-	if cfg.CookieName == "" {
+	if cfg.CookieName == "" || (cfg.CookieName == "postern_session" && cfg.PublicURL.Scheme == "https") {
+		// On https the default name takes the __Host- prefix: browsers then accept the cookie only from this exact
+		// host, Secure, Path=/ and without Domain, so a sibling subdomain cannot plant its own (signed-in) session
+		// cookie here (login CSRF through cookie tossing).
 		cfg.CookieName = "postern_session"
+		if cfg.PublicURL.Scheme == "https" {
+			cfg.CookieName = "__Host-postern_session"
+		}
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 24 * time.Hour

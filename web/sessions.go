@@ -140,6 +140,11 @@ func (st *serverStore) Save(r *http.Request, w http.ResponseWriter, s *sessions.
 		return fmt.Errorf("encode session: %w", err)
 	}
 	expires := now.Add(st.idle)
+	if _, signedIn := s.Values[keyGrant]; !signedIn {
+		// A session that only carries a sign-in flow lives as long as the flow may (auth refuses flows older than
+		// 10 minutes), so anonymous /login requests cannot fill the store with day-long rows.
+		expires = now.Add(preLoginLifetime)
+	}
 	if hard := created.Add(st.lifetime); hard.Before(expires) {
 		expires = hard
 	}
@@ -156,6 +161,9 @@ func (st *serverStore) Save(r *http.Request, w http.ResponseWriter, s *sessions.
 	http.SetCookie(w, sessions.NewCookie(s.Name(), enc, &opts))
 	return nil
 }
+
+// preLoginLifetime bounds a session that has no grant yet.
+const preLoginLifetime = 15 * time.Minute
 
 // session is the typed view of a gorilla session that handlers use; nothing else reads or writes Values.
 type session struct {

@@ -144,7 +144,8 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 	a.web.SetReadiness(map[string]web.Checker{
 		"store": web.CheckFunc(a.store.Ping),
 		"idp":   web.DiscoveryCheck(hc, cfg.OIDC.Issuer, 10*time.Second),
-		"imap":  web.IMAPCheck(imapSrv),
+		// Cached like discovery, so that probing /readyz does not open a connection to the mail server each time.
+		"imap": web.CacheCheck(web.IMAPCheck(imapSrv), 10*time.Second),
 	})
 	ok = true
 	return a, nil
