@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 )
@@ -77,4 +78,44 @@ func TestCrossSiteViewDoesNotMarkRead(t *testing.T) {
 	if m, _ := storedByUID(t, s, u.addr, "INBOX", uid); !hasFlag(m, `\Seen`) {
 		t.Error("the user's own view did not mark the message read")
 	}
+}
+
+// cidBomb is an HTML message that references many cid: images: refs times each of the distinct parts.
+func cidBomb(distinct, refs int) []byte {
+	const png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+	var html, parts strings.Builder
+	for i := 0; i < distinct; i++ {
+		for j := 0; j < refs; j++ {
+			fmt.Fprintf(&html, `<img src="cid:img%d@x">`, i)
+		}
+		fmt.Fprintf(&parts, "--rel\nContent-Type: image/png\nContent-ID: <img%d@x>\nContent-Transfer-Encoding: base64\n\n%s\n", i, png)
+	}
+	return []byte("From: bob@example.test\nTo: alice@example.test\nSubject: cid bomb\nMIME-Version: 1.0\n" +
+		"Content-Type: multipart/related; boundary=rel\n\n--rel\nContent-Type: text/html; charset=utf-8\n\n" +
+		html.String() + "\n" + parts.String() + "--rel--\n")
+}
+
+// TestCIDReferencesAreBounded: thousands of references to one image cost one part fetch, and a message with more
+// distinct inline images than maxInlineParts gets only that many inlined.
+func TestCIDReferencesAreBounded(t *testing.T) {
+	rd := newReader(t)
+	t.Run("one image, 3000 references", func(t *testing.T) {
+		uid := rd.deliver(t, "INBOX", cidBomb(1, 3000))
+		start := time.Now()
+		r := rd.get(t, fmt.Sprintf("/msg/INBOX/%d/html", uid))
+		if r.status != http.StatusOK {
+			t.Fatalf("frame = %d", r.status)
+		}
+		if n := strings.Count(r.body, "data:image/png;base64,"); n != 3000 {
+			t.Errorf("%d references inlined, want all 3000 from one fetch", n)
+		}
+		t.Logf("3000 references to one image rendered in %v", time.Since(start))
+	})
+	t.Run("more distinct images than the cap", func(t *testing.T) {
+		uid := rd.deliver(t, "INBOX", cidBomb(maxInlineParts+30, 1))
+		r := rd.get(t, fmt.Sprintf("/msg/INBOX/%d/html", uid))
+		if n := strings.Count(r.body, "data:image/png;base64,"); n != maxInlineParts {
+			t.Errorf("%d distinct images inlined, want the cap %d", n, maxInlineParts)
+		}
+	})
 }

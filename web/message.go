@@ -161,7 +161,9 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) error {
 			page.FrameURL += "?remote=1"
 		}
 		// Sanitising here too costs one parse and tells the reader what was held back.
-		page.RemoteBlocked = sanitize.HTML(m.HTML, sanitize.Options{}).RemoteBlocked
+		if len(m.HTML) <= maxSanitizeHTML {
+			page.RemoteBlocked = sanitize.HTML(m.HTML, sanitize.Options{}).RemoteBlocked
+		}
 		page.RemoteURL = self + "?remote=1"
 		if m.Text != "" {
 			page.TextURL = self + "?text=1"
@@ -204,11 +206,18 @@ func frameHeaders(h http.Header, remote bool) {
 	h.Set("Cache-Control", "no-store")
 }
 
-// maxInlineImage and maxInlineTotal bound the cid: images inlined as data: URLs into one frame document.
+// maxInlineImage and maxInlineTotal bound the cid: images inlined as data: URLs into one frame document;
+// maxInlineParts bounds how many distinct parts one document may fetch, whatever their size (a hostile message can
+// reference thousands of tiny parts); maxSanitizeHTML bounds the HTML that is parsed and sanitised at all.
 const (
-	maxInlineImage = 4 << 20
-	maxInlineTotal = 16 << 20
+	maxInlineImage  = 4 << 20
+	maxInlineTotal  = 16 << 20
+	maxInlineParts  = 50
+	maxSanitizeHTML = 8 << 20
 )
+
+// tooLargeHTML replaces an HTML body over maxSanitizeHTML: it is not rendered, and the source stays available.
+const tooLargeHTML = "<p>This message's formatted version is too large to display here. Use “View source” or the plain-text version.</p>"
 
 // handleMessageHTML serves the sanitised HTML body as the standalone document of the sandboxed frame.
 func (s *Server) handleMessageHTML(w http.ResponseWriter, r *http.Request) error {
@@ -224,21 +233,36 @@ func (s *Server) handleMessageHTML(w http.ResponseWriter, r *http.Request) error
 		if err != nil {
 			return err
 		}
-		total := 0
+		total, fetched, failed := 0, 0, false
+		// Each Content-ID is looked up once per document, at most maxInlineParts of them, and the first failure
+		// (or a cancelled request) stops further fetches.
+		seen := map[string]string{}
 		cidURL := func(cid string) (string, bool) {
+			if u, ok := seen[cid]; ok {
+				return u, u != ""
+			}
+			seen[cid] = ""
 			p, ok := inlinePart(m.Inline, cid)
-			if !ok || !inlineImageTypes[p.ContentType] || p.Size > maxInlineImage || total+int(p.Size) > maxInlineTotal {
+			if !ok || failed || fetched >= maxInlineParts || r.Context().Err() != nil ||
+				!inlineImageTypes[p.ContentType] || p.Size > maxInlineImage || total+int(p.Size) > maxInlineTotal {
 				return "", false
 			}
+			fetched++
 			_, data, err := ms.Part(r.Context(), box, uid, p.Path)
 			if err != nil || len(data) > maxInlineImage {
+				failed = true
 				s.log(r).Warn("inline image", slog.String("part", p.Path), slog.Any("err", err))
 				return "", false
 			}
 			total += len(data)
-			return "data:" + p.ContentType + ";base64," + base64.StdEncoding.EncodeToString(data), true
+			u := "data:" + p.ContentType + ";base64," + base64.StdEncoding.EncodeToString(data)
+			seen[cid] = u
+			return u, true
 		}
 		in := m.HTML
+		if len(in) > maxSanitizeHTML {
+			in = tooLargeHTML
+		}
 		if m.Malformed {
 			in = "" // the message page shows the raw text instead
 		}
