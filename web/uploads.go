@@ -139,16 +139,19 @@ func attachmentType(declared, name string, data []byte) string {
 
 // uploadStash keeps the attachments of a compose form that has to be shown again (a mistyped address, a failed
 // send, a resumed draft), so that the user does not have to pick the files again: the re-shown form carries only
-// their ids. Entries belong to one grant, expire after stashTTL, and the whole stash is bounded in memory; when it
-// is full the form asks for the files again rather than evicting another user's.
+// their ids. Entries belong to one grant and expire after stashTTL. Memory is bounded twice: one grant keeps at most
+// perGrant bytes (its own oldest files go first), and the whole stash at most limit (the oldest files of anyone go
+// first). So no user can fill the stash and block everyone's sending; the worst a flood does is make another user's
+// re-shown form ask for a file again.
 //
 // It lives in memory: after a restart, or on another instance, an id is simply unknown and the form says which
 // attachment to add again.
 type uploadStash struct {
 	mu    sync.Mutex
 	items map[string]*stashed
-	size  int64
-	limit int64
+	size     int64
+	limit    int64
+	perGrant int64
 }
 
 type stashed struct {
@@ -164,7 +167,7 @@ type keptFile struct {
 }
 
 func newUploadStash(maxUpload int64) *uploadStash {
-	return &uploadStash{items: map[string]*stashed{}, limit: 4 * maxUpload}
+	return &uploadStash{items: map[string]*stashed{}, limit: 4 * maxUpload, perGrant: 2 * maxUpload}
 }
 
 // put stores a copy of a for grant and returns its id; ok is false when the stash is full.
@@ -178,8 +181,15 @@ func (u *uploadStash) put(grant string, a mail.Attachment) (keptFile, bool) {
 			delete(u.items, id)
 		}
 	}
-	if u.size+int64(len(a.Data)) > u.limit {
+	n := int64(len(a.Data))
+	if n > u.perGrant {
 		return keptFile{}, false
+	}
+	for u.grantSize(grant)+n > u.perGrant {
+		u.evictOldest(grant)
+	}
+	for u.size+n > u.limit {
+		u.evictOldest("")
 	}
 	var b [16]byte
 	_, _ = rand.Read(b[:])
@@ -210,4 +220,30 @@ func (u *uploadStash) drop(grant string, ids []string) {
 			delete(u.items, id)
 		}
 	}
+}
+
+// grantSize is the bytes stashed for grant. The caller holds u.mu.
+func (u *uploadStash) grantSize(grant string) int64 {
+	var n int64
+	for _, it := range u.items {
+		if it.grant == grant {
+			n += int64(len(it.att.Data))
+		}
+	}
+	return n
+}
+
+// evictOldest drops the oldest entry of grant, or of anyone when grant is "". The caller holds u.mu.
+func (u *uploadStash) evictOldest(grant string) {
+	var oldest string
+	for id, it := range u.items {
+		if (grant == "" || it.grant == grant) && (oldest == "" || it.expires.Before(u.items[oldest].expires)) {
+			oldest = id
+		}
+	}
+	if oldest == "" {
+		return
+	}
+	u.size -= int64(len(u.items[oldest].att.Data))
+	delete(u.items, oldest)
 }
