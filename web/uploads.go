@@ -147,8 +147,8 @@ func attachmentType(declared, name string, data []byte) string {
 // It lives in memory: after a restart, or on another instance, an id is simply unknown and the form says which
 // attachment to add again.
 type uploadStash struct {
-	mu    sync.Mutex
-	items map[string]*stashed
+	mu       sync.Mutex
+	items    map[string]*stashed
 	size     int64
 	limit    int64
 	perGrant int64
