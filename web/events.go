@@ -19,6 +19,10 @@ const (
 	// connection of its own out of the pool's per-grant allowance (mail.PoolOptions.MaxPerKey, default 4), and page
 	// views need the rest. A further tab simply gets no live updates.
 	maxWatchersPerGrant = 2
+	// maxWatchersTotal bounds all streams together, at a quarter of the pool's default total (200 connections): every
+	// sign-in makes a new grant, so without it a scripted client could tie up the whole pool with IDLE connections
+	// and make every other user's page view wait.
+	maxWatchersTotal = 50
 	// keepAliveEvery sends a comment line on an idle stream, so that proxies with a read timeout (nginx: 60s) keep it.
 	keepAliveEvery = 25 * time.Second
 	// retryAfterFailure is the reconnection delay the browser is given when watching could not start.
@@ -153,28 +157,32 @@ type watchLimiter struct {
 	mu      sync.Mutex
 	n       map[string]int
 	max     int
+	total   int
+	limit   int
 	doneCtx context.Context
 	stop    context.CancelFunc
 }
 
-func newWatchLimiter(max int) *watchLimiter {
+func newWatchLimiter(max, limit int) *watchLimiter {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &watchLimiter{n: map[string]int{}, max: max, doneCtx: ctx, stop: cancel}
+	return &watchLimiter{n: map[string]int{}, max: max, limit: limit, doneCtx: ctx, stop: cancel}
 }
 
 func (l *watchLimiter) acquire(grant string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.n[grant] >= l.max || l.doneCtx.Err() != nil {
+	if l.n[grant] >= l.max || l.total >= l.limit || l.doneCtx.Err() != nil {
 		return false
 	}
 	l.n[grant]++
+	l.total++
 	return true
 }
 
 func (l *watchLimiter) release(grant string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.total--
 	if l.n[grant]--; l.n[grant] <= 0 {
 		delete(l.n, grant)
 	}

@@ -157,3 +157,22 @@ func TestUploadStashCannotBeFilledByOneUser(t *testing.T) {
 		t.Error("a file over the per-grant bound was stashed")
 	}
 }
+
+func TestWatchLimiterBoundsAllStreams(t *testing.T) {
+	l := newWatchLimiter(2, 3)
+	for _, g := range []string{"a", "a", "b"} {
+		if !l.acquire(g) {
+			t.Fatalf("acquire(%s) refused below the limits", g)
+		}
+	}
+	if l.acquire("a") {
+		t.Error("a third stream for one grant was allowed")
+	}
+	if l.acquire("c") {
+		t.Error("a stream over the total was allowed")
+	}
+	l.release("b")
+	if !l.acquire("c") {
+		t.Error("a released slot was not reusable")
+	}
+}

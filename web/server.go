@@ -130,7 +130,7 @@ func New(cfg Config, a Authenticator, t Tokens, m Mailer, ss SessionStore) (*Ser
 		pages:  p,
 	}
 	s.uploads = newUploadStash(cfg.MaxUpload)
-	s.watchers = newWatchLimiter(maxWatchersPerGrant)
+	s.watchers = newWatchLimiter(maxWatchersPerGrant, maxWatchersTotal)
 	s.sessions = newServerStore(ss, cfg.SessionSecret, cfg.CookieName, s.secure, cfg.IdleTimeout, cfg.Lifetime)
 	s.handler = s.routes()
 	return s, nil
