@@ -129,8 +129,9 @@ type Keeper struct {
 	queued map[string]struct{} // grant ids handed to Run's workers
 	wake   chan struct{}       // Run's scheduler wake-up; nil when Run is not running
 
-	backlogSince, backlogWarned time.Time         // scheduler saturation, for the backlog warning
-	spent                       map[string]string // grant id → refresh token rotated but not stored; never sent again
+	backlogSince, backlogWarned time.Time                  // scheduler saturation, for the backlog warning
+	spent                       map[string]pendingRotation // grant id → a rotation the IdP made that the store has not taken yet
+	unknown                     map[string]string          // grant id → refresh token whose last refresh had an unknown outcome
 }
 
 // NewKeeper returns a Keeper refreshing through p and storing grants in st.
@@ -145,13 +146,14 @@ func NewKeeper(p *Provider, st GrantStore, opts KeeperOptions) *Keeper {
 func newKeeper(c tokenClient, st GrantStore, opts KeeperOptions) *Keeper {
 	opts = opts.withDefaults()
 	return &Keeper{
-		idp:    c,
-		st:     st,
-		opts:   opts,
-		log:    opts.Logger,
-		limit:  newLimiter(opts.MaxPerSecond),
-		queued: make(map[string]struct{}),
-		spent:  make(map[string]string),
+		idp:     c,
+		st:      st,
+		opts:    opts,
+		log:     opts.Logger,
+		limit:   newLimiter(opts.MaxPerSecond),
+		queued:  make(map[string]struct{}),
+		spent:   make(map[string]pendingRotation),
+		unknown: make(map[string]string),
 	}
 }
 
@@ -365,6 +367,9 @@ func (k *Keeper) retire(ctx context.Context, grantID string) error {
 	}
 	var revokeErr error
 	token, hint := g.RefreshToken, "refresh_token"
+	if p, ok := k.pendingFor(g); ok && p.ts.RefreshToken != "" {
+		token = p.ts.RefreshToken // the stored one is spent; the live one is in memory
+	}
 	if token == "" {
 		token, hint = g.AccessToken, "access_token"
 	}
@@ -375,6 +380,7 @@ func (k *Keeper) retire(ctx context.Context, grantID string) error {
 	}
 	k.mu.Lock()
 	delete(k.spent, grantID)
+	delete(k.unknown, grantID)
 	k.mu.Unlock()
 	if err := k.st.DeleteGrant(ctx, grantID); err != nil {
 		return errors.Join(fmt.Errorf("auth: sign out: %w", err), revokeErr)

@@ -38,7 +38,7 @@ func (k *Keeper) refreshLeased(ctx context.Context, g store.Grant) (store.Grant,
 	if k.idp == nil {
 		return g, errors.New("auth: keeper has no provider")
 	}
-	if g.LastError == reasonOutcomeUnknown {
+	if g.LastError == reasonOutcomeUnknown || k.isUnknown(g) {
 		// The last refresh with this token may have committed: find out
 		// before sending it again.
 		switch res, err := k.probeUnknown(ctx, g); res {
@@ -51,8 +51,10 @@ func (k *Keeper) refreshLeased(ctx context.Context, g store.Grant) (store.Grant,
 	if g.RefreshToken == "" {
 		return k.signOff(ctx, g, reasonNoRefreshToken)
 	}
-	if k.isSpent(g) {
-		return k.signOff(ctx, g, reasonUnsaved)
+	if p, ok := k.pendingFor(g); ok {
+		// The IdP rotated this grant but the store would not take the result: the stored refresh token is spent
+		// and must never be sent again; the rotated tokens are still good. Store them now instead of refreshing.
+		return k.commit(ctx, g, p.ts)
 	}
 	if err := k.extend(ctx, g.ID); err != nil {
 		return g, err
@@ -83,6 +85,10 @@ func (k *Keeper) refreshLeased(ctx context.Context, g store.Grant) (store.Grant,
 	// spent. Record that first, so that even after a crash the next attempt
 	// (from any process) probes before re-sending it.
 	k.metrics.outcome(reasonOutcomeUnknown)
+	// Also in memory: if the store write below fails, this process must still probe before re-sending.
+	k.mu.Lock()
+	k.unknown[g.ID] = g.RefreshToken
+	k.mu.Unlock()
 	saved, derr := k.degrade(ctx, g, reasonOutcomeUnknown, err)
 	if saved.RefreshToken != g.RefreshToken {
 		return saved, derr // another writer rotated the grant meanwhile
@@ -93,11 +99,9 @@ func (k *Keeper) refreshLeased(ctx context.Context, g store.Grant) (store.Grant,
 	case probeUnreachable:
 		return saved, derr // the marker stays; Run probes again after backoff
 	}
-	// Not committed (or, with an expired access token, not knowable; see
-	// probeUnknown): clear the marker so the retry after backoff is allowed.
-	if cleared, err := k.update(ctx, saved, func(c *store.Grant) { c.LastError = reasonTimeout }); err == nil {
-		saved = cleared
-	}
+	// Alive: not committed yet — or committing right now, after our deadline (an IdP that is slow, not dead). The
+	// marker stays, so the retry after backoff probes again before it sends the refresh token: by then a late commit
+	// shows as a revoked access token (docs/protocol-notes.md §C).
 	return saved, derr
 }
 
@@ -163,6 +167,10 @@ func (k *Keeper) commit(ctx context.Context, g store.Grant, ts TokenSet) (store.
 	})
 	switch {
 	case err == nil:
+		k.mu.Lock()
+		delete(k.spent, g.ID)
+		delete(k.unknown, g.ID)
+		k.mu.Unlock()
 		return saved, nil
 	case errors.Is(err, store.ErrNotFound):
 		// Signed out while this refresh ran: the new tokens belong to no one.
@@ -178,24 +186,37 @@ func (k *Keeper) commit(ctx context.Context, g store.Grant, ts TokenSet) (store.
 		k.log.Error("auth: grant rotated by another refresher during ours; lease too short?", "grant", g.ID)
 		return saved, nil
 	}
-	// The old refresh token is spent and the new one is only in memory. Never
-	// send the old one again from here: that would revoke the whole grant.
+	// The old refresh token is spent and the new ones are only in memory. Never send the old one again from here
+	// (that would revoke the whole grant): keep the rotation, and the next attempt on this grant — a page view or
+	// Run after backoff — stores it instead of calling the IdP. Only a restart of this process loses it.
 	if ts.RefreshToken != "" && ts.RefreshToken != g.RefreshToken {
 		k.mu.Lock()
-		k.spent[g.ID] = g.RefreshToken
+		k.spent[g.ID] = pendingRotation{base: g.RefreshToken, ts: ts}
 		k.mu.Unlock()
 	}
-	k.log.Error("auth: rotated tokens could not be stored; the grant will need a new sign-in", "grant", g.ID, "err", err)
+	k.log.Error("auth: rotated tokens could not be stored yet; will retry", "grant", g.ID, "err", err)
+	// Best effort (a store that failed the commit may fail this too): degraded with a backoff, so Run comes back.
+	_, _ = k.degrade(ctx, g, reasonUnsaved, err)
 	return store.Grant{}, fmt.Errorf("auth: store rotated tokens: %w", err)
 }
 
-// isSpent reports whether g's refresh token was rotated by this process
-// without the result reaching the store.
-func (k *Keeper) isSpent(g store.Grant) bool {
+// pendingRotation is a refresh the IdP committed whose result is not stored: base is the (now spent) refresh token
+// it replaced, ts the new tokens.
+type pendingRotation struct {
+	base string
+	ts   TokenSet
+}
+
+// pendingFor returns the rotation this process holds for g, if g still carries the refresh token it replaced.
+func (k *Keeper) pendingFor(g store.Grant) (pendingRotation, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	rt, ok := k.spent[g.ID]
-	return ok && rt == g.RefreshToken
+	p, ok := k.spent[g.ID]
+	if ok && p.base != g.RefreshToken {
+		delete(k.spent, g.ID) // the grant moved on (signed in again, or another writer): the rotation is moot
+		return pendingRotation{}, false
+	}
+	return p, ok
 }
 
 // signOff moves g to needs_sign_in and drops its tokens: they are dead at
@@ -644,4 +665,17 @@ func (k *Keeper) countStates(ctx context.Context) {
 		return
 	}
 	k.metrics.setStates(counts)
+}
+
+// isUnknown reports whether this process saw a refresh of g's current refresh token end with an unknown outcome,
+// whether or not the store took the marker.
+func (k *Keeper) isUnknown(g store.Grant) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	rt, ok := k.unknown[g.ID]
+	if ok && rt != g.RefreshToken {
+		delete(k.unknown, g.ID)
+		return false
+	}
+	return ok
 }
