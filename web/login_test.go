@@ -402,7 +402,12 @@ func TestIdPOutageIsFriendlyAndRecovers(t *testing.T) {
 
 	s.idp.SetDown(false)
 	// The backoff ends (the refresher, Run, would retry then by itself): the next view renews the token.
-	if err := s.store.TouchGrant(ctx, g.ID, time.Now(), time.Now()); err != nil {
+	cur, err := s.store.Grant(ctx, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.NextRefreshAt = time.Now()
+	if _, err := s.store.UpdateGrant(ctx, cur); err != nil {
 		t.Fatal(err)
 	}
 	r = b.get(s.ts.URL + "/mail/INBOX")

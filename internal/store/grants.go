@@ -255,13 +255,16 @@ func (s *SQLite) missOrConflict(ctx context.Context, id string, version int64) e
 	return fmt.Errorf("store: update grant %q: have version %d, stored %d: %w", id, version, stored, ErrConflict)
 }
 
-// TouchGrant records activity: it sets last_active and next_refresh_at to
-// exactly the given values and nothing else. It neither bumps the version nor
-// touches tokens, so a page view never makes the refresher's copy stale.
+// TouchGrant records activity. It never moves last_active back, and it can only bring next_refresh_at earlier,
+// and only for a grant in state ok: the caller computed nextRefreshAt from a copy read before, and a refresh may
+// have failed since — the backoff time of a degraded grant must survive a page view that raced it. It neither
+// bumps the version nor touches tokens, so a page view never makes the refresher's copy stale.
 func (s *SQLite) TouchGrant(ctx context.Context, id string, lastActive, nextRefreshAt time.Time) error {
 	res, err := s.db.ExecContext(ctx,
-		"UPDATE grants SET last_active = ?, next_refresh_at = ? WHERE id = ?",
-		toNanos(lastActive), toNanos(nextRefreshAt), id)
+		`UPDATE grants SET last_active = MAX(last_active, ?),
+		   next_refresh_at = CASE WHEN state = ? THEN MIN(next_refresh_at, ?) ELSE next_refresh_at END
+		 WHERE id = ?`,
+		toNanos(lastActive), string(StateOK), toNanos(nextRefreshAt), id)
 	if err != nil {
 		return fmt.Errorf("store: touch grant %q: %w", id, err)
 	}

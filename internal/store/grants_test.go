@@ -221,19 +221,27 @@ func TestTouchGrant(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	g := sampleGrant("g1")
+	g.State = StateOK
 	if err := s.CreateGrant(ctx, &g); err != nil {
 		t.Fatal(err)
 	}
 	stale, _ := s.Grant(ctx, "g1")
 
-	// Touch moves next_refresh_at earlier as readily as later: exactly as given.
-	if err := s.TouchGrant(ctx, "g1", at(time.Hour), at(time.Minute)); err != nil {
+	// Touch brings next_refresh_at earlier, never later, and never moves last_active back.
+	early := g.NextRefreshAt.Add(-time.Minute)
+	if err := s.TouchGrant(ctx, "g1", at(time.Hour), early); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := s.Grant(ctx, "g1")
 	want := g
-	want.LastActive, want.NextRefreshAt = at(time.Hour), at(time.Minute)
+	want.LastActive, want.NextRefreshAt = at(time.Hour), early
 	sameGrant(t, got, want) // version, tokens, updated_at untouched
+	if err := s.TouchGrant(ctx, "g1", at(time.Minute), early.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Grant(ctx, "g1"); !got.NextRefreshAt.Equal(early) || !got.LastActive.Equal(at(time.Hour)) {
+		t.Errorf("a later touch moved next_refresh_at to %v / last_active to %v; want both kept", got.NextRefreshAt, got.LastActive)
+	}
 
 	// A writer whose copy predates the touch still succeeds (no version bump)
 	// but cannot roll last_active back.
@@ -473,5 +481,27 @@ func TestDeleteEndedGrants(t *testing.T) {
 		if got := err == nil; got != want {
 			t.Errorf("grant %s present = %v, want %v", id, got, want)
 		}
+	}
+}
+
+// TestTouchKeepsBackoff: a page view that read the grant before a refresh failed must not replace the degraded
+// grant's backoff time with its own schedule.
+func TestTouchKeepsBackoff(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	g := sampleGrant("g1")
+	if err := s.CreateGrant(ctx, &g); err != nil {
+		t.Fatal(err)
+	}
+	cur, _ := s.Grant(ctx, "g1")
+	cur.State, cur.NextRefreshAt = StateDegraded, at(5*time.Second)
+	if _, err := s.UpdateGrant(ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TouchGrant(ctx, "g1", at(time.Hour), at(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Grant(ctx, "g1"); !got.NextRefreshAt.Equal(at(5 * time.Second)) {
+		t.Errorf("touch moved a degraded grant's next_refresh_at to %v, want its backoff %v", got.NextRefreshAt, at(5*time.Second))
 	}
 }
