@@ -261,8 +261,9 @@ func (p *Pool) poll(ctx context.Context, s *Session) error {
 	}
 }
 
-// addWatch registers w under key, refusing more than MaxPerKey-1 watches
-// per key.
+// addWatch registers w under key. Watches hold connections that Do cannot evict, so they are bounded twice: at most
+// MaxPerKey-1 per key (a key with MaxPerKey 1 gets none: its one connection is for page views), and at most a
+// quarter of MaxTotal in all, so that watches can never starve other keys' page views.
 func (p *Pool) addWatch(key string, w *watch) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -272,7 +273,11 @@ func (p *Pool) addWatch(key string, w *watch) error {
 	if p.watches == nil {
 		p.watches = map[string]map[*watch]struct{}{}
 	}
-	if len(p.watches[key]) >= max(p.opts.MaxPerKey-1, 1) {
+	total := 0
+	for _, set := range p.watches {
+		total += len(set)
+	}
+	if len(p.watches[key]) >= p.opts.MaxPerKey-1 || total >= max(p.opts.MaxTotal/4, 1) {
 		return ErrWatchLimit
 	}
 	if p.watches[key] == nil {

@@ -208,3 +208,26 @@ func TestWatchTakesRoomFromIdleSessions(t *testing.T) {
 		t.Errorf("Stats() = %+v, want 2 open, 1 idle", got)
 	}
 }
+
+// TestWatchLimitsLeaveRoomForPageViews: a key whose only connection is for page views gets no watch, and watches
+// of all keys together take at most a quarter of MaxTotal, so they cannot starve other keys' Do.
+func TestWatchLimitsLeaveRoomForPageViews(t *testing.T) {
+	e, _ := seededSession(t, mailserver.Options{})
+	t.Run("MaxPerKey 1", func(t *testing.T) {
+		p := newTestPool(t, e, PoolOptions{MaxPerKey: 1})
+		if _, err := p.Watch(t.Context(), "k1", credsFor(alice, aliceToken), "INBOX"); !errors.Is(err, ErrWatchLimit) {
+			t.Errorf("Watch() with MaxPerKey 1 = %v, want ErrWatchLimit", err)
+		}
+	})
+	t.Run("a quarter of MaxTotal", func(t *testing.T) {
+		p := newTestPool(t, e, PoolOptions{MaxPerKey: 4, MaxTotal: 8})
+		for i, key := range []string{"k1", "k2"} {
+			if _, err := p.Watch(t.Context(), key, credsFor(alice, aliceToken), "INBOX"); err != nil {
+				t.Fatalf("Watch() #%d = %v", i+1, err)
+			}
+		}
+		if _, err := p.Watch(t.Context(), "k3", credsFor(alice, aliceToken), "INBOX"); !errors.Is(err, ErrWatchLimit) {
+			t.Errorf("third watch with MaxTotal 8 = %v, want ErrWatchLimit", err)
+		}
+	})
+}
