@@ -181,6 +181,9 @@ func (s *Session) Part(ctx context.Context, box string, uid uint32, path string)
 		if !leafExists(b.BodyStructure, nums) {
 			return fmt.Errorf("%w: no part %s in uid %d", ErrNoMessage, path, uid)
 		}
+		if n := leafSize(b.BodyStructure, nums); n > MaxPartSize {
+			return fmt.Errorf("%w: part %s of uid %d is %d bytes", ErrTooLarge, path, uid, n)
+		}
 		hdr := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader}
 		if _, multi := b.BodyStructure.(*imap.BodyStructureMultiPart); multi {
 			hdr = &imap.FetchItemBodySection{Peek: true, Part: nums, Specifier: imap.PartSpecifierMIME}
@@ -308,6 +311,32 @@ func parsePartPath(path string) ([]int, error) {
 // following RFC 9051 section 6.4.5 numbering: the body of a single-part
 // message is part 1; the parts of a multipart are numbered from 1. Paths do
 // not descend into message/rfc822 parts, which are leaves for us.
+// MaxPartSize bounds the encoded size of one part that Part fetches: the part is held in memory (fetched, then
+// decoded), so a bigger one is refused with ErrTooLarge rather than risking the process's memory.
+const MaxPartSize = 32 << 20
+
+// ErrTooLarge means a message or part is over the size Postern holds in memory (MaxPartSize for a part).
+var ErrTooLarge = errors.New("mail: too large")
+
+// leafSize is the encoded size the server reports for the leaf at nums (RFC 9051 §7.5.2 body-fld-octets).
+func leafSize(bs imap.BodyStructure, nums []int) int64 {
+	if mp, ok := bs.(*imap.BodyStructureMultiPart); ok {
+		for _, n := range nums {
+			if n > len(mp.Children) {
+				return 0
+			}
+			bs = mp.Children[n-1]
+			if next, ok := bs.(*imap.BodyStructureMultiPart); ok {
+				mp = next
+			}
+		}
+	}
+	if sp, ok := bs.(*imap.BodyStructureSinglePart); ok {
+		return int64(sp.Size)
+	}
+	return 0
+}
+
 func leafExists(bs imap.BodyStructure, nums []int) bool {
 	if _, ok := bs.(*imap.BodyStructureMultiPart); !ok {
 		return len(nums) == 1 && nums[0] == 1
@@ -462,8 +491,8 @@ func firstMsgID(h gomail.Header, key string) string {
 	return strings.Trim(strings.TrimSpace(h.Get(key)), "<>")
 }
 
-// errTooLarge refuses a message beyond maxMessageBytes.
-var errTooLarge = errors.New("mail: message too large")
+// errTooLarge refuses a message beyond maxMessageBytes; it is an ErrTooLarge.
+var errTooLarge = fmt.Errorf("%w: message over the size limit", ErrTooLarge)
 
 // errTooManyParts stops a walk over a message with absurdly many parts.
 var errTooManyParts = errors.New("mail: too many MIME parts")

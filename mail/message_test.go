@@ -408,3 +408,28 @@ func FuzzParseMessage(f *testing.F) {
 		}
 	})
 }
+
+// TestPartTooLarge: a part over MaxPartSize is refused from its BODYSTRUCTURE size, before anything is fetched.
+func TestPartTooLarge(t *testing.T) {
+	_, s := seededSession(t, mailserver.Options{})
+	ctx := ctxT(t)
+	big := bytes.Repeat([]byte("QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB\r\n"), MaxPartSize/76+1024)
+	raw := append([]byte("From: bob@example.test\r\nTo: alice@example.test\r\nSubject: big\r\nMIME-Version: 1.0\r\n"+
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"+
+		"--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=big.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n"), big...)
+	raw = append(raw, "--b--\r\n"...)
+	if err := s.Append(ctx, "INBOX", nil, raw); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.List(ctx, "INBOX", 0, 1)
+	if err != nil || len(p.Summaries) == 0 {
+		t.Fatal(err)
+	}
+	uid := p.Summaries[0].UID
+	if _, _, err := s.Part(ctx, "INBOX", uid, "2"); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("Part(over MaxPartSize) = %v, want ErrTooLarge", err)
+	}
+	if _, data, err := s.Part(ctx, "INBOX", uid, "1"); err != nil || !bytes.Contains(data, []byte("see attached")) {
+		t.Errorf("Part(small sibling) = %q, %v", data, err)
+	}
+}

@@ -75,6 +75,9 @@ func readError(err error, box string) error {
 		return &Error{Status: http.StatusNotFound, Msg: "This message no longer exists (moved or deleted?)", Retry: mailboxURL(box)}
 	case errors.Is(err, mail.ErrNoMailbox):
 		return &Error{Status: http.StatusNotFound, Msg: "There is no folder with this name.", Retry: defaultReturnTo}
+	case errors.Is(err, mail.ErrTooLarge):
+		return &Error{Status: http.StatusRequestEntityTooLarge, Msg: "This is too large to open through Postern (an attachment may have at most " +
+			formatSize(mail.MaxPartSize) + "). Use a desktop mail client for this message.", Retry: mailboxURL(box), Err: err}
 	}
 	return mailError(err)
 }
