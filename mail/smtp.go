@@ -75,14 +75,40 @@ func Send(ctx context.Context, srv Server, c Credentials, from string, to []stri
 	if err := client.Auth(sc); err != nil {
 		return ctxErr(ctx, smtpAuthError(err, sc, c.Token))
 	}
-	if err := client.SendMail(from, to, msg); err != nil {
-		return fmt.Errorf("mail: smtp send: %w", ctxErr(ctx, err))
+	if err := client.Mail(from, nil); err != nil {
+		return fmt.Errorf("mail: smtp mail from: %w", ctxErr(ctx, err))
+	}
+	for _, rcpt := range to {
+		if err := client.Rcpt(rcpt, nil); err != nil {
+			return fmt.Errorf("mail: smtp rcpt to: %w", ctxErr(ctx, err))
+		}
+	}
+	w, err := client.Data()
+	if err != nil {
+		return fmt.Errorf("mail: smtp data: %w", ctxErr(ctx, err))
+	}
+	if _, err := io.Copy(w, msg); err != nil {
+		w.Close()
+		return fmt.Errorf("mail: smtp data: %w", ctxErr(ctx, err))
+	}
+	if err := w.Close(); err != nil {
+		// The final "." went out. A reply refusing the message means it was not taken; no reply at all (a reset,
+		// a timeout) means it may well have been (RFC 5321 §4.1.1.4: acceptance is the reply to the end of data).
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) {
+			return fmt.Errorf("%w: %w", ErrMaybeSent, ctxErr(ctx, err))
+		}
+		return fmt.Errorf("mail: smtp end of data: %w", err)
 	}
 	// The message was accepted at the end of DATA (RFC 5321 section 4.1.1.4);
 	// a failed QUIT does not undo that.
 	_ = client.Quit()
 	return nil
 }
+
+// ErrMaybeSent means the message was transmitted but the server's verdict was lost (the connection failed after
+// the end of data): it may have been accepted, so sending it again may deliver it twice.
+var ErrMaybeSent = errors.New("mail: smtp: no reply after the end of data; the message may have been sent")
 
 // smtpAuthError maps the reply to AUTH (RFC 4954 section 6): 535 means the
 // token was refused, 454 a temporary failure.

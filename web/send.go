@@ -272,6 +272,9 @@ func sendProblem(err error) (int, string) {
 		return http.StatusServiceUnavailable, "The mail server could not check your sign-in just now (is the identity provider down?)." + kept + " Try again in a minute."
 	case errors.Is(err, mail.ErrQuota):
 		return http.StatusInsufficientStorage, "Your mailbox is full." + kept + " Delete some messages, then try again."
+	case errors.Is(err, mail.ErrMaybeSent):
+		return http.StatusGatewayTimeout, "The connection to the mail server broke just as your message was handed over, so it may " +
+			"have been sent. Check with the recipient (or your Sent folder) before you send it again; your text is kept below."
 	case errors.As(err, &se):
 		switch {
 		case se.Code == 552 && (se.EnhancedCode == smtp.EnhancedCode{5, 2, 2}):
