@@ -11,6 +11,10 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 )
 
+// ErrNoCredentials is what a credentials function wraps when there will be no token any more (the user signed out
+// or must sign in again): a watch then stops instead of retrying.
+var ErrNoCredentials = errors.New("mail: no credentials any more")
+
 // ErrWatchLimit is returned by Pool.Watch when the key already has as many
 // watches as it may: watches hold connections, and at least one of the
 // key's MaxPerKey sessions must stay available for Do.
@@ -118,7 +122,7 @@ func (p *Pool) watchLoop(ctx context.Context, key string, creds func(context.Con
 			if ctx.Err() != nil {
 				return
 			}
-			if errors.Is(err, ErrAuthFailed) || errors.Is(err, ErrNoMailbox) {
+			if errors.Is(err, ErrAuthFailed) || errors.Is(err, ErrNoMailbox) || errors.Is(err, ErrNoCredentials) {
 				p.log.Debug("mail: watch gives up", "key", key, "err", err)
 				return
 			}

@@ -3,6 +3,7 @@ package mail
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -230,4 +231,18 @@ func TestWatchLimitsLeaveRoomForPageViews(t *testing.T) {
 			t.Errorf("third watch with MaxTotal 8 = %v, want ErrWatchLimit", err)
 		}
 	})
+}
+
+func TestWatchWithoutCredentials(t *testing.T) {
+	e, _ := seededSession(t, mailserver.Options{})
+	p := newTestPool(t, e, PoolOptions{})
+	gone := func(context.Context) (Credentials, error) {
+		return Credentials{}, fmt.Errorf("%w: signed out", ErrNoCredentials)
+	}
+	if _, err := p.Watch(t.Context(), "k1", gone, "INBOX"); !errors.Is(err, ErrNoCredentials) {
+		t.Errorf("Watch() without credentials = %v, want ErrNoCredentials", err)
+	}
+	if st := p.Stats(); st.Open != 0 {
+		t.Errorf("Stats().Open = %d after a refused watch, want 0", st.Open)
+	}
 }

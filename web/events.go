@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -62,6 +63,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	)
 	creds := func(ctx context.Context) (mail.Credentials, error) {
 		tok, err := s.tokens.Token(ctx, grant)
+		if errors.Is(err, auth.ErrNeedsSignIn) {
+			err = fmt.Errorf("%w: %w", mail.ErrNoCredentials, err) // the watch stops; the page leads to sign-in
+		}
 		mu.Lock()
 		used = tok.Access
 		mu.Unlock()
