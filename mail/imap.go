@@ -239,7 +239,7 @@ func (s *Session) run(ctx context.Context, what string, f func() error) error {
 // about the connection: the server answered, with no data (a UID that is
 // gone) or with a message we would not read.
 func keepsConnection(err error) bool {
-	return errors.Is(err, ErrNoMessage) || errors.Is(err, ErrTooLarge) || errors.Is(err, errMailboxName)
+	return errors.Is(err, ErrNoMessage) || errors.Is(err, ErrTooLarge) || errors.Is(err, errMailboxName) || errors.Is(err, errStartRefused)
 }
 
 // Noop sends NOOP (RFC 9051 section 6.1.2), which checks that the

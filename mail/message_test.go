@@ -3,6 +3,7 @@ package mail
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -431,5 +432,49 @@ func TestPartTooLarge(t *testing.T) {
 	}
 	if _, data, err := s.Part(ctx, "INBOX", uid, "1"); err != nil || !bytes.Contains(data, []byte("see attached")) {
 		t.Errorf("Part(small sibling) = %q, %v", data, err)
+	}
+}
+
+// TestWritePart: the streamed content equals Part's decoded content; a refusal by the caller leaves the session
+// usable; a missing part is ErrNoMessage.
+func TestWritePart(t *testing.T) {
+	_, s := seededSession(t, mailserver.Options{})
+	ctx := ctxT(t)
+	raw := []byte("From: bob@example.test\r\nTo: alice@example.test\r\nSubject: w\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=iso-8859-1\r\n" +
+		"Content-Transfer-Encoding: quoted-printable\r\n\r\nGr=FC=DFe\r\n--b\r\nContent-Type: application/octet-stream\r\n" +
+		"Content-Disposition: attachment; filename=x.bin\r\nContent-Transfer-Encoding: base64\r\n\r\nAAECAwQ=\r\n--b--\r\n")
+	if err := s.Append(ctx, "INBOX", nil, raw); err != nil {
+		t.Fatal(err)
+	}
+	pg, err := s.List(ctx, "INBOX", 0, 1)
+	if err != nil || len(pg.Summaries) == 0 {
+		t.Fatal(err)
+	}
+	uid := pg.Summaries[0].UID
+	for _, path := range []string{"1", "2"} {
+		_, want, err := s.Part(ctx, "INBOX", uid, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got bytes.Buffer
+		var seen Part
+		err = s.WritePart(ctx, "INBOX", uid, path, func(p Part) (io.Writer, error) { seen = p; return &got, nil })
+		if err != nil || !bytes.Equal(got.Bytes(), want) {
+			t.Errorf("WritePart(%s) = %q, %v; want %q", path, got.Bytes(), err, want)
+		}
+		if path == "2" && (seen.Filename != "x.bin" || seen.ContentType != "application/octet-stream") {
+			t.Errorf("WritePart(2) saw %+v", seen)
+		}
+	}
+	refused := errors.New("no thanks")
+	if err := s.WritePart(ctx, "INBOX", uid, "2", func(Part) (io.Writer, error) { return nil, refused }); !errors.Is(err, refused) {
+		t.Errorf("WritePart with a refusing start = %v, want it wrapped", err)
+	}
+	if err := s.Noop(ctx); err != nil {
+		t.Errorf("session unusable after a refused WritePart: %v", err)
+	}
+	if err := s.WritePart(ctx, "INBOX", uid, "7", func(Part) (io.Writer, error) { return io.Discard, nil }); !errors.Is(err, ErrNoMessage) {
+		t.Errorf("WritePart(missing part) = %v, want ErrNoMessage", err)
 	}
 }

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -174,5 +175,37 @@ func TestWatchLimiterBoundsAllStreams(t *testing.T) {
 	l.release("b")
 	if !l.acquire("c") {
 		t.Error("a released slot was not reusable")
+	}
+}
+
+// TestLargeAttachmentStreams: an attachment bigger than mail.MaxPartSize (what Part would hold in memory) downloads
+// whole, decoded, through the streaming path.
+func TestLargeAttachmentStreams(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 45 MB through the dev mail server")
+	}
+	rd := newReader(t)
+	data := make([]byte, mail.MaxPartSize+1<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	b64 := base64.StdEncoding.EncodeToString(data)
+	var body strings.Builder
+	for i := 0; i < len(b64); i += 76 {
+		body.WriteString(b64[i:min(i+76, len(b64))])
+		body.WriteString("\r\n")
+	}
+	raw := "From: bob@example.test\r\nTo: alice@example.test\r\nSubject: big file\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n" +
+		"--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"big.pdf\"\r\n" +
+		"Content-Transfer-Encoding: base64\r\n\r\n" + body.String() + "--b--\r\n"
+	uid := rd.deliver(t, "INBOX", []byte(raw))
+	r := rd.get(t, fmt.Sprintf("/msg/INBOX/%d/part/2", uid))
+	if r.status != http.StatusOK {
+		t.Fatalf("download = %d: %.200s", r.status, r.body)
+	}
+	checkPartHeaders(t, "big attachment", r)
+	if len(r.body) != len(data) || r.body != string(data) {
+		t.Errorf("downloaded %d bytes, want the %d decoded bytes of the attachment", len(r.body), len(data))
 	}
 }

@@ -37,6 +37,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -334,31 +335,33 @@ func (s *Server) handlePart(w http.ResponseWriter, r *http.Request) error {
 	if !partPath.MatchString(pp) {
 		return &Error{Status: http.StatusNotFound, Msg: "This message has no such part.", Retry: messagePath(box, uid)}
 	}
-	var (
-		p    mail.Part
-		data []byte
-	)
+	// The part streams from the IMAP literal to the response: an attachment's size never becomes Postern's memory.
+	// Once the status is out, a failure can only be logged (the browser sees a truncated download).
+	started := false
 	_, err = s.withMail(r.Context(), grantID(r), func(ms *mail.Session) error {
-		var err error
-		p, data, err = ms.Part(r.Context(), box, uid, pp)
-		return err
+		return ms.WritePart(r.Context(), box, uid, pp, func(p mail.Part) (io.Writer, error) {
+			ctype := "application/octet-stream"
+			if downloadTypes[p.ContentType] {
+				ctype = p.ContentType
+			}
+			disp := "attachment"
+			if inlineImageTypes[p.ContentType] && r.URL.Query().Get("download") != "1" {
+				disp = "inline"
+			}
+			h.Set("Content-Type", ctype)
+			h.Set("Content-Disposition", contentDisposition(disp, downloadName(p, pp)))
+			w.WriteHeader(http.StatusOK)
+			started = true
+			return w, nil
+		})
 	})
+	if err != nil && started {
+		s.log(r).Warn("part download cut short", slog.String("part", pp), slog.Any("err", err))
+		return nil
+	}
 	if err != nil {
 		return readError(err, box)
 	}
-	ctype := "application/octet-stream"
-	if downloadTypes[p.ContentType] {
-		ctype = p.ContentType
-	}
-	disp := "attachment"
-	if inlineImageTypes[p.ContentType] && r.URL.Query().Get("download") != "1" {
-		disp = "inline"
-	}
-	h.Set("Content-Type", ctype)
-	h.Set("Content-Disposition", contentDisposition(disp, downloadName(p, pp)))
-	h.Set("Content-Length", strconv.Itoa(len(data)))
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(data)
 	return nil
 }
 
