@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -245,4 +246,39 @@ func TestWatchWithoutCredentials(t *testing.T) {
 	if st := p.Stats(); st.Open != 0 {
 		t.Errorf("Stats().Open = %d after a refused watch, want 0", st.Open)
 	}
+}
+
+// TestWatchReconnectsAfterDrop: a watch whose connection the server drops dials again (with the current
+// credentials), signals once so the page can catch up, and goes on reporting changes; if by then there are no
+// credentials any more (the grant ended), it stops for good.
+func TestWatchReconnectsAfterDrop(t *testing.T) {
+	e, p, _ := watchEnv(t)
+	var gone atomic.Bool
+	creds := func(ctx context.Context) (Credentials, error) {
+		if gone.Load() {
+			return Credentials{}, fmt.Errorf("%w: signed out", ErrNoCredentials)
+		}
+		return Credentials{Address: alice, Token: aliceToken}, nil
+	}
+	ch, err := p.Watch(t.Context(), "k1", creds, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := e.srv.DropConnections(alice); n == 0 {
+		t.Fatal("DropConnections closed nothing")
+	}
+	waitSignal(t, ch, "reconnect")
+	other, err := Dial(ctxT(t), e.imapServer(TLSNone, MechOAuthBearer), Credentials{alice, aliceToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.Append(ctxT(t), "INBOX", nil, bulkMessage(1)); err != nil {
+		t.Fatal(err)
+	}
+	waitSignal(t, ch, "append after the reconnect")
+
+	gone.Store(true)
+	e.srv.DropConnections(alice)
+	waitClosed(t, ch)
 }

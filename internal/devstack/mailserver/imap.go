@@ -1,6 +1,7 @@
 package mailserver
 
 import (
+	"net"
 	"slices"
 	"strings"
 
@@ -44,6 +45,7 @@ func (s *Server) newIMAPSession(c *imapserver.Conn) (imapserver.Session, *imapse
 	s.sessions.Add(1)
 	sess.counted = true
 	sess.conn = tracked(c.NetConn())
+	s.live.Store(sess, liveConn{conn: c.NetConn()})
 	return sess, nil, nil
 }
 
@@ -51,6 +53,7 @@ func (s *Server) newIMAPSession(c *imapserver.Conn) (imapserver.Session, *imapse
 func (sess *imapSession) Close() error {
 	if sess.counted {
 		sess.s.sessions.Add(-1)
+		sess.s.live.Delete(sess)
 	}
 	if sess.UserSession != nil {
 		return sess.UserSession.Close()
@@ -116,6 +119,9 @@ func (sess *imapSession) Authenticate(mech string) (sasl.Server, error) {
 		onSuccess: func(email string) {
 			sess.acct = sess.s.account(email, true)
 			sess.UserSession = imapmemserver.NewUserSession(sess.acct.user)
+			if v, ok := sess.s.live.Load(sess); ok {
+				sess.s.live.Store(sess, liveConn{conn: v.(liveConn).conn, email: sess.acct.email})
+			}
 		},
 	}, nil
 }
@@ -241,4 +247,24 @@ func (sess *imapSession) setSubscribed(name string, on bool) error {
 	}
 	info.subscribed = on
 	return nil
+}
+
+// DropConnections closes every network IMAP connection authenticated as email, as a server restart or a network
+// failure would, and reports how many it closed: tests of reconnecting clients (IDLE watches, the pool) use it.
+func (s *Server) DropConnections(email string) int {
+	n := 0
+	s.live.Range(func(_, v any) bool {
+		if lc := v.(liveConn); lc.email == strings.ToLower(email) {
+			lc.conn.Close()
+			n++
+		}
+		return true
+	})
+	return n
+}
+
+// liveConn is a network IMAP connection and, once authenticated, its account.
+type liveConn struct {
+	conn  net.Conn
+	email string
 }

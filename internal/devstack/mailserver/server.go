@@ -113,7 +113,9 @@ type Server struct {
 	accounts map[string]*account
 
 	pipeOnce sync.Once
-	pipe     *pipeListener
+	// live holds the network IMAP sessions (*imapSession → net.Conn), for DropConnections.
+	live sync.Map
+	pipe *pipeListener
 
 	closeOnce sync.Once
 
