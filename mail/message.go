@@ -163,37 +163,17 @@ func (s *Session) Part(ctx context.Context, box string, uid uint32, path string)
 	}
 	var header, body []byte
 	err = s.run(ctx, fmt.Sprintf("fetch part %s of message %d of %q", path, uid, box), func() error {
-		if _, err := s.examine(box); err != nil {
+		set, hdr, _, err := s.locatePart(box, uid, nums, path, MaxPartSize)
+		if err != nil {
 			return err
 		}
-		set := imap.UIDSetNum(imap.UID(uid))
-		// First the structure, to tell which header belongs to the part:
-		// the message's own for the body of a single-part message, else
-		// the part's MIME header ([path.MIME]).
-		bufs, err := s.c.Fetch(set, &imap.FetchOptions{UID: true, BodyStructure: &imap.FetchItemBodyStructure{}}).Collect()
+		content := &imap.FetchItemBodySection{Peek: true, Part: nums}
+		bufs, err := s.c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{hdr, content}}).Collect()
 		if err != nil {
 			return err
 		}
 		b := findUID(bufs, uid)
 		if b == nil {
-			return fmt.Errorf("%w: uid %d", ErrNoMessage, uid)
-		}
-		if !leafExists(b.BodyStructure, nums) {
-			return fmt.Errorf("%w: no part %s in uid %d", ErrNoMessage, path, uid)
-		}
-		if n := leafSize(b.BodyStructure, nums); n > MaxPartSize {
-			return fmt.Errorf("%w: part %s of uid %d is %d bytes", ErrTooLarge, path, uid, n)
-		}
-		hdr := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader}
-		if _, multi := b.BodyStructure.(*imap.BodyStructureMultiPart); multi {
-			hdr = &imap.FetchItemBodySection{Peek: true, Part: nums, Specifier: imap.PartSpecifierMIME}
-		}
-		content := &imap.FetchItemBodySection{Peek: true, Part: nums}
-		bufs, err = s.c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{hdr, content}}).Collect()
-		if err != nil {
-			return err
-		}
-		if b = findUID(bufs, uid); b == nil {
 			return fmt.Errorf("%w: uid %d", ErrNoMessage, uid)
 		}
 		header, body = b.FindBodySection(hdr), b.FindBodySection(content)
@@ -496,3 +476,34 @@ var errTooLarge = fmt.Errorf("%w: message over the size limit", ErrTooLarge)
 
 // errTooManyParts stops a walk over a message with absurdly many parts.
 var errTooManyParts = errors.New("mail: too many MIME parts")
+
+// locatePart, run inside s.run, selects box read-only and fetches the BODYSTRUCTURE of uid, to check that nums names
+// a leaf no larger than limit (encoded) and to tell which header belongs to the part: the message's own for the body
+// of a single-part message, else the part's MIME header ([path.MIME], RFC 9051 §6.4.5). It returns the UID set, that
+// header section and the leaf's encoded size.
+func (s *Session) locatePart(box string, uid uint32, nums []int, path string, limit int64) (imap.UIDSet, *imap.FetchItemBodySection, int64, error) {
+	if _, err := s.examine(box); err != nil {
+		return nil, nil, 0, err
+	}
+	set := imap.UIDSetNum(imap.UID(uid))
+	bufs, err := s.c.Fetch(set, &imap.FetchOptions{UID: true, BodyStructure: &imap.FetchItemBodyStructure{}}).Collect()
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	b := findUID(bufs, uid)
+	if b == nil {
+		return nil, nil, 0, fmt.Errorf("%w: uid %d", ErrNoMessage, uid)
+	}
+	if !leafExists(b.BodyStructure, nums) {
+		return nil, nil, 0, fmt.Errorf("%w: no part %s in uid %d", ErrNoMessage, path, uid)
+	}
+	size := leafSize(b.BodyStructure, nums)
+	if size > limit {
+		return nil, nil, 0, fmt.Errorf("%w: part %s of uid %d is %d bytes", ErrTooLarge, path, uid, size)
+	}
+	hdr := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader}
+	if _, multi := b.BodyStructure.(*imap.BodyStructureMultiPart); multi {
+		hdr = &imap.FetchItemBodySection{Peek: true, Part: nums, Specifier: imap.PartSpecifierMIME}
+	}
+	return set, hdr, size, nil
+}

@@ -30,34 +30,16 @@ func (s *Session) WritePart(ctx context.Context, box string, uid uint32, path st
 		return err
 	}
 	return s.run(ctx, fmt.Sprintf("stream part %s of message %d of %q", path, uid, box), func() error {
-		if _, err := s.examine(box); err != nil {
+		set, hdr, size, err := s.locatePart(box, uid, nums, path, MaxStreamSize)
+		if err != nil {
 			return err
 		}
-		set := imap.UIDSetNum(imap.UID(uid))
-		bufs, err := s.c.Fetch(set, &imap.FetchOptions{UID: true, BodyStructure: &imap.FetchItemBodyStructure{}}).Collect()
+		bufs, err := s.c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{hdr}}).Collect()
 		if err != nil {
 			return err
 		}
 		b := findUID(bufs, uid)
 		if b == nil {
-			return fmt.Errorf("%w: uid %d", ErrNoMessage, uid)
-		}
-		if !leafExists(b.BodyStructure, nums) {
-			return fmt.Errorf("%w: no part %s in uid %d", ErrNoMessage, path, uid)
-		}
-		size := leafSize(b.BodyStructure, nums)
-		if size > MaxStreamSize {
-			return fmt.Errorf("%w: part %s of uid %d is %d bytes", ErrTooLarge, path, uid, size)
-		}
-		hdr := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader}
-		if _, multi := b.BodyStructure.(*imap.BodyStructureMultiPart); multi {
-			hdr = &imap.FetchItemBodySection{Peek: true, Part: nums, Specifier: imap.PartSpecifierMIME}
-		}
-		bufs, err = s.c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{hdr}}).Collect()
-		if err != nil {
-			return err
-		}
-		if b = findUID(bufs, uid); b == nil {
 			return fmt.Errorf("%w: uid %d", ErrNoMessage, uid)
 		}
 		h, err := textproto.ReadHeader(bufioReader(b.FindBodySection(hdr)))
