@@ -23,8 +23,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/html"
 	"golang.org/x/oauth2"
+
+	"github.com/postern/postern/internal/devstack/idp"
 )
 
 // testbed is what scripts/testbed-up wrote to $TB/env: where the peers
@@ -419,79 +420,26 @@ func (b *browser) signInForm(ctx context.Context, t *testing.T, start, user, pas
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s: ended at %s with status %d, want the login page", start, resp.Request.URL, resp.StatusCode)
 	}
-	f, err := parseForm(page)
+	f, err := idp.ParseForm([]byte(page))
 	if err != nil {
 		t.Fatalf("login page %s: %v", resp.Request.URL, err)
 	}
 	for _, id := range []string{"username", "password", "submit"} {
-		if !f.ids[id] {
+		if !f.IDs[id] {
 			t.Fatalf("login page %s has no element with id %q", resp.Request.URL, id)
 		}
 	}
-	action, err := resp.Request.URL.Parse(f.action)
+	action, err := resp.Request.URL.Parse(f.Action)
 	if err != nil {
 		t.Fatalf("login form action: %v", err)
 	}
-	f.values.Set("username", user)
-	f.values.Set("password", password)
-	resp, page = b.post(ctx, t, action.String(), f.values)
+	f.Values.Set("username", user)
+	f.Values.Set("password", password)
+	resp, page = b.post(ctx, t, action.String(), f.Values)
 	if resp.StatusCode == http.StatusUnauthorized {
 		t.Fatalf("login as %s refused", user)
 	}
 	return resp, page
-}
-
-// form is the first form of a page: its action, hidden inputs and the ids of
-// its controls.
-type form struct {
-	action string
-	values url.Values
-	ids    map[string]bool
-}
-
-func parseForm(page string) (form, error) {
-	f := form{values: url.Values{}, ids: map[string]bool{}}
-	inForm := false
-	z := html.NewTokenizer(strings.NewReader(page))
-	for {
-		switch z.Next() {
-		case html.ErrorToken:
-			if f.action == "" {
-				return f, errors.New("no form")
-			}
-			return f, nil
-		case html.EndTagToken:
-			if name, _ := z.TagName(); string(name) == "form" && inForm {
-				return f, nil
-			}
-		case html.StartTagToken, html.SelfClosingTagToken:
-			tok := z.Token()
-			attr := func(k string) string {
-				for _, a := range tok.Attr {
-					if a.Key == k {
-						return a.Val
-					}
-				}
-				return ""
-			}
-			switch tok.Data {
-			case "form":
-				if !inForm {
-					inForm, f.action = true, attr("action")
-				}
-			case "input", "button":
-				if !inForm {
-					continue
-				}
-				if id := attr("id"); id != "" {
-					f.ids[id] = true
-				}
-				if tok.Data == "input" && attr("type") == "hidden" {
-					f.values.Set(attr("name"), attr("value"))
-				}
-			}
-		}
-	}
 }
 
 // assertNoSecrets fails if any of secrets appears in text: tokens must never

@@ -78,32 +78,32 @@ func SignIn(ctx context.Context, hc *http.Client, authURL, username, password st
 			return nil, fmt.Errorf("idp: %s %s: status %d%s", method, next.Path, resp.StatusCode, oauthError(page))
 		}
 
-		f, err := parseForm(page)
+		f, err := ParseForm(page)
 		if err != nil {
 			return nil, fmt.Errorf("idp: page %s: %w", next.Path, err)
 		}
-		action, err := next.Parse(f.action)
+		action, err := next.Parse(f.Action)
 		if err != nil {
 			return nil, fmt.Errorf("idp: form action: %w", err)
 		}
 		switch {
-		case f.ids["username"] && f.ids["password"]:
+		case f.IDs["username"] && f.IDs["password"]:
 			if submittedLogin {
 				return nil, ErrLoginRejected
 			}
 			submittedLogin = true
-			f.values.Set("username", username)
-			f.values.Set("password", password)
-		case f.ids["accept"] && f.ids["deny"]:
+			f.Values.Set("username", username)
+			f.Values.Set("password", password)
+		case f.IDs["accept"] && f.IDs["deny"]:
 			if accept {
-				f.values.Set("consent", "accept")
+				f.Values.Set("consent", "accept")
 			} else {
-				f.values.Set("consent", "deny")
+				f.Values.Set("consent", "deny")
 			}
 		default:
 			return nil, fmt.Errorf("idp: page %s is neither the login nor the consent page", next.Path)
 		}
-		next, method, form = action, http.MethodPost, f.values
+		next, method, form = action, http.MethodPost, f.Values
 	}
 	return nil, errors.New("idp: too many steps in the sign-in flow")
 }
@@ -128,15 +128,17 @@ func oauthError(body []byte) string {
 	return fmt.Sprintf(" (%s: %s)", e.Error, e.Description)
 }
 
-type pageForm struct {
-	action string
-	values url.Values      // hidden inputs
-	ids    map[string]bool // ids of inputs and buttons
+// Form is the first form of a sign-in page: its action, hidden inputs and the ids of its controls. SignIn uses it
+// for the dev IdP's pages; the end-to-end suite uses it for Hydra's login app, whose form is shaped the same.
+type Form struct {
+	Action string
+	Values url.Values      // hidden inputs
+	IDs    map[string]bool // ids of inputs and buttons
 }
 
-// parseForm reads the first form of an IdP page: its action, hidden inputs and the ids of its controls.
-func parseForm(page []byte) (pageForm, error) {
-	f := pageForm{values: url.Values{}, ids: map[string]bool{}}
+// ParseForm reads the first form of page.
+func ParseForm(page []byte) (Form, error) {
+	f := Form{Values: url.Values{}, IDs: map[string]bool{}}
 	inForm, seen := false, false
 	z := html.NewTokenizer(bytes.NewReader(page))
 	for {
@@ -164,16 +166,16 @@ func parseForm(page []byte) (pageForm, error) {
 			switch t.Data {
 			case "form":
 				inForm, seen = true, true
-				f.action = attr("action")
+				f.Action = attr("action")
 			case "input", "button":
 				if !inForm {
 					continue
 				}
 				if id := attr("id"); id != "" {
-					f.ids[id] = true
+					f.IDs[id] = true
 				}
 				if t.Data == "input" && attr("type") == "hidden" {
-					f.values.Set(attr("name"), attr("value"))
+					f.Values.Set(attr("name"), attr("value"))
 				}
 			}
 		}
