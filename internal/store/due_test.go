@@ -9,9 +9,8 @@ import (
 	"time"
 )
 
-func TestDueGrants(t *testing.T) {
+func contractDueGrants(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	for _, spec := range []struct {
 		id    string
 		next  time.Duration

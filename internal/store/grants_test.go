@@ -12,9 +12,8 @@ import (
 	"time"
 )
 
-func TestGrantRoundTrip(t *testing.T) {
+func contractGrantRoundTrip(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	tests := []struct {
 		name  string
 		grant Grant
@@ -48,9 +47,8 @@ func TestGrantRoundTrip(t *testing.T) {
 	}
 }
 
-func TestCreateGrantDefaults(t *testing.T) {
+func contractCreateGrantDefaults(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	s.now = func() time.Time { return at(0) }
 
 	g := Grant{Issuer: "https://auth.example.org", Subject: "alice", Version: 42}
@@ -70,9 +68,8 @@ func TestCreateGrantDefaults(t *testing.T) {
 	}
 }
 
-func TestCreateGrantRejects(t *testing.T) {
+func contractCreateGrantRejects(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	existing := sampleGrant("taken")
 	if err := s.CreateGrant(ctx, &existing); err != nil {
 		t.Fatal(err)
@@ -102,9 +99,8 @@ func TestCreateGrantRejects(t *testing.T) {
 	}
 }
 
-func TestGrantNotFound(t *testing.T) {
+func contractGrantNotFound(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	if _, err := s.Grant(ctx, "nope"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Grant(missing) = %v, want ErrNotFound", err)
 	}
@@ -119,9 +115,8 @@ func TestGrantNotFound(t *testing.T) {
 	}
 }
 
-func TestUpdateGrant(t *testing.T) {
+func contractUpdateGrant(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	s.now = func() time.Time { return at(time.Hour) }
 	orig := sampleGrant("g1")
 	if err := s.CreateGrant(ctx, &orig); err != nil {
@@ -154,9 +149,8 @@ func TestUpdateGrant(t *testing.T) {
 // TestUpdateGrantStaleWriter is the refresh-token safety property: two
 // writers read the same version; the second to write must fail and must not
 // replace the first writer's (newer) refresh token.
-func TestUpdateGrantStaleWriter(t *testing.T) {
+func contractUpdateGrantStaleWriter(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	g := sampleGrant("g1")
 	if err := s.CreateGrant(ctx, &g); err != nil {
 		t.Fatal(err)
@@ -182,10 +176,9 @@ func TestUpdateGrantStaleWriter(t *testing.T) {
 	}
 }
 
-func TestUpdateGrantConcurrent(t *testing.T) {
+func contractUpdateGrantConcurrent(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, path := openTemp(t)
-	other := openAt(t, path, newSealer(t, "old"))
+	other := s.reopen(t)
 	g := sampleGrant("g1")
 	if err := s.CreateGrant(ctx, &g); err != nil {
 		t.Fatal(err)
@@ -193,7 +186,7 @@ func TestUpdateGrantConcurrent(t *testing.T) {
 	const writers = 16
 	results := make(chan error, writers)
 	for i := range writers {
-		h := []*SQLite{s, other}[i%2]
+		h := []contractStore{s, other}[i%2]
 		go func() {
 			g := g
 			g.RefreshToken = "writer"
@@ -217,9 +210,8 @@ func TestUpdateGrantConcurrent(t *testing.T) {
 	}
 }
 
-func TestTouchGrant(t *testing.T) {
+func contractTouchGrant(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	g := sampleGrant("g1")
 	g.State = StateOK
 	if err := s.CreateGrant(ctx, &g); err != nil {
@@ -254,9 +246,8 @@ func TestTouchGrant(t *testing.T) {
 	}
 }
 
-func TestDeleteGrant(t *testing.T) {
+func contractDeleteGrant(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	g := sampleGrant("g1")
 	if err := s.CreateGrant(ctx, &g); err != nil {
 		t.Fatal(err)
@@ -272,9 +263,8 @@ func TestDeleteGrant(t *testing.T) {
 	}
 }
 
-func TestGrantsBySubjectAndCount(t *testing.T) {
+func contractGrantsBySubjectAndCount(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	for i, spec := range []struct {
 		id, issuer, subject string
 		state               GrantState
@@ -440,16 +430,15 @@ func TestWrongKey(t *testing.T) {
 
 // TestSealedBlobBoundToRow moves a sealed refresh token into another grant's
 // row, as an attacker with write access to the file might; it must not open.
-func TestSealedBlobBoundToRow(t *testing.T) {
+func contractSealedBlobBoundToRow(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	for _, id := range []string{"victim", "attacker"} {
 		g := sampleGrant(id)
 		if err := s.CreateGrant(ctx, &g); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.db.Exec(`UPDATE grants SET refresh_sealed =
+	if err := s.exec(t, `UPDATE grants SET refresh_sealed =
 		(SELECT refresh_sealed FROM grants WHERE id = 'victim') WHERE id = 'attacker'`); err != nil {
 		t.Fatal(err)
 	}
@@ -458,9 +447,8 @@ func TestSealedBlobBoundToRow(t *testing.T) {
 	}
 }
 
-func TestDeleteEndedGrants(t *testing.T) {
+func contractDeleteEndedGrants(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	mk := func(id string, state GrantState, lastActive time.Duration) {
 		g := sampleGrant(id)
 		g.State, g.LastActive = state, at(lastActive)
@@ -486,9 +474,8 @@ func TestDeleteEndedGrants(t *testing.T) {
 
 // TestTouchKeepsBackoff: a page view that read the grant before a refresh failed must not replace the degraded
 // grant's backoff time with its own schedule.
-func TestTouchKeepsBackoff(t *testing.T) {
+func contractTouchKeepsBackoff(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	g := sampleGrant("g1")
 	if err := s.CreateGrant(ctx, &g); err != nil {
 		t.Fatal(err)

@@ -20,11 +20,8 @@ import (
 // are single statements, which SQLite serialises across processes. It is safe
 // for concurrent use.
 type SQLite struct {
-	db     *sql.DB
-	sealer *seal.Sealer
-	// now is the clock for values the store stamps itself (CreatedAt,
-	// UpdatedAt, session expiry on read); tests in this package replace it.
-	now func() time.Time
+	db *sql.DB
+	codec
 }
 
 // busyTimeout is how long a statement waits for another connection's write
@@ -68,7 +65,7 @@ func OpenSQLite(ctx context.Context, path string, sealer *seal.Sealer) (*SQLite,
 	// Pooled connections are cheap to keep and re-running the pragmas on
 	// every new one is not; keep a few idle.
 	db.SetMaxIdleConns(4)
-	s := &SQLite{db: db, sealer: sealer, now: time.Now}
+	s := &SQLite{db: db, codec: codec{sealer: sealer, now: time.Now}}
 	if err := pingRetry(ctx, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
