@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -18,7 +17,6 @@ import (
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/metrics"
 	"github.com/postern/postern/internal/seal"
-	"github.com/postern/postern/internal/store"
 	"github.com/postern/postern/mail"
 	"github.com/postern/postern/web"
 )
@@ -27,7 +25,7 @@ import (
 type app struct {
 	cfg     *config.Config
 	log     *slog.Logger
-	store   *store.SQLite
+	store   appStore
 	auth    *auth.Provider
 	keeper  *auth.Keeper
 	pool    *mail.Pool
@@ -59,12 +57,7 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 	if err != nil {
 		return nil, err
 	}
-	if dir := dirOf(cfg.Storage.Path); dir != "" {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("storage.path: %w", err)
-		}
-	}
-	a.store, err = store.OpenSQLite(ctx, cfg.Storage.Path, sealer)
+	a.store, err = openStore(ctx, cfg.Storage, sealer)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}

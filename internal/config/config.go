@@ -135,10 +135,15 @@ type SessionConfig struct {
 
 // StorageConfig is the database and the keys that seal tokens at rest.
 type StorageConfig struct {
-	// Driver is the database driver; only sqlite for now.
+	// Driver is the database driver: sqlite (one instance, the default) or postgres (several instances).
 	Driver string `yaml:"driver"`
-	// Path is the SQLite file; made absolute on load.
+	// Path is the SQLite file; made absolute on load. Only with driver sqlite.
 	Path string `yaml:"path"`
+	// DSN is the PostgreSQL connection string (postgres://… or key=value), a secret since it may hold a password.
+	// Only with driver postgres.
+	DSN string `yaml:"dsn"`
+	// DSNFile names a file holding DSN; made absolute on load.
+	DSNFile string `yaml:"dsn_file"`
 	// EncryptionKey is 32 bytes as base64 or hex (see DecodeKey).
 	EncryptionKey string `yaml:"encryption_key"`
 	// EncryptionKeyFile names a file holding EncryptionKey; made absolute on load.
@@ -311,7 +316,7 @@ func (c *Config) resolvePaths(baseDir string) {
 	}
 	paths := []*string{
 		&c.OIDC.ClientSecretFile, &c.OIDC.CAFile, &c.IMAP.CAFile, &c.SMTP.CAFile,
-		&c.Session.SecretFile, &c.Storage.EncryptionKeyFile,
+		&c.Session.SecretFile, &c.Storage.EncryptionKeyFile, &c.Storage.DSNFile,
 	}
 	// SQLite's ":memory:" and "file:" URIs are not file paths.
 	if !strings.HasPrefix(c.Storage.Path, ":") && !strings.HasPrefix(c.Storage.Path, "file:") {

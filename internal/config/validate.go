@@ -98,10 +98,15 @@ func (c *Config) validateStorage(ps *Problems) {
 	switch s.Driver {
 	case "sqlite":
 		required(ps, "storage.path", s.Path)
-	case "postgres", "postgresql":
-		ps.add("storage.driver", "postgres is not supported yet; use sqlite")
+		if s.DSN != "" || s.DSNFile != "" {
+			ps.add("storage.dsn", "is for driver postgres; with sqlite set storage.path")
+		}
+	case "postgres":
+		if requiredSecret(ps, "storage.dsn", s.DSN, s.DSNFile) {
+			checkDSN(ps, s.DSN)
+		}
 	default:
-		ps.add("storage.driver", "must be sqlite (postgres is planned), got %q", s.Driver)
+		ps.add("storage.driver", "must be sqlite or postgres, got %q", s.Driver)
 	}
 	checkKey(ps, "storage.encryption_key", s.EncryptionKey, s.EncryptionKeyFile)
 	required(ps, "storage.encryption_key_id", s.EncryptionKeyID)
@@ -118,6 +123,17 @@ func (c *Config) validateStorage(ps *Problems) {
 		}
 		seen[pk.ID] = true
 		checkKey(ps, key+".key", pk.Key, pk.KeyFile)
+	}
+}
+
+// checkDSN reports a PostgreSQL DSN that cannot work, without quoting it: it may hold a password.
+func checkDSN(ps *Problems, dsn string) {
+	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") && !strings.Contains(dsn, "=") {
+		ps.add("storage.dsn", "must be a postgres:// URL or key=value pairs (host=… dbname=…)")
+		return
+	}
+	if _, err := url.Parse(dsn); strings.Contains(dsn, "://") && err != nil {
+		ps.add("storage.dsn", "is not a valid URL (special characters in the password must be percent-encoded)")
 	}
 }
 
