@@ -186,6 +186,9 @@ func (a *app) serve(ctx context.Context, srv *http.Server, errc <-chan error) er
 		defer wg.Done()
 		a.janitor(bg)
 	}()
+	if w, ok := a.store.(endedGrantWatcher); ok {
+		wg.Go(func() { a.watchEndedGrants(bg, w) })
+	}
 
 	if a.cfg.Server.MetricsListen != "" {
 		// Metrics get a listener of their own so the public one never exposes them.

@@ -61,7 +61,7 @@ func postgresTestDSN(t *testing.T) string {
 // it on B.
 func TestPostgresInstancesShareSessions(t *testing.T) {
 	dsn := postgresTestDSN(t)
-	addrA, addrB := freeAddr(t), freeAddr(t)
+	addrA, addrB, metricsB := freeAddr(t), freeAddr(t), freeAddr(t)
 	d, err := startDevstack("http://"+addrA, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -104,8 +104,11 @@ storage:
 	done := make(chan error, 2)
 	for _, listen := range []string{addrA, addrB} {
 		getenv := func(k string) string {
-			if k == "POSTERN_SERVER_LISTEN" {
+			switch {
+			case k == "POSTERN_SERVER_LISTEN":
 				return listen
+			case k == "POSTERN_SERVER_METRICS_LISTEN" && listen == addrB:
+				return metricsB
 			}
 			return ""
 		}
@@ -172,6 +175,26 @@ storage:
 		t.Fatalf("inbox on B after sign-in on A = %d:\n%.300s", code, body)
 	}
 
+	// B's pooled IMAP connection for alice's grant is open now (a connection stays authenticated after its token
+	// is revoked, so B must close it when the grant ends elsewhere).
+	poolOpen := func() string {
+		resp, err := http.Get("http://" + metricsB + "/metrics")
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, `postern_imap_pool_connections{state="open"} `); ok {
+				return v
+			}
+		}
+		return "missing"
+	}
+	if got := poolOpen(); got != "1" {
+		t.Fatalf("B's open IMAP connections after one inbox view = %s, want 1", got)
+	}
+
 	// Sign out on A; B must not serve the session any more, even to the old cookie replayed.
 	uB, _ := url.Parse("http://" + addrB + "/")
 	old := jar.Cookies(uB)
@@ -184,6 +207,16 @@ storage:
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("logout on A = %s", resp.Status)
+	}
+	// Within a second, through PostgreSQL's NOTIFY, B has closed its connection for the grant.
+	var got string
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if got = poolOpen(); got == "0" {
+			break
+		}
+	}
+	if got != "0" {
+		t.Errorf("B's open IMAP connections 1 s after sign-out on A = %s, want 0", got)
 	}
 	jar.SetCookies(uB, old)
 	if code, body := get(addrB, "/mail/INBOX"); code != http.StatusSeeOther || !strings.Contains(body, "/login") || strings.Contains(body, "data-uid=") {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -41,5 +42,26 @@ func openStore(ctx context.Context, cfg config.StorageConfig, sealer *seal.Seale
 			}
 		}
 		return store.OpenSQLite(ctx, cfg.Path, sealer)
+	}
+}
+
+// endedGrantWatcher is a store that hears of grants ended by any instance sharing it (PostgreSQL's LISTEN/NOTIFY).
+type endedGrantWatcher interface {
+	WatchEndedGrants(ctx context.Context, ended func(grantID string), gap func()) error
+}
+
+// watchEndedGrants closes this instance's pooled IMAP connections of every grant that ends anywhere: an IMAP
+// connection stays authenticated after its token is revoked, so without this a sign-out on one instance would leave
+// live sessions on the others. After a gap in the event stream (the database connection dropped), every idle
+// connection is closed, since an event may have been missed; the next page view logs in again.
+func (a *app) watchEndedGrants(ctx context.Context, w endedGrantWatcher) {
+	err := w.WatchEndedGrants(ctx, func(id string) {
+		a.pool.CloseKey(id)
+	}, func() {
+		a.log.Warn("events from other instances were interrupted; closing idle IMAP connections in case one ended")
+		a.pool.Reap(time.Now().Add(100 * 365 * 24 * time.Hour))
+	})
+	if err != nil {
+		a.log.Error("watch ended grants", slog.Any("err", err))
 	}
 }

@@ -3,10 +3,13 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"io/fs"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestPostgresMigrateConcurrentOpen starts several instances on one fresh database at once, as a rolling
@@ -117,4 +120,91 @@ func mustSub(t testing.TB) fs.FS {
 		t.Fatal(err)
 	}
 	return sub
+}
+
+// TestPostgresGrantEndedEvents: a second instance hears, through the database, of every grant deleted or moved to
+// needs_sign_in on the first, and of nothing else.
+func TestPostgresGrantEndedEvents(t *testing.T) {
+	ts := openPostgresTest(t, postgresDSN(t))
+	a := ts.contractStore
+	b := ts.reopen(t).(*Postgres)
+	ctx, cancel := context.WithCancel(context.Background())
+	events := make(chan string, 16)
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- b.WatchEndedGrants(ctx, func(id string) { events <- id }, nil)
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("WatchEndedGrants = %v", err)
+		}
+	}()
+	// The watcher's LISTEN is in place once a marker notification comes through.
+	go func() {
+		for {
+			if _, err := b.pool.Exec(ctx, "SELECT pg_notify($1, 'marker')", grantEndedChannel); err != nil {
+				return
+			}
+			select {
+			case <-ready:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	next := func() string {
+		t.Helper()
+		select {
+		case id := <-events:
+			return id
+		case <-time.After(10 * time.Second):
+			t.Fatal("no event within 10 s")
+			return ""
+		}
+	}
+	for next() != "marker" {
+	}
+	close(ready)
+
+	// Other tests in this database (other schemas) notify on the same channel: use ids of this test's own.
+	var r [4]byte
+	rand.Read(r[:])
+	suffix := "-" + hex.EncodeToString(r[:])
+	mine := map[string]bool{}
+	for _, id := range []string{"degrades", "ends", "deleted"} {
+		id += suffix
+		mine[id] = true
+		g := sampleGrant(id)
+		g.State = StateOK
+		if err := a.CreateGrant(ctx, &g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	update := func(id string, st GrantState) {
+		g, err := a.Grant(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.State = st
+		if _, err := a.UpdateGrant(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	update("degrades"+suffix, StateDegraded)
+	update("ends"+suffix, StateNeedsSignIn)
+	update("ends"+suffix, StateNeedsSignIn) // already ended: no second event
+	if err := a.DeleteGrant(ctx, "deleted"+suffix); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for len(got) < 2 {
+		if id := next(); mine[id] {
+			got = append(got, id)
+		}
+	}
+	if got[0] != "ends"+suffix || got[1] != "deleted"+suffix {
+		t.Errorf("events = %q, want [ends deleted] (no event for a degraded grant)", got)
+	}
 }
