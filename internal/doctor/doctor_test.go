@@ -234,7 +234,7 @@ func TestCorrectSetup(t *testing.T) {
 		names[i] = r.Name
 	}
 	wantNames := []string{"discovery", "issuer", "endpoints", "pkce", "iss_parameter", "offline_access", "authorization",
-		"client_auth", "imap", "smtp", "userinfo", "imap_login", "smtp_login"}
+		"client_auth", "imap", "smtp", "storage", "userinfo", "imap_login", "smtp_login"}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("checks = %q, want %q", names, wantNames)
 	}

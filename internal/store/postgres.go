@@ -174,3 +174,56 @@ func pgUniqueViolation(err error) bool {
 
 // pgNoRows reports whether a QueryRow found nothing.
 func pgNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
+
+// PostgresInfo is what `postern doctor` reports about a PostgreSQL database, read without changing anything.
+type PostgresInfo struct {
+	// ServerVersion is the server's version string, ServerVersionNum its number (150004 for 15.4).
+	ServerVersion    string
+	ServerVersionNum int
+	// SchemaVersion is the newest migration applied (0 for a database Postern never opened); LatestVersion the
+	// newest this binary knows.
+	SchemaVersion, LatestVersion int
+	// CanCreate reports whether the user may create tables in the current schema, which the first start needs.
+	CanCreate bool
+}
+
+// MinPostgresVersion is the oldest server the migrations are written for (EXECUTE FUNCTION in triggers: 11; the
+// project tests on 15).
+const MinPostgresVersion = 110000
+
+// InspectPostgres connects to dsn and reads the server version and the schema version, creating and migrating
+// nothing. Errors never quote the DSN.
+func InspectPostgres(ctx context.Context, dsn string) (PostgresInfo, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return PostgresInfo{}, errors.New("store: postgres: the DSN does not parse (see storage.dsn)")
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return PostgresInfo{}, fmt.Errorf("store: postgres: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var info PostgresInfo
+	var num string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version'), current_setting('server_version_num'), "+
+		"COALESCE(has_schema_privilege(current_schema(), 'CREATE'), false)").Scan(&info.ServerVersion, &num, &info.CanCreate); err != nil {
+		return info, fmt.Errorf("store: postgres: %w", err)
+	}
+	info.ServerVersionNum, _ = strconv.Atoi(num)
+	sub, _ := fs.Sub(postgresMigrationFS, "postgres")
+	ms, err := loadMigrations(sub)
+	if err != nil {
+		return info, err
+	}
+	info.LatestVersion = len(ms)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&exists); err != nil {
+		return info, fmt.Errorf("store: postgres: %w", err)
+	}
+	if exists {
+		if err := conn.QueryRow(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&info.SchemaVersion); err != nil {
+			return info, fmt.Errorf("store: postgres: %w", err)
+		}
+	}
+	return info, nil
+}
