@@ -13,9 +13,21 @@ import (
 	"github.com/postern/postern/internal/devstack/mailserver"
 )
 
-// credsFor returns a creds callback for a fixed address and token.
-func credsFor(addr, token string) func(context.Context) (Credentials, error) {
-	return func(context.Context) (Credentials, error) { return Credentials{addr, token}, nil }
+// errNoReplacement is what the test token sources answer to Replace: they have no other token.
+var errNoReplacement = errors.New("test: no other token")
+
+// tokenFunc is a TokenSource whose Token is the function and that has nothing to replace a refused token with.
+type tokenFunc func(context.Context) (Credentials, error)
+
+func (f tokenFunc) Token(ctx context.Context) (Credentials, error) { return f(ctx) }
+
+func (f tokenFunc) Replace(context.Context, Credentials) (Credentials, error) {
+	return Credentials{}, errNoReplacement
+}
+
+// credsFor returns a token source for a fixed address and token.
+func credsFor(addr, token string) TokenSource {
+	return tokenFunc(func(context.Context) (Credentials, error) { return Credentials{addr, token}, nil })
 }
 
 func newTestPool(t *testing.T, e *env, opts PoolOptions) *Pool {
@@ -109,9 +121,9 @@ func TestPoolReap(t *testing.T) {
 	waitFor(t, "server to see no session", func() bool { return e.srv.Stats().Sessions == 0 })
 }
 
-func TestPoolMaxPerKey(t *testing.T) {
+func TestPoolMaxPerUser(t *testing.T) {
 	e := newEnv(t, mailserver.Options{})
-	p := newTestPool(t, e, PoolOptions{MaxPerKey: 2})
+	p := newTestPool(t, e, PoolOptions{MaxPerUser: 2})
 	ctx := ctxT(t)
 	var cur, peak atomic.Int64
 	var wg sync.WaitGroup
@@ -170,7 +182,7 @@ func TestPoolMaxTotalEvictsLeastRecentlyUsed(t *testing.T) {
 
 func TestPoolWaitsWhenFull(t *testing.T) {
 	e := newEnv(t, mailserver.Options{})
-	p := newTestPool(t, e, PoolOptions{MaxPerKey: 1})
+	p := newTestPool(t, e, PoolOptions{MaxPerUser: 1})
 	ctx := ctxT(t)
 	inUse, release := make(chan struct{}), make(chan struct{})
 	done := make(chan error)
@@ -274,17 +286,17 @@ func TestPoolAuthFailure(t *testing.T) {
 	credsErr := errors.New("needs sign-in")
 	tests := []struct {
 		name      string
-		creds     func(context.Context) (Credentials, error)
+		creds     TokenSource
 		want      error
 		wantFails int64
 	}{
 		{"refused token", credsFor(alice, "revoked"), ErrAuthFailed, 1},
-		{"no credentials", func(context.Context) (Credentials, error) { return Credentials{}, credsErr }, credsErr, 0},
+		{"no credentials", tokenFunc(func(context.Context) (Credentials, error) { return Credentials{}, credsErr }), credsErr, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, mailserver.Options{})
-			p := newTestPool(t, e, PoolOptions{MaxPerKey: 1})
+			p := newTestPool(t, e, PoolOptions{MaxPerUser: 1})
 			ctx := ctxT(t)
 			called := false
 			err := p.Do(ctx, "alice", tt.creds, func(*Session) error { called = true; return nil })
@@ -292,7 +304,7 @@ func TestPoolAuthFailure(t *testing.T) {
 				t.Fatalf("Do() = %v (fn called %v), want %v", err, called, tt.want)
 			}
 			checkStats(t, p, PoolStats{AuthFailures: tt.wantFails})
-			// The slot was freed: a good token works with MaxPerKey 1.
+			// The slot was freed: a good token works with MaxPerUser 1.
 			if err := p.Do(ctx, "alice", credsFor(alice, aliceToken), noop(ctx)); err != nil {
 				t.Fatal(err)
 			}
@@ -319,7 +331,7 @@ func TestPoolClose(t *testing.T) {
 
 func TestPoolFnPanics(t *testing.T) {
 	e := newEnv(t, mailserver.Options{})
-	p := newTestPool(t, e, PoolOptions{MaxPerKey: 1})
+	p := newTestPool(t, e, PoolOptions{MaxPerUser: 1})
 	ctx := ctxT(t)
 	func() {
 		defer func() {

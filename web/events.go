@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -55,32 +54,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	stop := context.AfterFunc(s.watchers.closing(), cancel)
 	defer stop()
 
-	// used is the last token handed to the mail server, to tell the keeper which one it refused. Watch may call
-	// creds again from its own goroutine to reconnect, hence the lock.
-	var (
-		mu   sync.Mutex
-		used string
-	)
-	creds := func(ctx context.Context) (mail.Credentials, error) {
-		tok, err := s.tokens.Token(ctx, grant)
-		if errors.Is(err, auth.ErrNeedsSignIn) {
-			err = fmt.Errorf("%w: %w", mail.ErrNoCredentials, err) // the watch stops; the page leads to sign-in
-		}
-		mu.Lock()
-		used = tok.Access
-		mu.Unlock()
-		return mail.Credentials{Address: tok.Address, Token: tok.Access}, err
-	}
-	ch, err := s.mail.Watch(ctx, grant, creds, box)
-	if errors.Is(err, mail.ErrAuthFailed) {
-		// As in withMail: one retry with the token that replaced the refused one, never more.
-		mu.Lock()
-		rejected := used
-		mu.Unlock()
-		if _, err = s.tokens.Replace(ctx, grant, rejected); err == nil {
-			ch, err = s.mail.Watch(ctx, grant, creds, box)
-		}
-	}
+	// The watch retries once with a replaced token after a refused login, like every mail call (mail.WithToken).
+	ch, err := s.mail.Watch(ctx, grant, s.grantTokens(grant), box)
 	h := w.Header()
 	switch {
 	case errors.Is(err, mail.ErrWatchLimit):

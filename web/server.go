@@ -32,13 +32,14 @@ type Tokens interface {
 	SignOut(ctx context.Context, grantID string) error
 }
 
-// Mailer runs IMAP work on a pooled, authenticated connection; *mail.Pool implements it.
+// Mailer runs IMAP work on a pooled, authenticated connection; *mail.Pool implements it. key is the grant id; ts
+// gives the grant's credentials (grantTokens adapts Tokens), and the retry rule on a refused token is mail's.
 type Mailer interface {
-	Do(ctx context.Context, key string, creds func(context.Context) (mail.Credentials, error), fn func(*mail.Session) error) error
+	Do(ctx context.Context, key string, ts mail.TokenSource, fn func(*mail.Session) error) error
 	CloseKey(key string)
 	// Watch reports changes to a mailbox (IMAP IDLE on a connection of its own) until ctx ends; the live-update
 	// stream of the list page (events.go) uses it.
-	Watch(ctx context.Context, key string, creds func(context.Context) (mail.Credentials, error), box string) (<-chan struct{}, error)
+	Watch(ctx context.Context, key string, ts mail.TokenSource, box string) (<-chan struct{}, error)
 }
 
 // Config is what the web layer needs to know; cmd maps the YAML config onto it.
