@@ -2,6 +2,7 @@ package mail
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -64,5 +65,37 @@ func TestAddressError(t *testing.T) {
 	}
 	if _, err := ParseAddressList("ana@example.test\r\nBcc: eve@example.test"); !errors.Is(err, ErrHeaderInjection) || errors.Is(err, ErrInvalidAddress) {
 		t.Errorf("ParseAddressList(CRLF) = %v, want ErrHeaderInjection", err)
+	}
+}
+
+// TestSplitAddressList (moved from web, whose copy it replaced): entries are cut at the commas and semicolons
+// between them, not inside quotes or angle brackets.
+func TestSplitAddressList(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"a@x.test, b@x.test", []string{"a@x.test", "b@x.test"}},
+		{`"Marley, Bob" <bob@x.test>; c@x.test,,`, []string{`"Marley, Bob" <bob@x.test>`, "c@x.test"}},
+		{`"a \"q, r\"" <a@x.test>`, []string{`"a \"q, r\"" <a@x.test>`}},
+		{"(a, comment) d@x.test, e@x.test", []string{"(a, comment) d@x.test", "e@x.test"}},
+		{"  ", nil},
+	}
+	for _, tc := range tests {
+		if got := splitAddressList(tc.in); !slices.Equal(got, tc.want) {
+			t.Errorf("splitAddressList(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestPartNamesCleaned: the read path (and so a resumed draft, whose attachments are read back) gets the same
+// sanitiser: a bidi override or a zero-width space in a part's name never reaches the caller.
+func TestPartNamesCleaned(t *testing.T) {
+	raw := strings.ReplaceAll("From: a@example.test\nSubject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n"+
+		"--b\nContent-Type: text/plain\n\nhi\n"+
+		"--b\nContent-Type: application/octet-stream\nContent-Disposition: attachment; filename*=UTF-8''evil%E2%80%AEfdp%E2%80%8B.exe\n\nx\n--b--\n", "\n", "\r\n")
+	m := parseMessage([]byte(raw))
+	if len(m.Attachments) != 1 || m.Attachments[0].Filename != "evilfdp.exe" {
+		t.Errorf("attachments = %+v, want one named evilfdp.exe", m.Attachments)
 	}
 }

@@ -46,7 +46,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"unicode"
 
 	"github.com/postern/postern/internal/sanitize"
 	"github.com/postern/postern/mail"
@@ -374,15 +373,16 @@ func contentDisposition(disp, name string) string {
 	return disp
 }
 
-// downloadName is the filename a part is saved under: the sender's name cut to its last path element, without
-// control or bidi-override characters (which can make "evil‮fdp.exe" look like "evil.exe.pdf"), else "part-1.2".
+// downloadName is the filename a part is saved under: the sender's name as mail.CleanFilename leaves it (last path
+// element, no control, bidi-override or zero-width characters, which can make "evil‮fdp.exe" look like
+// "evil.exe.pdf"), without quotes, else "part-1.2".
 func downloadName(p mail.Part, pp string) string {
 	name := strings.Map(func(r rune) rune {
 		if r == '/' || r == '\\' || r == '"' {
 			return -1
 		}
 		return r
-	}, cleanName(p.Filename))
+	}, mail.CleanFilename(p.Filename))
 	name = strings.TrimLeft(strings.TrimSpace(path.Base("/"+name)), ".")
 	if name == "" || name == "/" {
 		name = "part-" + pp
@@ -396,18 +396,8 @@ func downloadName(p mail.Part, pp string) string {
 	return strings.ToValidUTF8(name, "")
 }
 
-// cleanName removes control and bidi-override characters from a name the sender chose.
-func cleanName(s string) string {
-	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
-			return -1
-		}
-		return r
-	}, s)
-}
-
 func displayName(p mail.Part) string {
-	if n := cleanName(p.Filename); n != "" {
+	if n := mail.CleanFilename(p.Filename); n != "" {
 		return n
 	}
 	return fmt.Sprintf("part %s (%s)", p.Path, p.ContentType)
