@@ -1,8 +1,11 @@
 package mail
 
 import (
+	"errors"
 	"net"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,6 +22,9 @@ type deadlineConn struct {
 	mu      sync.Mutex
 	timeout time.Duration // > 0 while armed
 	asked   time.Time     // the read deadline imapclient set last
+	// expired is set when a read ran into a deadline: imapclient reports
+	// that only as text, so run uses it to say what happened.
+	expired atomic.Bool
 }
 
 // SetReadDeadline records imapclient's deadline and applies the effective one.
@@ -44,7 +50,11 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 		_ = c.Conn.SetReadDeadline(c.effectiveLocked())
 	}
 	c.mu.Unlock()
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.expired.Store(true)
+	}
+	return n, err
 }
 
 func (c *deadlineConn) effectiveLocked() time.Time {

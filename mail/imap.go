@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -238,6 +239,11 @@ func (s *Session) run(ctx context.Context, what string, f func() error) error {
 	var ie *imap.Error
 	if !errors.As(err, &ie) && !keepsConnection(err) {
 		s.broken.Store(true)
+		if s.dc.expired.Load() {
+			// imapclient flattens the read error into text; say it was the server's silence, as a net.Error
+			// (os.ErrDeadlineExceeded), so that callers see a connection failure.
+			return fmt.Errorf("mail: imap %s: the server stopped answering: %w (%v)", what, os.ErrDeadlineExceeded, err)
+		}
 	}
 	return fmt.Errorf("mail: imap %s: %w", what, err)
 }

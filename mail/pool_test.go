@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -344,5 +345,38 @@ func TestPoolFnPanics(t *testing.T) {
 	checkStats(t, p, PoolStats{Logins: 1})
 	if err := p.Do(ctx, "alice", credsFor(alice, aliceToken), noop(ctx)); err != nil {
 		t.Fatalf("Do() after a panic = %v", err)
+	}
+}
+
+// TestPoolServerStopsAnswering: a server that stops answering in the middle of a page view fails the command
+// after Server.CommandTimeout and frees the connection, instead of holding a pooled slot for ever (issue 10,
+// finding 2); once it answers again, so does the pool.
+func TestPoolServerStopsAnswering(t *testing.T) {
+	e := newEnv(t, mailserver.Options{})
+	if err := e.srv.Seed(alice); err != nil {
+		t.Fatal(err)
+	}
+	srv := e.imapServer(TLSNone, MechOAuthBearer)
+	srv.CommandTimeout = 100 * time.Millisecond
+	p := NewPool(srv, PoolOptions{MaxPerUser: 1})
+	t.Cleanup(func() { p.Close() })
+	// A long deadline, only so that a regression fails instead of hanging: the command timeout must end the wait.
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	list := func(s *Session) error { _, err := s.Mailboxes(ctx); return err }
+	if err := p.Do(ctx, "g1", credsFor(alice, aliceToken), list); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.Stall(true)
+	err := p.Do(ctx, "g1", credsFor(alice, aliceToken), list)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || !isConnError(err) {
+		t.Fatalf("Do() against a stalled server = %v, want the command timeout (a connection error)", err)
+	}
+	if st := p.Stats(); st.Open != 0 {
+		t.Errorf("Stats() = %+v after the timeout, want the connection released", st)
+	}
+	e.srv.Stall(false)
+	if err := p.Do(ctx, "g1", credsFor(alice, aliceToken), list); err != nil {
+		t.Errorf("Do() once the server answers again = %v", err)
 	}
 }
