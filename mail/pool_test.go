@@ -14,8 +14,9 @@ import (
 	"github.com/postern/postern/internal/devstack/mailserver"
 )
 
-// errNoReplacement is what the test token sources answer to Replace: they have no other token.
-var errNoReplacement = errors.New("test: no other token")
+// errNoReplacement is what the test token sources answer to Replace: they have no other token, so their token
+// stays refused.
+var errNoReplacement = fmt.Errorf("%w: test source has no other token", ErrAuthFailed)
 
 // tokenFunc is a TokenSource whose Token is the function and that has nothing to replace a refused token with.
 type tokenFunc func(context.Context) (Credentials, error)

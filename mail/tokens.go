@@ -29,8 +29,8 @@ type TokenSource interface {
 // how the token keeper learns the grant is in use, and how a grant that ended stops serving mail at once.
 //
 // fn must not have done anything irreversible when it returns ErrAuthFailed; Pool.Do, Pool.Watch and Send all
-// fail before any command that changes state. If the replacement cannot be had, the error wraps both the refusal
-// and the replacement's error.
+// fail before any command that changes state. If the replacement cannot be had, the error is the replacement's
+// (e.g. the grant needs a new sign-in, or the identity provider is down), which says more than the refusal.
 func WithToken(ctx context.Context, ts TokenSource, fn func(Credentials) error) error {
 	c, err := ts.Token(ctx)
 	if err != nil {
@@ -42,7 +42,7 @@ func WithToken(ctx context.Context, ts TokenSource, fn func(Credentials) error) 
 	}
 	next, rerr := ts.Replace(ctx, c)
 	if rerr != nil {
-		return fmt.Errorf("%w (replacing the token: %w)", err, rerr)
+		return fmt.Errorf("mail: replacing a refused token: %w", rerr)
 	}
 	return fn(next)
 }

@@ -15,9 +15,10 @@ import (
 )
 
 const (
-	// maxWatchersPerGrant bounds the open live-update streams (browser tabs) of one user: each holds an IMAP
-	// connection of its own out of the pool's per-grant allowance (mail.PoolOptions.MaxPerKey, default 4), and page
-	// views need the rest. A further tab simply gets no live updates.
+	// maxWatchersPerGrant bounds the open live-update streams (browser tabs) of one sign-in: each holds an IMAP
+	// connection of its own out of the pool's per-user allowance (mail.PoolOptions.MaxPerUser, default 4, which the
+	// pool also enforces for watches over all of a user's grants), and page views need the rest. A further tab
+	// simply gets no live updates.
 	maxWatchersPerGrant = 2
 	// maxWatchersTotal bounds all streams together, at a quarter of the pool's default total (200 connections): every
 	// sign-in makes a new grant, so without it a scripted client could tie up the whole pool with IDLE connections
