@@ -303,3 +303,31 @@ func crlfBytes(b []byte) []byte {
 	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
 	return bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n"))
 }
+
+// OwnCopy returns msg (as Build made it) with a Bcc header field in front, for the copy the user keeps in Sent or
+// Drafts: Build never writes Bcc, rightly for what goes out (RFC 5322 section 3.6.3), but the user's own copy
+// should remember who was blind copied, and a resumed draft gets them back (Message.Bcc). net/mail encodes the
+// names (RFC 2047); one address per folded line. An address with a CR or LF (which Build would have refused) is
+// left out.
+func OwnCopy(msg []byte, bcc []Address) []byte {
+	var b bytes.Buffer
+	n := 0
+	for _, a := range bcc {
+		if strings.ContainsAny(a.Name+a.Email, "\r\n") {
+			continue
+		}
+		if n == 0 {
+			b.WriteString("Bcc: ")
+		} else {
+			b.WriteString(",\r\n ")
+		}
+		n++
+		b.WriteString((&netmail.Address{Name: a.Name, Address: a.Email}).String())
+	}
+	if n == 0 {
+		return msg
+	}
+	b.WriteString("\r\n")
+	b.Write(msg)
+	return b.Bytes()
+}

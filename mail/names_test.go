@@ -99,3 +99,25 @@ func TestPartNamesCleaned(t *testing.T) {
 		t.Errorf("attachments = %+v, want one named evilfdp.exe", m.Attachments)
 	}
 }
+
+// TestOwnCopyRoundTrip: the Bcc that OwnCopy writes on the user's copy comes back as Message.Bcc (a resumed draft),
+// names encoded, and a value with a line break is left out.
+func TestOwnCopyRoundTrip(t *testing.T) {
+	d := Draft{From: Address{"", alice}, To: []Address{{"", bobAddr}}, Subject: "x", Text: "x"}
+	raw, err := d.Build(time.Now(), "example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bcc := []Address{{"Jürgen Groß", "j@example.test"}, {"Marley, Bob", "bob@example.org"}, {"Eve\r\nX-Evil: 1", "eve@example.test"}}
+	cp := OwnCopy(raw, bcc)
+	if strings.Contains(string(cp), "X-Evil") {
+		t.Fatalf("OwnCopy wrote a header from a name:\n%s", cp)
+	}
+	m := parseMessage(cp)
+	if !slices.Equal(m.Bcc, bcc[:2]) {
+		t.Errorf("Bcc read back = %+v, want %+v", m.Bcc, bcc[:2])
+	}
+	if got := OwnCopy(raw, nil); string(got) != string(raw) {
+		t.Error("OwnCopy without Bcc changed the message")
+	}
+}

@@ -155,7 +155,7 @@ func forwardNote(d mail.Draft) string {
 
 // resumeDraft loads a saved draft into the editor. Its attachments go to the stash, so that the draft can be saved
 // again or sent with them (dropped counts those the full stash refused); Bcc comes back from the draft's own header
-// (withBcc).
+// (mail.OwnCopy).
 func (s *Server) resumeDraft(ctx context.Context, ms *mail.Session, grant, drafts string, uid uint32) (f composeForm, dropped int, err error) {
 	m, err := ms.Message(ctx, drafts, uid)
 	if err != nil {

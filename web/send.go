@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	netmail "net/mail"
 	"strings"
 	"time"
 
@@ -231,7 +230,7 @@ func (j *composeJob) saveDraft() error {
 		return problem(http.StatusConflict, "", "Your account has no Drafts folder, so the draft cannot be saved.")
 	}
 	_, err := s.withMail(ctx, j.grant, func(ms *mail.Session) error {
-		if err := ms.Append(ctx, j.drafts, []mail.Flag{mail.FlagDraft, mail.FlagSeen}, withBcc(j.msg, j.d.Bcc)); err != nil {
+		if err := ms.Append(ctx, j.drafts, []mail.Flag{mail.FlagDraft, mail.FlagSeen}, mail.OwnCopy(j.msg, j.d.Bcc)); err != nil {
 			return err
 		}
 		if j.f.Draft != 0 {
@@ -300,7 +299,7 @@ func (j *composeJob) afterSend() {
 	_, err := s.withMail(ctx, j.grant, func(ms *mail.Session) error {
 		var errs []error
 		if sent := specialMailbox(j.boxes, mail.SpecialSent); sent != "" {
-			errs = append(errs, ms.Append(ctx, sent, []mail.Flag{mail.FlagSeen}, withBcc(j.msg, j.d.Bcc)))
+			errs = append(errs, ms.Append(ctx, sent, []mail.Flag{mail.FlagSeen}, mail.OwnCopy(j.msg, j.d.Bcc)))
 		} else {
 			errs = append(errs, errors.New("web: no Sent folder"))
 		}
@@ -381,27 +380,6 @@ func addressProblem(err error) string {
 		return "“" + ae.Entry + "” is not an email address."
 	}
 	return "one of the addresses is not valid."
-}
-
-// withBcc puts a Bcc header field on the copy of a message kept in Sent or Drafts: mail.Draft.Build never writes
-// Bcc, rightly for what goes out (RFC 5322 section 3.6.3), but the user's own copy should remember who was blind
-// copied, and a resumed draft must get them back. The addresses come from mail.ParseAddressList (no CR or LF), and
-// net/mail encodes the names (RFC 2047) and folds one address per line.
-func withBcc(msg []byte, bcc []mail.Address) []byte {
-	if len(bcc) == 0 {
-		return msg
-	}
-	var b bytes.Buffer
-	b.WriteString("Bcc: ")
-	for i, a := range bcc {
-		if i > 0 {
-			b.WriteString(",\r\n ")
-		}
-		b.WriteString((&netmail.Address{Name: a.Name, Address: a.Email}).String())
-	}
-	b.WriteString("\r\n")
-	b.Write(msg)
-	return b.Bytes()
 }
 
 // domainOf is the right-hand side of an address, used for Message-ID (RFC 5322 section 3.6.4 suggests a domain
