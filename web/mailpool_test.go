@@ -146,3 +146,32 @@ func TestStalledDownloadReleasesItsConnection(t *testing.T) {
 		t.Errorf("the stalled download delivered %s bytes, want it cut short", strconv.FormatInt(got, 10))
 	}
 }
+
+// TestRefusedIMAPTokenRetriedOnce: through web's adapter of the keeper (grantTokens), a page view whose IMAP login
+// is refused (the grant's access token went stale behind our back) is retried once with the replaced token and
+// succeeds; the mail server sees exactly one refusal.
+func TestRefusedIMAPTokenRetriedOnce(t *testing.T) {
+	s := newStack(t)
+	u := signedInAs(t, s, "alice")
+	ctx := context.Background()
+	g, err := s.store.Grant(ctx, u.grant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.AccessToken = "stale-token"
+	if _, err := s.store.UpdateGrant(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	s.pool.CloseKey(u.grant) // no authenticated connection to ride on: the view must log in
+	before := s.mail.Stats()
+	if r := u.b.get(s.ts.URL + "/mail/INBOX"); r.status != http.StatusOK {
+		t.Fatalf("inbox with a stale token = %d", r.status)
+	}
+	after := s.mail.Stats()
+	if n := after.AuthFailures - before.AuthFailures; n != 1 {
+		t.Errorf("mail server refused %d logins, want exactly 1 (then one retry with the replaced token)", n)
+	}
+	if n := after.AuthSuccesses - before.AuthSuccesses; n != 1 {
+		t.Errorf("mail server accepted %d logins, want 1", n)
+	}
+}
