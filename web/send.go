@@ -357,7 +357,10 @@ func sendProblem(err error) *formProblem {
 	case errors.Is(err, mail.ErrSenderRefused):
 		return p(http.StatusBadGateway, "The mail server does not let your account send from its address."+kept)
 	case errors.Is(err, mail.ErrRecipientRefused):
-		return p(http.StatusUnprocessableEntity, "The mail server refused a recipient, “"+se.Recipient+"” (the address may not exist)."+kept+" Check the addresses.")
+		if se != nil && se.Recipient != "" {
+			return p(http.StatusUnprocessableEntity, "The mail server refused a recipient, “"+se.Recipient+"” (the address may not exist)."+kept+" Check the addresses.")
+		}
+		return p(http.StatusUnprocessableEntity, "The mail server refused a recipient (the address may not exist)."+kept+" Check the addresses.")
 	case errors.Is(err, mail.ErrSubmitBusy):
 		return p(http.StatusServiceUnavailable, "The mail server is busy or refusing mail for a moment."+kept+" Try again in a minute.")
 	case errors.Is(err, mail.ErrMessageRefused):
