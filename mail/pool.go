@@ -137,7 +137,8 @@ func NewPool(srv Server, opts PoolOptions) *Pool {
 // when nothing is idle, Do waits until a session frees up or ctx is done.
 //
 // Do returns fn's error as is, or a dial error (ErrAuthFailed and
-// ErrAuthUnavailable wrapped) without calling fn.
+// ErrAuthUnavailable wrapped) without calling fn. fn must not return
+// ErrAuthFailed itself (no Session method does), or it would run twice.
 func (p *Pool) Do(ctx context.Context, key string, ts TokenSource, fn func(*Session) error) error {
 	return WithToken(ctx, ts, func(c Credentials) error { return p.do(ctx, key, c, fn) })
 }
