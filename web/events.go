@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,9 +15,10 @@ import (
 )
 
 const (
-	// maxWatchersPerGrant bounds the open live-update streams (browser tabs) of one user: each holds an IMAP
-	// connection of its own out of the pool's per-grant allowance (mail.PoolOptions.MaxPerKey, default 4), and page
-	// views need the rest. A further tab simply gets no live updates.
+	// maxWatchersPerGrant bounds the open live-update streams (browser tabs) of one sign-in: each holds an IMAP
+	// connection of its own out of the pool's per-user allowance (mail.PoolOptions.MaxPerUser, default 4, which the
+	// pool also enforces for watches over all of a user's grants), and page views need the rest. A further tab
+	// simply gets no live updates.
 	maxWatchersPerGrant = 2
 	// maxWatchersTotal bounds all streams together, at a quarter of the pool's default total (200 connections): every
 	// sign-in makes a new grant, so without it a scripted client could tie up the whole pool with IDLE connections
@@ -55,32 +55,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	stop := context.AfterFunc(s.watchers.closing(), cancel)
 	defer stop()
 
-	// used is the last token handed to the mail server, to tell the keeper which one it refused. Watch may call
-	// creds again from its own goroutine to reconnect, hence the lock.
-	var (
-		mu   sync.Mutex
-		used string
-	)
-	creds := func(ctx context.Context) (mail.Credentials, error) {
-		tok, err := s.tokens.Token(ctx, grant)
-		if errors.Is(err, auth.ErrNeedsSignIn) {
-			err = fmt.Errorf("%w: %w", mail.ErrNoCredentials, err) // the watch stops; the page leads to sign-in
-		}
-		mu.Lock()
-		used = tok.Access
-		mu.Unlock()
-		return mail.Credentials{Address: tok.Address, Token: tok.Access}, err
-	}
-	ch, err := s.mail.Watch(ctx, grant, creds, box)
-	if errors.Is(err, mail.ErrAuthFailed) {
-		// As in withMail: one retry with the token that replaced the refused one, never more.
-		mu.Lock()
-		rejected := used
-		mu.Unlock()
-		if _, err = s.tokens.Replace(ctx, grant, rejected); err == nil {
-			ch, err = s.mail.Watch(ctx, grant, creds, box)
-		}
-	}
+	// The watch retries once with a replaced token after a refused login, like every mail call (mail.WithToken).
+	ch, err := s.mail.Watch(ctx, grant, s.grantTokens(grant), box)
 	h := w.Header()
 	switch {
 	case errors.Is(err, mail.ErrWatchLimit):

@@ -1,17 +1,12 @@
 package web
 
 import (
-	"bufio"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -209,46 +204,16 @@ func DiscoveryCheck(hc *http.Client, issuer string, ttl time.Duration) Checker {
 	}), ttl)
 }
 
-// IMAPCheck connects to the IMAP server, with TLS when srv.TLS is "tls" (verified like every connection Postern
-// makes), reads the greeting (RFC 9051 §7.1) and logs out. It does not authenticate: readiness must not depend on
-// any user's token, nor cost the mail server a call to the IdP.
+// IMAPCheck probes the IMAP server with mail.Probe (connect, TLS as configured and verified, greeting, capabilities,
+// logout), within 2 seconds. It does not authenticate: readiness must not depend on any user's token, nor cost the
+// mail server a call to the IdP.
 func IMAPCheck(srv mail.Server) Checker {
-	addr := net.JoinHostPort(srv.Host, strconv.Itoa(srv.Port))
 	return CheckFunc(func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
+		if _, err := mail.Probe(ctx, srv); err != nil {
 			return fmt.Errorf("imap: %w", err)
 		}
-		defer conn.Close()
-		if dl, ok := ctx.Deadline(); ok {
-			_ = conn.SetDeadline(dl)
-		}
-		if srv.TLS == mail.TLSImplicit || srv.TLS == "" {
-			cfg := &tls.Config{}
-			if srv.TLSConfig != nil {
-				cfg = srv.TLSConfig.Clone()
-			}
-			if cfg.ServerName == "" {
-				cfg.ServerName = srv.Host
-			}
-			tc := tls.Client(conn, cfg)
-			if err := tc.HandshakeContext(ctx); err != nil {
-				return fmt.Errorf("imap: tls: %w", err)
-			}
-			conn = tc
-		}
-		line, err := bufio.NewReader(conn).ReadString('\n')
-		if err != nil {
-			return fmt.Errorf("imap: greeting from %s: %w", addr, err)
-		}
-		fields := strings.Fields(line)
-		if len(fields) < 2 || fields[0] != "*" || !slices.Contains([]string{"OK", "PREAUTH"}, strings.ToUpper(fields[1])) {
-			return fmt.Errorf("imap: %s greeted with %q", addr, truncate(strings.TrimSpace(line), 80))
-		}
-		_, _ = io.WriteString(conn, "r1 LOGOUT\r\n")
 		return nil
 	})
 }

@@ -32,13 +32,14 @@ type Tokens interface {
 	SignOut(ctx context.Context, grantID string) error
 }
 
-// Mailer runs IMAP work on a pooled, authenticated connection; *mail.Pool implements it.
+// Mailer runs IMAP work on a pooled, authenticated connection; *mail.Pool implements it. key is the grant id; ts
+// gives the grant's credentials (grantTokens adapts Tokens), and the retry rule on a refused token is mail's.
 type Mailer interface {
-	Do(ctx context.Context, key string, creds func(context.Context) (mail.Credentials, error), fn func(*mail.Session) error) error
+	Do(ctx context.Context, key string, ts mail.TokenSource, fn func(*mail.Session) error) error
 	CloseKey(key string)
 	// Watch reports changes to a mailbox (IMAP IDLE on a connection of its own) until ctx ends; the live-update
 	// stream of the list page (events.go) uses it.
-	Watch(ctx context.Context, key string, creds func(context.Context) (mail.Credentials, error), box string) (<-chan struct{}, error)
+	Watch(ctx context.Context, key string, ts mail.TokenSource, box string) (<-chan struct{}, error)
 }
 
 // Config is what the web layer needs to know; cmd maps the YAML config onto it.
@@ -58,11 +59,19 @@ type Config struct {
 	// Sender submits composed mail over SMTP with the user's bearer token; cmd sets an SMTPSender. Without one the
 	// compose page still saves drafts but refuses to send, with a message saying why.
 	Sender Sender
+	// StallTimeout is how long a streamed download (a message part) may wait for the client to take more bytes
+	// before it is cut: the stream holds a pooled IMAP connection, which a client that never reads must not keep;
+	// default DefaultStallTimeout.
+	StallTimeout time.Duration
 	// MaxUpload bounds the body of a compose form (text plus attachments) in bytes; default DefaultMaxUpload. Keep it
 	// at or below the submission server's message size limit, so that a message too big to send is refused here,
 	// before the upload, rather than after it.
 	MaxUpload int64
 }
+
+// DefaultStallTimeout is Config.StallTimeout's default: a minute without progress is a client gone, not a slow link
+// (even 10 kB/s moves a 32 kB write in seconds).
+const DefaultStallTimeout = time.Minute
 
 // Server holds the web layer's dependencies. It is safe for concurrent use.
 type Server struct {
@@ -115,6 +124,9 @@ func New(cfg Config, a Authenticator, t Tokens, m Mailer, ss SessionStore) (*Ser
 	}
 	if cfg.MaxUpload <= 0 {
 		cfg.MaxUpload = DefaultMaxUpload
+	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = DefaultStallTimeout
 	}
 	p, err := loadPages()
 	if err != nil {

@@ -45,6 +45,8 @@ type stackOptions struct {
 	maxUpload int64
 	sender    Sender
 	quota     int64
+	pool      mail.PoolOptions
+	stall     time.Duration
 }
 
 // stackOption is an option of newStack.
@@ -55,6 +57,12 @@ func withMaxUpload(n int64) stackOption { return func(o *stackOptions) { o.maxUp
 
 // withSender replaces the SMTP sender, e.g. with one that fails.
 func withSender(snd Sender) stackOption { return func(o *stackOptions) { o.sender = snd } }
+
+// withPool sets the IMAP pool's options (its caps).
+func withPool(p mail.PoolOptions) stackOption { return func(o *stackOptions) { o.pool = p } }
+
+// withStallTimeout sets Config.StallTimeout.
+func withStallTimeout(d time.Duration) stackOption { return func(o *stackOptions) { o.stall = d } }
 
 // withQuota gives every account of the dev mail server a storage quota (APPEND over it fails with OVERQUOTA).
 func withQuota(bytes int64) stackOption { return func(o *stackOptions) { o.quota = bytes } }
@@ -146,7 +154,7 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 	s.keeper = auth.NewKeeper(prov, s.store, auth.KeeperOptions{})
 	s.imapAddr = imapAddr.String()
 	host, port := splitHostPort(t, imapAddr.String())
-	s.pool = mail.NewPool(mail.Server{Host: host, Port: port, TLS: mail.TLSNone}, mail.PoolOptions{})
+	s.pool = mail.NewPool(mail.Server{Host: host, Port: port, TLS: mail.TLSNone}, o.pool)
 	t.Cleanup(func() { s.pool.Close() })
 
 	s.web, err = New(Config{
@@ -156,6 +164,7 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Sender:        o.sender,
 		MaxUpload:     o.maxUpload,
+		StallTimeout:  o.stall,
 	}, prov, s.keeper, s.pool, s.store)
 	if err != nil {
 		t.Fatal(err)

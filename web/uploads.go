@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/postern/postern/mail"
 )
@@ -98,27 +97,11 @@ func tooBig(err error) error {
 	return err
 }
 
-// cleanFilename keeps the last path element of what the browser sent (old browsers send "C:\fakepath\x.pdf") minus
-// control characters, so that the attachment's name is a plain name. Encoding it for the header (RFC 2231) is
-// mail.Draft.Build's job.
+// cleanFilename is mail.CleanFilename (the last path element of what the browser sent — old browsers send
+// "C:\fakepath\x.pdf" — without controls, bidi overrides or zero-width characters), or "attachment" when nothing
+// is left. Encoding it for the header (RFC 2231) is mail.Draft.Build's job.
 func cleanFilename(name string) string {
-	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
-		name = name[i+1:]
-	}
-	name = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
-			return -1
-		}
-		return r
-	}, name)
-	name = strings.TrimSpace(name)
-	if len(name) > 200 {
-		name = name[:200]
-		for !utf8.ValidString(name) {
-			name = name[:len(name)-1]
-		}
-	}
-	if name == "" || name == "." || name == ".." {
+	if name = mail.CleanFilename(name); name == "" {
 		return "attachment"
 	}
 	return name

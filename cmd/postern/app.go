@@ -110,7 +110,7 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		return nil, fmt.Errorf("smtp.ca_file: %w", err)
 	}
 	a.pool = mail.NewPool(imapSrv, mail.PoolOptions{
-		MaxPerKey:   cfg.IMAP.Pool.MaxPerUser,
+		MaxPerUser:  cfg.IMAP.Pool.MaxPerUser,
 		MaxTotal:    cfg.IMAP.Pool.MaxTotal,
 		IdleTimeout: cfg.IMAP.Pool.IdleTimeout,
 		Logger:      logger,

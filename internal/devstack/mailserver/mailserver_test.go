@@ -8,9 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -418,5 +420,32 @@ func TestDovecotModeChecksTheSASLUser(t *testing.T) {
 				t.Errorf("Authenticate(%s as %q) = %v, want ok=%v", tt.mech, tt.user, err, tt.ok)
 			}
 		})
+	}
+}
+
+// TestStall: a stalled server accepts and reads but answers nothing, not even the greeting, until it is let go.
+func TestStall(t *testing.T) {
+	s, _ := newServer(t, Options{})
+	addr, err := s.ListenIMAP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Stall(true)
+	conn, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Nothing can arrive while stalled, however long we wait; a short wait keeps the test quick.
+	_ = conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	buf := make([]byte, 64)
+	if n, err := conn.Read(buf); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read from a stalled server = %d bytes, %v; want nothing", n, err)
+	}
+	s.Stall(false)
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := conn.Read(buf)
+	if err != nil || !strings.HasPrefix(string(buf[:n]), "* OK") {
+		t.Fatalf("greeting after the stall = %q, %v", buf[:n], err)
 	}
 }
