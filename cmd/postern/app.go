@@ -136,8 +136,10 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		MaxUpload:     int64(cfg.Web.MaxUploadMB) << 20,
 		Logger:        logger,
 		Version:       version,
-		Sender:        a.metrics.CountSends(web.SMTPSender{Server: a.smtp}),
-	}, a.metrics.CountSignIns(a.auth), a.keeper, a.pool, a.store)
+		Sender:        web.SMTPSender{Server: a.smtp},
+		// The metrics count what web reports: requests by route, sign-ins, submissions.
+		Observer: a.metrics,
+	}, a.auth, a.keeper, a.pool, a.store)
 	if err != nil {
 		return nil, err
 	}
@@ -233,8 +235,8 @@ func (a *app) serve(ctx context.Context, srv *http.Server, errc <-chan error) er
 	return serveErr
 }
 
-// handler is the app's public HTTP handler: the web server, timed per route pattern for the metrics.
-func (a *app) handler() http.Handler { return a.metrics.Middleware(a.web.RoutePattern)(a.web) }
+// handler is the app's public HTTP handler; the web server reports each request to the metrics itself.
+func (a *app) handler() http.Handler { return a.web }
 
 // janitor closes idle IMAP connections (well before the server's 30-minute autologout), deletes expired sessions and
 // sweeps grants that ended long ago.

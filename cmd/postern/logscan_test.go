@@ -3,13 +3,8 @@
 package main
 
 import (
-	"context"
 	"encoding/base64"
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"strings"
 	"testing"
@@ -24,60 +19,17 @@ import (
 // fails if any token, authorization code, state, nonce, client or session secret, encryption key, cookie value or SASL
 // payload appears in it.
 func TestLogsHoldNoSecrets(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var logs syncBuffer
-	debug := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ta := startApp(t, &logs)
+	ctx, a, d, cfg, jar, hc, base := ta.ctx, ta.app, ta.dev, ta.cfg, ta.jar, ta.hc, ta.base
+	do := func(method, path string) *http.Response {
+		t.Helper()
+		return ta.do(method, path, nil)
 	}
-	base := "http://" + ln.Addr().String()
-	d, err := startDevstack(base, debug)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.close()
-	cfg, err := d.config(base, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Log.Level = "debug"
-	a, err := newApp(ctx, cfg, newLogger(cfg, &logs), &http.Client{Timeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	srv := &http.Server{Handler: a.handler()}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	go func() { done <- a.serve(ctx, srv, errc) }()
-
 	secrets := map[string]string{
 		"client secret":  d.secret,
 		"session secret": cfg.Session.Secret,
 		"encryption key": cfg.Storage.EncryptionKey,
-	}
-	jar, _ := cookiejar.New(nil)
-	hc := &http.Client{Jar: jar, Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	do := func(method, path string) *http.Response {
-		t.Helper()
-		req, err := http.NewRequestWithContext(ctx, method, base+path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if method == http.MethodPost {
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp
 	}
 
 	// Sign in; the code and state come from the callback URL.
@@ -153,15 +105,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	if resp := do(http.MethodPost, "/logout"); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("logout = %s", resp.Status)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not stop")
-	}
+	ta.Stop()
 
 	out := logs.String()
 	if !strings.Contains(out, "level=DEBUG") || !strings.Contains(out, "component=dev-idp") || !strings.Contains(out, "signed in") {

@@ -1,0 +1,110 @@
+//go:build !nodemo
+
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/internal/config"
+)
+
+// testApp is Postern as newApp wires it, against the demo's dev peers (an IdP shaped like Authelia, a mail server
+// that checks tokens like Stalwart), serving on a loopback port until stop or the end of the test.
+type testApp struct {
+	*app
+	t    *testing.T
+	ctx  context.Context
+	dev  *devstack
+	cfg  *config.Config
+	base string
+	// hc keeps cookies and does not follow redirects, so a test sees each 303.
+	hc  *http.Client
+	jar http.CookieJar
+
+	stopOnce sync.Once
+	stop     func()
+}
+
+// startApp starts the dev peers and Postern. Everything (Postern, IdP, mail server) logs at debug level to logs.
+func startApp(t *testing.T, logs io.Writer) *testApp {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	debug := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta := &testApp{t: t, ctx: ctx, base: "http://" + ln.Addr().String()}
+	ta.dev, err = startDevstack(ta.base, debug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ta.dev.close)
+	ta.cfg, err = ta.dev.config(ta.base, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta.cfg.Log.Level = "debug"
+	ta.app, err = newApp(ctx, ta.cfg, newLogger(ta.cfg, logs), &http.Client{Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: ta.handler()}
+	errc := make(chan error, 1)
+	done := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	go func() { done <- ta.serve(ctx, srv, errc) }()
+	ta.stop = func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve returned %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("serve did not stop")
+		}
+	}
+	t.Cleanup(ta.Stop)
+
+	ta.jar, _ = cookiejar.New(nil)
+	ta.hc = &http.Client{Jar: ta.jar, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return ta
+}
+
+// Stop shuts Postern down as a signal would and waits for serve to return; later calls do nothing.
+func (ta *testApp) Stop() { ta.stopOnce.Do(ta.stop) }
+
+// do sends one request; form, when not nil, is the body of a POST. The body of the answer is read and discarded.
+func (ta *testApp) do(method, path string, form url.Values) *http.Response {
+	ta.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequestWithContext(ta.ctx, method, ta.base+path, body)
+	if err != nil {
+		ta.t.Fatal(err)
+	}
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := ta.hc.Do(req)
+	if err != nil {
+		ta.t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
