@@ -75,13 +75,13 @@ func TestDependencyRules(t *testing.T) {
 	}
 
 	used := map[edge]bool{}
-	breach := func(e edge, why string) {
+	breach := func(e edge, verb, why string) {
 		t.Helper()
 		if _, ok := pendingAllowances[e]; ok {
 			used[e] = true
 			return
 		}
-		t.Errorf("%s imports %s: %s", e.from, e.to, why)
+		t.Errorf("%s %s %s: %s", e.from, verb, e.to, why)
 	}
 
 	for rel, p := range pkgs {
@@ -89,14 +89,14 @@ func TestDependencyRules(t *testing.T) {
 			switch {
 			case under(rel, "auth") && (under(d, "mail") || under(d, "web")):
 				// Only an access token and an address cross from auth to mail, carried by web.
-				breach(edge{rel, d}, "auth imports neither mail nor web")
+				breach(edge{rel, d}, "depends on", "auth imports neither mail nor web")
 			case under(rel, "mail"):
 				// mail knows a bearer string and an address, nothing of OAuth, sessions or storage.
-				breach(edge{rel, d}, "mail imports nothing of this module")
+				breach(edge{rel, d}, "depends on", "mail imports nothing of this module")
 			case under(rel, "internal") && under(d, "web"):
-				breach(edge{rel, d}, "internal packages serve web and cmd, never the other way round")
+				breach(edge{rel, d}, "depends on", "internal packages serve web and cmd, never the other way round")
 			case under(d, "cmd"):
-				breach(edge{rel, d}, "nothing imports cmd")
+				breach(edge{rel, d}, "depends on", "nothing imports cmd")
 			}
 		}
 		for _, imp := range p.imports {
@@ -104,17 +104,17 @@ func TestDependencyRules(t *testing.T) {
 			switch {
 			case under(rel, "web") && slices.ContainsFunc(protocolLibraries, func(l string) bool { return imp == l || strings.HasPrefix(imp, l+"/") }):
 				// web speaks HTTP; the protocols and their error codes belong to auth and mail.
-				breach(edge{rel, imp}, "web leaves the protocol libraries to auth and mail")
+				breach(edge{rel, imp}, "imports", "web leaves the protocol libraries to auth and mail")
 			case isOurs && (under(o, "internal/metrics") || under(o, "internal/devstack")) &&
 				!under(rel, "cmd") && !under(rel, "internal/metrics") && !under(rel, "internal/devstack"):
 				// main wires the metrics and the dev peers; a library that imported them would pull Prometheus or a
 				// fake IdP into every binary that uses it.
-				breach(edge{rel, imp}, "only cmd wires internal/metrics and internal/devstack")
+				breach(edge{rel, imp}, "imports", "only cmd wires internal/metrics and internal/devstack")
 			}
 		}
 		for _, imp := range p.testImports {
 			if o, ok := ours(imp); ok && under(rel, "internal") && under(o, "web") {
-				breach(edge{rel, imp}, "an internal package's tests do not build web; that wiring is tested in cmd or web")
+				breach(edge{rel, imp}, "imports in a test", "an internal package's tests do not build web; that wiring is tested in cmd or web")
 			}
 		}
 	}
