@@ -6,7 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -20,7 +19,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,21 +32,6 @@ const (
 	publicURL = "http://127.0.0.1:8080"
 	secret    = "doctor+secret/with%odd:chars"
 )
-
-var (
-	keyOnce sync.Once
-	rsaKey  *rsa.PrivateKey
-)
-
-func signingKey() *rsa.PrivateKey {
-	keyOnce.Do(func() {
-		var err error
-		if rsaKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-			panic(err)
-		}
-	})
-	return rsaKey
-}
 
 // setupOptions break one thing in an otherwise correct deployment.
 type setupOptions struct {
@@ -79,7 +62,6 @@ func newSetup(t *testing.T, o setupOptions) *setup {
 		Issuer:     issuer,
 		Users:      []idp.User{{Username: "alice", Password: "alice-password", Email: "alice@example.test", Name: "Alice Liddell"}},
 		Clients:    []idp.Client{{ID: "postern", Secret: secret, RedirectURIs: []string{publicURL + "/callback"}, Scopes: o.clientScopes}},
-		SigningKey: signingKey(),
 	})
 	if err != nil {
 		t.Fatal(err)

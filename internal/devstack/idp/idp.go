@@ -60,11 +60,15 @@ type Options struct {
 	AuthCodeLifespan     time.Duration // default 1m
 	IDTokenLifespan      time.Duration // default 1h
 
-	// SigningKey signs ID tokens (RS256). Nil generates an RSA-2048 key, which costs tens of milliseconds; tests that
-	// build many IdPs share one key.
+	// SigningKey signs ID tokens (RS256). Nil uses one RSA-2048 key generated for the whole process (devKey).
 	SigningKey *rsa.PrivateKey
 	Logger     *slog.Logger // nil discards
 }
+
+// devKey is the signing key of every IdP built without one. It is generated once per process: an RSA-2048 key costs
+// tens of milliseconds, much more on a busy machine, and the tests build dozens of IdPs. Sharing it is safe because
+// a dev IdP protects nothing: it serves 127.0.0.1 for the life of the process, and its tokens name their own issuer.
+var devKey = sync.OnceValues(func() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 2048) })
 
 // Stats counts the IdP's calls, so tests can assert how often a client refreshed or hit userinfo.
 type Stats struct {
@@ -160,7 +164,7 @@ func New(opts Options) (*IdP, error) {
 	key := opts.SigningKey
 	if key == nil {
 		var err error
-		if key, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+		if key, err = devKey(); err != nil {
 			return nil, fmt.Errorf("idp: generate signing key: %w", err)
 		}
 	}

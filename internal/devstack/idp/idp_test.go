@@ -28,15 +28,6 @@ const (
 	otherSecret  = "other-secret"
 )
 
-// testKey is shared: generating an RSA-2048 key per test would dominate the run time.
-var testKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
-
 func testOptions() Options {
 	return Options{
 		Users: []User{
@@ -47,7 +38,6 @@ func testOptions() Options {
 			{ID: clientID, Secret: clientSecret, RedirectURIs: []string{redirectURL}},
 			{ID: otherID, Secret: otherSecret, RedirectURIs: []string{"http://127.0.0.1:9/other"}},
 		},
-		SigningKey: testKey(),
 	}
 }
 
@@ -804,5 +794,35 @@ func TestIntrospectRefreshTokenExpiry(t *testing.T) {
 	exp, _ := body["exp"].(float64)
 	if left := time.Until(time.Unix(int64(exp), 0)); left < 2*time.Hour || left > 3*time.Hour+time.Minute {
 		t.Errorf("RT exp in %v, want about 3h (%v)", left, body)
+	}
+}
+
+// TestSharedDevKey: IdPs built without a signing key share the process's one key (generated once), and a given key
+// is used as it is.
+func TestSharedDevKey(t *testing.T) {
+	t.Parallel()
+	jwks := func(p *IdP) string {
+		t.Helper()
+		resp, err := http.Get(p.Issuer() + "/jwks.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /jwks.json = %d, %v", resp.StatusCode, err)
+		}
+		return string(b)
+	}
+	a, b := jwks(startIdP(t, nil)), jwks(startIdP(t, nil))
+	if a != b {
+		t.Errorf("two IdPs without a signing key serve different keys:\n%s\n%s", a, b)
+	}
+	own, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := jwks(startIdP(t, func(o *Options) { o.SigningKey = own })); c == a {
+		t.Error("an IdP given its own signing key serves the shared one")
 	}
 }
