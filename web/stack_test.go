@@ -76,7 +76,7 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 			{Username: "alice", Password: "alice-password", Email: "alice@example.test", Name: "Alice Liddell"},
 			{Username: "bob", Password: "bob-password", Email: "bob@example.test", Name: "Bob Marley"},
 		},
-		Clients:    []idp.Client{{ID: "postern", Secret: clientSecret, RedirectURIs: []string{RedirectURL(public)}}},
+		Clients: []idp.Client{{ID: "postern", Secret: clientSecret, RedirectURIs: []string{RedirectURL(public)}}},
 	})
 	if err != nil {
 		t.Fatal(err)

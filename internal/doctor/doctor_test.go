@@ -59,9 +59,9 @@ func newSetup(t *testing.T, o setupOptions) *setup {
 	}
 	issuer := "http://" + ln.Addr().String()
 	s.idp, err = idp.New(idp.Options{
-		Issuer:     issuer,
-		Users:      []idp.User{{Username: "alice", Password: "alice-password", Email: "alice@example.test", Name: "Alice Liddell"}},
-		Clients:    []idp.Client{{ID: "postern", Secret: secret, RedirectURIs: []string{publicURL + "/callback"}, Scopes: o.clientScopes}},
+		Issuer:  issuer,
+		Users:   []idp.User{{Username: "alice", Password: "alice-password", Email: "alice@example.test", Name: "Alice Liddell"}},
+		Clients: []idp.Client{{ID: "postern", Secret: secret, RedirectURIs: []string{publicURL + "/callback"}, Scopes: o.clientScopes}},
 	})
 	if err != nil {
 		t.Fatal(err)
