@@ -54,6 +54,7 @@ storage:
 }
 
 func TestDoctor(t *testing.T) {
+	t.Parallel()
 	d, err := startDevstack("http://127.0.0.1:8080", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

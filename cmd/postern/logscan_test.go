@@ -19,6 +19,7 @@ import (
 // fails if any token, authorization code, state, nonce, client or session secret, encryption key, cookie value or SASL
 // payload appears in it.
 func TestLogsHoldNoSecrets(t *testing.T) {
+	t.Parallel()
 	var logs syncBuffer
 	ta := startApp(t, &logs)
 	ctx, a, d, cfg, jar, hc, base := ta.ctx, ta.app, ta.dev, ta.cfg, ta.jar, ta.hc, ta.base

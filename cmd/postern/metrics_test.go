@@ -20,6 +20,7 @@ import (
 // with a refresh between them and one message sent from the compose form, then reads the key series back from the
 // metrics handler. It checks the wiring: web's hooks reach the registry, the keeper, pool and store are its sources.
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	ta := startApp(t, io.Discard)
 	ctx := ta.ctx
 

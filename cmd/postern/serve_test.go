@@ -30,6 +30,8 @@ func freeAddr(t *testing.T) string {
 
 // TestServeWaitsForTheIdP: `postern serve` started before its identity provider listens at once, says "starting"
 // (503, /healthz 200, /readyz 503), and serves normally as soon as the IdP answers — no restart needed.
+// Not parallel: it reserves two ports with freeAddr and listens on them later, which a parallel test's :0 listener
+// could take in between.
 func TestServeWaitsForTheIdP(t *testing.T) {
 	idpAddr, webAddr := freeAddr(t), freeAddr(t)
 	dir := t.TempDir()

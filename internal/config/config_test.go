@@ -61,6 +61,7 @@ func mustParse(t *testing.T, yml string, getenv func(string) string, dir string)
 }
 
 func TestExampleFileLoads(t *testing.T) {
+	t.Parallel()
 	c, err := Load("../../config.example.yml", noEnv)
 	if err != nil {
 		t.Fatalf("Load(config.example.yml) = %v", err)
@@ -77,6 +78,7 @@ func TestExampleFileLoads(t *testing.T) {
 // The example documents every key: each key name appears in it, set or in
 // a comment.
 func TestExampleFileHasEveryKey(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile("../../config.example.yml")
 	if err != nil {
 		t.Fatal(err)
@@ -108,6 +110,7 @@ func keyPaths(t reflect.Type, prefix string) []string {
 }
 
 func TestDefaults(t *testing.T) {
+	t.Parallel()
 	c := mustParse(t, validYAML, noEnv, "")
 	want := Default()
 	checks := []struct {
@@ -138,6 +141,7 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestPortsByTLSMode(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name               string
 		extra              string
@@ -164,6 +168,7 @@ func TestPortsByTLSMode(t *testing.T) {
 }
 
 func TestBrokenFileListsEveryProblem(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "secret"), []byte("from-file\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -217,6 +222,7 @@ tokens:
 }
 
 func TestMissingRequired(t *testing.T) {
+	t.Parallel()
 	_, err := Parse(nil, noEnv, "")
 	want := []string{
 		"imap.host", "oidc.client_id", "oidc.client_secret", "oidc.issuer", "server.public_url",
@@ -228,6 +234,7 @@ func TestMissingRequired(t *testing.T) {
 }
 
 func TestLoadMissingFile(t *testing.T) {
+	t.Parallel()
 	_, err := Load(filepath.Join(t.TempDir(), "nope.yml"), noEnv)
 	if got := problemKeys(t, err); !slices.Equal(got, []string{fileKey}) {
 		t.Errorf("problem keys = %q", got)

@@ -8,6 +8,7 @@ import (
 )
 
 func TestEnvOverrides(t *testing.T) {
+	t.Parallel()
 	env := envMap(map[string]string{
 		"POSTERN_OIDC_CLIENT_SECRET":              "from-env",
 		"POSTERN_IMAP_HOST":                       "imap.internal",
@@ -45,6 +46,7 @@ func TestEnvOverrides(t *testing.T) {
 }
 
 func TestEnvParseErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, env, value string
 		wantKeys         []string
@@ -70,6 +72,7 @@ func TestEnvParseErrors(t *testing.T) {
 }
 
 func TestEnvName(t *testing.T) {
+	t.Parallel()
 	tests := map[string]string{
 		"oidc.client_secret":          "POSTERN_OIDC_CLIENT_SECRET",
 		"imap.pool.idle_timeout":      "POSTERN_IMAP_POOL_IDLE_TIMEOUT",

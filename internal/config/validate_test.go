@@ -9,6 +9,7 @@ import (
 // TestValidate changes one key of a valid file and checks which keys are
 // reported; an empty want means the change is valid.
 func TestValidate(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		env  map[string]string
@@ -64,6 +65,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestDefaultNeedsOnlyRequiredKeys(t *testing.T) {
+	t.Parallel()
 	c := Default()
 	err := c.Validate()
 	for _, p := range err.(*Problems).List {
@@ -74,6 +76,7 @@ func TestDefaultNeedsOnlyRequiredKeys(t *testing.T) {
 }
 
 func TestProblemsError(t *testing.T) {
+	t.Parallel()
 	ps := &Problems{List: []Problem{{"imap.tls", "bad"}, {"oidc.scopes", "worse"}}}
 	if got, want := ps.Error(), "imap.tls: bad\noidc.scopes: worse"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)

@@ -204,6 +204,7 @@ func onlyFailures(t *testing.T, rs []Result, names ...string) {
 }
 
 func TestCorrectSetup(t *testing.T) {
+	t.Parallel()
 	s := newSetup(t, setupOptions{})
 	rs := s.run(t, s.token(t))
 	for _, r := range rs {
@@ -229,6 +230,7 @@ func TestCorrectSetup(t *testing.T) {
 }
 
 func TestWrongIssuer(t *testing.T) {
+	t.Parallel()
 	t.Run("host", func(t *testing.T) {
 		s := newSetup(t, setupOptions{})
 		real := s.cfg.OIDC.Issuer
@@ -252,6 +254,7 @@ func TestWrongIssuer(t *testing.T) {
 }
 
 func TestOfflineAccessMissing(t *testing.T) {
+	t.Parallel()
 	t.Run("client scopes", func(t *testing.T) {
 		s := newSetup(t, setupOptions{clientScopes: []string{"openid", "profile", "email"}})
 		rs := s.run(t, "")
@@ -271,6 +274,7 @@ func TestOfflineAccessMissing(t *testing.T) {
 }
 
 func TestDiscoveryWarnings(t *testing.T) {
+	t.Parallel()
 	front := rewriteDiscovery(func(m map[string]any) {
 		delete(m, "authorization_response_iss_parameter_supported")
 		m["code_challenge_methods_supported"] = []string{"plain"}
@@ -306,6 +310,7 @@ func autheliaPostClient(next http.Handler) http.Handler {
 }
 
 func TestClientAuthentication(t *testing.T) {
+	t.Parallel()
 	t.Run("wrong method", func(t *testing.T) {
 		s := newSetup(t, setupOptions{front: autheliaPostClient})
 		rs := s.run(t, "")
@@ -338,6 +343,7 @@ func TestClientAuthentication(t *testing.T) {
 }
 
 func TestMailMechanisms(t *testing.T) {
+	t.Parallel()
 	t.Run("no OAUTHBEARER", func(t *testing.T) {
 		s := newSetup(t, setupOptions{mechanisms: []string{"PLAIN"}})
 		rs := s.run(t, "")
@@ -356,6 +362,7 @@ func TestMailMechanisms(t *testing.T) {
 }
 
 func TestMailTLS(t *testing.T) {
+	t.Parallel()
 	t.Run("name mismatch", func(t *testing.T) {
 		s := newSetup(t, setupOptions{certNames: []string{"mail.example.test"}})
 		rs := s.run(t, "")
@@ -391,6 +398,7 @@ func TestMailTLS(t *testing.T) {
 }
 
 func TestIdPDown(t *testing.T) {
+	t.Parallel()
 	s := newSetup(t, setupOptions{})
 	s.idp.SetDown(true)
 	rs := s.run(t, "")
@@ -400,6 +408,7 @@ func TestIdPDown(t *testing.T) {
 }
 
 func TestTokenRefusedByMailServer(t *testing.T) {
+	t.Parallel()
 	// A mail server whose directory asks another URL than the issuer's userinfo refuses every token.
 	s := newSetup(t, setupOptions{})
 	tok := s.token(t)

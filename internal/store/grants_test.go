@@ -13,6 +13,7 @@ import (
 )
 
 func TestGrantRoundTrip(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	tests := []struct {
@@ -49,6 +50,7 @@ func TestGrantRoundTrip(t *testing.T) {
 }
 
 func TestCreateGrantDefaults(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	s.now = func() time.Time { return at(0) }
@@ -71,6 +73,7 @@ func TestCreateGrantDefaults(t *testing.T) {
 }
 
 func TestCreateGrantRejects(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	existing := sampleGrant("taken")
@@ -103,6 +106,7 @@ func TestCreateGrantRejects(t *testing.T) {
 }
 
 func TestGrantNotFound(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	if _, err := s.Grant(ctx, "nope"); !errors.Is(err, ErrNotFound) {
@@ -120,6 +124,7 @@ func TestGrantNotFound(t *testing.T) {
 }
 
 func TestUpdateGrant(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	s.now = func() time.Time { return at(time.Hour) }
@@ -155,6 +160,7 @@ func TestUpdateGrant(t *testing.T) {
 // writers read the same version; the second to write must fail and must not
 // replace the first writer's (newer) refresh token.
 func TestUpdateGrantStaleWriter(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	g := sampleGrant("g1")
@@ -183,6 +189,7 @@ func TestUpdateGrantStaleWriter(t *testing.T) {
 }
 
 func TestUpdateGrantConcurrent(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, path := openTemp(t)
 	other := openAt(t, path, newSealer(t, "old"))
@@ -218,6 +225,7 @@ func TestUpdateGrantConcurrent(t *testing.T) {
 }
 
 func TestTouchGrant(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	g := sampleGrant("g1")
@@ -255,6 +263,7 @@ func TestTouchGrant(t *testing.T) {
 }
 
 func TestDeleteGrant(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	g := sampleGrant("g1")
@@ -273,6 +282,7 @@ func TestDeleteGrant(t *testing.T) {
 }
 
 func TestGrantsBySubjectAndCount(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	for i, spec := range []struct {
@@ -321,6 +331,7 @@ func TestGrantsBySubjectAndCount(t *testing.T) {
 // TestTokensSealedAtRest greps the raw database files for the tokens. The
 // email, stored in clear, must be found, proving the grep can see row data.
 func TestTokensSealedAtRest(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, path := openTemp(t)
 	g := sampleGrant("g1")
@@ -365,6 +376,7 @@ func TestTokensSealedAtRest(t *testing.T) {
 }
 
 func TestKeyRotation(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "postern.db")
 	old := openAt(t, path, newSealer(t, "old"))
@@ -404,6 +416,7 @@ func TestKeyRotation(t *testing.T) {
 }
 
 func TestWrongKey(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "postern.db")
 	s := openAt(t, path, newSealer(t, "old"))
@@ -441,6 +454,7 @@ func TestWrongKey(t *testing.T) {
 // TestSealedBlobBoundToRow moves a sealed refresh token into another grant's
 // row, as an attacker with write access to the file might; it must not open.
 func TestSealedBlobBoundToRow(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	for _, id := range []string{"victim", "attacker"} {
@@ -459,6 +473,7 @@ func TestSealedBlobBoundToRow(t *testing.T) {
 }
 
 func TestDeleteEndedGrants(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	mk := func(id string, state GrantState, lastActive time.Duration) {
@@ -487,6 +502,7 @@ func TestDeleteEndedGrants(t *testing.T) {
 // TestTouchKeepsBackoff: a page view that read the grant before a refresh failed must not replace the degraded
 // grant's backoff time with its own schedule.
 func TestTouchKeepsBackoff(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	g := sampleGrant("g1")

@@ -11,6 +11,7 @@ import (
 )
 
 func TestClaimLease(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	g := sampleGrant("g1")
@@ -57,6 +58,7 @@ func TestClaimLease(t *testing.T) {
 }
 
 func TestClaimLeaseErrors(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	g := sampleGrant("g1")
@@ -77,6 +79,7 @@ func TestClaimLeaseErrors(t *testing.T) {
 // TestClaimLeaseExclusive has many goroutines, split across two handles on
 // the same file (as two processes would be), race for one grant's lease.
 func TestClaimLeaseExclusive(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	a, path := openTemp(t)
 	b := openAt(t, path, newSealer(t, "old"))

@@ -108,6 +108,7 @@ func sameGrant(t *testing.T, got, want Grant) {
 }
 
 func TestTimeConversion(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		in   time.Time
@@ -133,6 +134,7 @@ func TestTimeConversion(t *testing.T) {
 }
 
 func TestOpenSQLiteRejects(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		path   string
@@ -156,6 +158,7 @@ func TestOpenSQLiteRejects(t *testing.T) {
 }
 
 func TestPragmas(t *testing.T) {
+	t.Parallel()
 	s, _ := openTemp(t)
 	tests := []struct {
 		pragma string

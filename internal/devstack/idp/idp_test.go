@@ -169,6 +169,7 @@ func userinfo(t *testing.T, hc *http.Client, p *IdP, method, at string) (int, ht
 }
 
 func TestDiscovery(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	for _, path := range []string{pathDiscovery, pathASMetadata} {
 		t.Run(path, func(t *testing.T) {
@@ -227,6 +228,7 @@ func joinList(v any) string {
 }
 
 func TestCodeFlow(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	hc := newBrowser(t, nil)
 	conf := oauthConfig(p)
@@ -294,6 +296,7 @@ func TestCodeFlow(t *testing.T) {
 }
 
 func TestUserinfoClaimsByScope(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	tests := []struct {
 		name, user, pw string
@@ -337,6 +340,7 @@ func TestUserinfoClaimsByScope(t *testing.T) {
 }
 
 func TestAuthorizationRequestErrors(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	conf := oauthConfig(p)
 	verifier := oauth2.GenerateVerifier()
@@ -387,6 +391,7 @@ func TestAuthorizationRequestErrors(t *testing.T) {
 }
 
 func TestConsentDeny(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	hc := newBrowser(t, nil)
 	f := newFlowParams()
@@ -401,6 +406,7 @@ func TestConsentDeny(t *testing.T) {
 }
 
 func TestLoginSession(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	conf := oauthConfig(p)
 	t.Run("wrong password", func(t *testing.T) {
@@ -449,6 +455,7 @@ func TestLoginSession(t *testing.T) {
 }
 
 func TestTokenEndpointClientAuth(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	tests := []struct {
 		name    string
@@ -485,6 +492,7 @@ func TestTokenEndpointClientAuth(t *testing.T) {
 }
 
 func TestCodeReuseRevokesTokens(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	hc := newBrowser(t, nil)
 	conf := oauthConfig(p)
@@ -520,6 +528,7 @@ func TestCodeReuseRevokesTokens(t *testing.T) {
 }
 
 func TestRefreshRotation(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	hc := newBrowser(t, nil)
 	tok, _ := login(t, p, hc, oauthConfig(p), "alice", "alice-pw")
@@ -550,6 +559,7 @@ func TestRefreshRotation(t *testing.T) {
 }
 
 func TestRefreshReuseRevokesFamily(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	hc := newBrowser(t, nil)
 	tok, _ := login(t, p, hc, oauthConfig(p), "alice", "alice-pw")
@@ -573,6 +583,7 @@ func TestRefreshReuseRevokesFamily(t *testing.T) {
 }
 
 func TestConcurrentRefreshOfOneToken(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	hc := newBrowser(t, nil)
 	tok, _ := login(t, p, hc, oauthConfig(p), "alice", "alice-pw")
@@ -597,6 +608,7 @@ func TestConcurrentRefreshOfOneToken(t *testing.T) {
 }
 
 func TestRevocation(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	conf := oauthConfig(p)
 	revoke := func(t *testing.T, id, secret, token string, post bool) (int, map[string]any) {
@@ -647,6 +659,7 @@ func TestRevocation(t *testing.T) {
 }
 
 func TestIntrospection(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	tok, _ := login(t, p, newBrowser(t, nil), oauthConfig(p), "alice", "alice-pw")
 	tests := []struct {
@@ -692,6 +705,7 @@ func TestIntrospection(t *testing.T) {
 }
 
 func TestLoseNextTokenResponse(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	hc := newBrowser(t, nil)
 	tok, _ := login(t, p, hc, oauthConfig(p), "alice", "alice-pw")
@@ -712,6 +726,7 @@ func TestLoseNextTokenResponse(t *testing.T) {
 }
 
 func TestSetDown(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	for _, tt := range []struct {
 		down bool
@@ -734,6 +749,7 @@ func TestSetDown(t *testing.T) {
 // TestRefreshTokenLifespan runs in a synctest bubble through Transport, so fosite's time.Now is the fake clock:
 // the refresh token slides with each use and dies after RefreshTokenLifespan of inactivity.
 func TestRefreshTokenLifespan(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		opts := testOptions()
 		opts.Issuer = "http://idp.test"
@@ -765,6 +781,7 @@ func TestRefreshTokenLifespan(t *testing.T) {
 }
 
 func TestPromptLogin(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	hc := newBrowser(t, nil)
 	conf := oauthConfig(p)
@@ -784,6 +801,7 @@ func TestPromptLogin(t *testing.T) {
 }
 
 func TestIntrospectRefreshTokenExpiry(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, func(o *Options) { o.RefreshTokenLifespan = 3 * time.Hour })
 	tok, _ := login(t, p, newBrowser(t, nil), oauthConfig(p), "alice", "alice-pw")
 	form := url.Values{"token": {tok.RefreshToken}}
