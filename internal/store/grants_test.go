@@ -76,10 +76,7 @@ func TestCreateGrantRejects(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
-	existing := sampleGrant("taken")
-	if err := s.CreateGrant(ctx, &existing); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "taken")
 	tests := []struct {
 		name    string
 		grant   Grant
@@ -128,10 +125,7 @@ func TestUpdateGrant(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	s.now = func() time.Time { return at(time.Hour) }
-	orig := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &orig); err != nil {
-		t.Fatal(err)
-	}
+	orig := createGrant(t, s, "g1")
 
 	next := orig
 	next.Issuer, next.Subject, next.CreatedAt = "https://evil.example", "mallory", at(-999*time.Hour) // ignored
@@ -163,10 +157,7 @@ func TestUpdateGrantStaleWriter(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "g1")
 	a, _ := s.Grant(ctx, "g1")
 	b, _ := s.Grant(ctx, "g1")
 
@@ -193,10 +184,7 @@ func TestUpdateGrantConcurrent(t *testing.T) {
 	ctx := context.Background()
 	s, path := openTemp(t)
 	other := openAt(t, path, newSealer(t, "old"))
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	g := createGrant(t, s, "g1")
 	const writers = 16
 	results := make(chan error, writers)
 	for i := range writers {
@@ -266,10 +254,7 @@ func TestDeleteGrant(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	g := createGrant(t, s, "g1")
 	if err := s.DeleteGrant(ctx, "g1"); err != nil {
 		t.Fatal(err)
 	}
@@ -420,10 +405,7 @@ func TestWrongKey(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "postern.db")
 	s := openAt(t, path, newSealer(t, "old"))
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "g1")
 	s.Close()
 
 	tests := []struct {
@@ -505,10 +487,7 @@ func TestTouchKeepsBackoff(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "g1")
 	cur, _ := s.Grant(ctx, "g1")
 	cur.State, cur.NextRefreshAt = StateDegraded, at(5*time.Second)
 	if _, err := s.UpdateGrant(ctx, cur); err != nil {

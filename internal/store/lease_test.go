@@ -14,10 +14,7 @@ func TestClaimLease(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "g1")
 	// Steps run in order against one grant; each states who claims when.
 	steps := []struct {
 		name    string
@@ -61,10 +58,7 @@ func TestClaimLeaseErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "g1")
 	if ok, err := s.ClaimLease(ctx, "missing", "a", at(0), at(time.Minute)); ok || !errors.Is(err, ErrNotFound) {
 		t.Errorf("ClaimLease(missing grant) = %v, %v; want false, ErrNotFound", ok, err)
 	}

@@ -62,6 +62,16 @@ func at(d time.Duration) time.Time {
 }
 
 // sampleGrant is a grant with every field set to a distinct value.
+// createGrant stores sampleGrant(id) in s and returns it as stored (version 1).
+func createGrant(t testing.TB, s *SQLite, id string) Grant {
+	t.Helper()
+	g := sampleGrant(id)
+	if err := s.CreateGrant(context.Background(), &g); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
 func sampleGrant(id string) Grant {
 	return Grant{
 		ID: id, Issuer: "https://auth.example.org", Subject: "sub-" + id,
