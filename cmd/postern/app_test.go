@@ -38,7 +38,7 @@ type testApp struct {
 // startApp starts the dev peers and Postern. Everything (Postern, IdP, mail server) logs at debug level to logs.
 func startApp(t *testing.T, logs io.Writer) *testApp {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx := t.Context()
 	debug := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -61,26 +61,40 @@ func startApp(t *testing.T, logs io.Writer) *testApp {
 	}
 	srv := &http.Server{Handler: ta.handler()}
 	errc := make(chan error, 1)
-	done := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	go func() { done <- ta.serve(ctx, srv, errc) }()
-	ta.stop = func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve returned %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("serve did not stop")
-		}
-	}
+	ta.stop = background(t, "serve", func(ctx context.Context) error { return ta.serve(ctx, srv, errc) }, nil)
 	t.Cleanup(ta.Stop)
 
 	ta.jar, _ = cookiejar.New(nil)
 	ta.hc = &http.Client{Jar: ta.jar, Timeout: 10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return ta
+}
+
+// background runs fn in a goroutine until the returned stop cancels its context; stop then waits for fn to return
+// (at most 20 s) and reports its error. what names fn in failures; more, when not nil, adds to them (such as the
+// command's stderr).
+func background(t *testing.T, what string, fn func(ctx context.Context) error, more func() string) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	return func() {
+		cancel()
+		extra := ""
+		select {
+		case err := <-done:
+			if err == nil {
+				return
+			}
+			if more != nil {
+				extra = "\n" + more()
+			}
+			t.Errorf("%s returned %v%s", what, err, extra)
+		case <-time.After(20 * time.Second):
+			t.Errorf("%s did not stop within 20 s of cancellation", what)
+		}
+	}
 }
 
 // Stop shuts Postern down as a signal would and waits for serve to return; later calls do nothing.

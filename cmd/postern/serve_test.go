@@ -60,20 +60,9 @@ storage:
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "-config", path}, noEnv, io.Discard, io.Discard) }()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve returned %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("serve did not stop")
-		}
-	}()
+	defer background(t, "serve", func(ctx context.Context) error {
+		return run(ctx, []string{"serve", "-config", path}, noEnv, io.Discard, io.Discard)
+	}, nil)()
 
 	get := func(p string) (int, string) {
 		resp, err := http.Get("http://" + webAddr + p)
