@@ -92,6 +92,15 @@ func (f flowParams) authURL(conf *oauth2.Config) string {
 }
 
 // login runs the whole code flow as Postern would and returns the tokens.
+// aliceSignedIn starts an IdP and signs alice in with the default client: the IdP, her browser and her tokens.
+func aliceSignedIn(t *testing.T) (*IdP, *http.Client, *oauth2.Token) {
+	t.Helper()
+	p := startIdP(t, nil)
+	hc := newBrowser(t, nil)
+	tok, _ := login(t, p, hc, oauthConfig(p), "alice", "alice-pw")
+	return p, hc, tok
+}
+
 func login(t *testing.T, p *IdP, hc *http.Client, conf *oauth2.Config, user, password string) (*oauth2.Token, flowParams) {
 	t.Helper()
 	ctx := context.WithValue(t.Context(), oauth2.HTTPClient, hc)
@@ -529,9 +538,7 @@ func TestCodeReuseRevokesTokens(t *testing.T) {
 
 func TestRefreshRotation(t *testing.T) {
 	t.Parallel()
-	p := startIdP(t, nil)
-	hc := newBrowser(t, nil)
-	tok, _ := login(t, p, hc, oauthConfig(p), "alice", "alice-pw")
+	p, hc, tok := aliceSignedIn(t)
 
 	code, body := refresh(t, hc, p, tok.RefreshToken)
 	if code != 200 {
@@ -560,9 +567,7 @@ func TestRefreshRotation(t *testing.T) {
 
 func TestRefreshReuseRevokesFamily(t *testing.T) {
 	t.Parallel()
-	p := startIdP(t, nil)
-	hc := newBrowser(t, nil)
-	tok, _ := login(t, p, hc, oauthConfig(p), "alice", "alice-pw")
+	p, hc, tok := aliceSignedIn(t)
 	_, body := refresh(t, hc, p, tok.RefreshToken)
 	at2, rt2 := body["access_token"].(string), body["refresh_token"].(string)
 
@@ -584,9 +589,7 @@ func TestRefreshReuseRevokesFamily(t *testing.T) {
 
 func TestConcurrentRefreshOfOneToken(t *testing.T) {
 	t.Parallel()
-	p := startIdP(t, nil)
-	hc := newBrowser(t, nil)
-	tok, _ := login(t, p, hc, oauthConfig(p), "alice", "alice-pw")
+	p, hc, tok := aliceSignedIn(t)
 	var wg sync.WaitGroup
 	codes := make([]int, 4)
 	for i := range codes {
@@ -706,9 +709,7 @@ func TestIntrospection(t *testing.T) {
 
 func TestLoseNextTokenResponse(t *testing.T) {
 	t.Parallel()
-	p := startIdP(t, nil)
-	hc := newBrowser(t, nil)
-	tok, _ := login(t, p, hc, oauthConfig(p), "alice", "alice-pw")
+	p, hc, tok := aliceSignedIn(t)
 	p.LoseNextTokenResponse()
 	code, body := refresh(t, hc, p, tok.RefreshToken)
 	if code != http.StatusGatewayTimeout || len(body) != 0 {
