@@ -113,10 +113,7 @@ func TestDefaults(t *testing.T) {
 	t.Parallel()
 	c := mustParse(t, validYAML, noEnv, "")
 	want := Default()
-	checks := []struct {
-		name      string
-		got, want any
-	}{
+	checkFields(t, []field{
 		{"listen", c.Server.Listen, "127.0.0.1:8080"},
 		{"log.level", c.Log.Level, "info"},
 		{"scopes", strings.Join(c.OIDC.Scopes, ","), "openid,profile,email,offline_access"},
@@ -130,14 +127,7 @@ func TestDefaults(t *testing.T) {
 		{"key id", c.Storage.EncryptionKeyID, "1"},
 		{"page_size", c.Web.PageSize, 50},
 		{"max_upload_mb", c.Web.MaxUploadMB, 25},
-	}
-	for _, tc := range checks {
-		t.Run(tc.name, func(t *testing.T) {
-			if tc.got != tc.want {
-				t.Errorf("got %v, want %v", tc.got, tc.want)
-			}
-		})
-	}
+	})
 }
 
 func TestPortsByTLSMode(t *testing.T) {
@@ -238,5 +228,23 @@ func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.yml"), noEnv)
 	if got := problemKeys(t, err); !slices.Equal(got, []string{fileKey}) {
 		t.Errorf("problem keys = %q", got)
+	}
+}
+
+// field is one configuration value and what it should be.
+type field struct {
+	name      string
+	got, want any
+}
+
+// checkFields reports each field whose value is not the one wanted, as a subtest named after it.
+func checkFields(t *testing.T, fields []field) {
+	t.Helper()
+	for _, f := range fields {
+		t.Run(f.name, func(t *testing.T) {
+			if f.got != f.want {
+				t.Errorf("got %v, want %v", f.got, f.want)
+			}
+		})
 	}
 }

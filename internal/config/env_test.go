@@ -21,10 +21,7 @@ func TestEnvOverrides(t *testing.T) {
 		"POSTERN_SMTP_TLS":                        "starttls",
 	})
 	c := mustParse(t, validYAML, env, "")
-	checks := []struct {
-		name      string
-		got, want any
-	}{
+	checkFields(t, []field{
 		{"client_secret", c.OIDC.ClientSecret, "from-env"},
 		{"imap.host", c.IMAP.Host, "imap.internal"},
 		{"public_url", c.Server.PublicURL, "http://127.0.0.1:8080"},
@@ -35,14 +32,7 @@ func TestEnvOverrides(t *testing.T) {
 		{"pool.max_per_user", c.IMAP.Pool.MaxPerUser, 2},
 		{"smtp.port follows env tls", c.SMTP.Port, 587},
 		{"untouched", c.SMTP.Host, "mail.example.com"},
-	}
-	for _, tc := range checks {
-		t.Run(tc.name, func(t *testing.T) {
-			if tc.got != tc.want {
-				t.Errorf("got %v, want %v", tc.got, tc.want)
-			}
-		})
-	}
+	})
 }
 
 func TestEnvParseErrors(t *testing.T) {
