@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/devstack"
 )
 
 // testApp is Postern as newApp wires it, against the demo's dev peers (an IdP shaped like Authelia, a mail server
@@ -24,7 +25,7 @@ type testApp struct {
 	*app
 	t    *testing.T
 	ctx  context.Context
-	dev  *devstack
+	dev  *devstack.Stack
 	cfg  *config.Config
 	base string
 	// hc keeps cookies and does not follow redirects, so a test sees each 303.
@@ -49,8 +50,8 @@ func startApp(t *testing.T, logs io.Writer) *testApp {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(ta.dev.close)
-	ta.cfg, err = ta.dev.config(ta.base, t.TempDir())
+	t.Cleanup(ta.dev.Close)
+	ta.cfg, err = demoConfig(ta.dev, ta.base, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

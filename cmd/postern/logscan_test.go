@@ -28,7 +28,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		return ta.do(method, path, nil)
 	}
 	secrets := map[string]string{
-		"client secret":  d.secret,
+		"client secret":  d.ClientSecret,
 		"session secret": cfg.Session.Secret,
 		"encryption key": cfg.Storage.EncryptionKey,
 	}
@@ -48,7 +48,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	if resp := do(http.MethodGet, cb.RequestURI()); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("callback = %s", resp.Status)
 	}
-	for _, u := range []string{base, d.idp.Issuer()} {
+	for _, u := range []string{base, d.IdP.Issuer()} {
 		pu, _ := url.Parse(u)
 		for _, c := range jar.Cookies(pu) {
 			secrets["cookie "+c.Name] = c.Value
@@ -95,12 +95,12 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 
 	// An error path: the IdP is down, so the mail server cannot check the token of a new IMAP login and the page
 	// fails; errors carry server replies, which is where tokens tend to leak.
-	d.idp.SetDown(true)
+	d.IdP.SetDown(true)
 	a.pool.CloseKey(ids[0])
 	if resp := do(http.MethodGet, "/mail/INBOX"); resp.StatusCode < 500 {
 		t.Fatalf("GET /mail/INBOX with the IdP down = %s", resp.Status)
 	}
-	d.idp.SetDown(false)
+	d.IdP.SetDown(false)
 
 	// Sign out (revokes at the IdP), then stop.
 	if resp := do(http.MethodPost, "/logout"); resp.StatusCode != http.StatusSeeOther {

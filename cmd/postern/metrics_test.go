@@ -27,7 +27,7 @@ func TestMetrics(t *testing.T) {
 	// A sign-in the user cancels at the IdP.
 	authURL, _ := url.Parse(ta.do(http.MethodGet, "/login", nil).Header.Get("Location"))
 	state := authURL.Query().Get("state")
-	ta.do(http.MethodGet, "/callback?"+url.Values{"error": {"access_denied"}, "state": {state}, "iss": {ta.dev.idp.Issuer()}}.Encode(), nil)
+	ta.do(http.MethodGet, "/callback?"+url.Values{"error": {"access_denied"}, "state": {state}, "iss": {ta.dev.IdP.Issuer()}}.Encode(), nil)
 
 	// A sign-in that works, and a page view.
 	cb, err := idp.SignIn(ctx, ta.hc, ta.do(http.MethodGet, "/login", nil).Header.Get("Location"), "alice", "alice-password", true)
