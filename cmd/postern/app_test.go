@@ -17,6 +17,7 @@ import (
 
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/devstack"
+	"github.com/postern/postern/internal/store"
 )
 
 // testApp is Postern as newApp wires it, against the demo's dev peers (an IdP shaped like Authelia, a mail server
@@ -100,6 +101,29 @@ func background(t *testing.T, what string, fn func(ctx context.Context) error, m
 
 // Stop shuts Postern down as a signal would and waits for serve to return; later calls do nothing.
 func (ta *testApp) Stop() { ta.stopOnce.Do(ta.stop) }
+
+// onlyGrant returns the one grant in the store, as stored.
+func (ta *testApp) onlyGrant() store.Grant {
+	ta.t.Helper()
+	ids, err := ta.store.DueGrants(ta.ctx, time.Now().Add(1000*time.Hour), 10)
+	if err != nil || len(ids) != 1 {
+		ta.t.Fatalf("DueGrants = %v, %v; want one grant", ids, err)
+	}
+	g, err := ta.store.Grant(ta.ctx, ids[0])
+	if err != nil {
+		ta.t.Fatal(err)
+	}
+	return g
+}
+
+// expireSoon makes g's access token end in 30 s, so that the next page view refreshes it first.
+func (ta *testApp) expireSoon(g store.Grant) {
+	ta.t.Helper()
+	g.AccessExpiry, g.LastRefresh = time.Now().Add(30*time.Second), time.Now().Add(-time.Hour)
+	if _, err := ta.store.UpdateGrant(ta.ctx, g); err != nil {
+		ta.t.Fatal(err)
+	}
+}
 
 // do sends one request; form, when not nil, is the body of a POST. The body of the answer is read and discarded.
 func (ta *testApp) do(method, path string, form url.Values) *http.Response {

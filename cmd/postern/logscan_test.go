@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/postern/postern/internal/devstack/idp"
 	"github.com/postern/postern/internal/store"
@@ -61,26 +60,16 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 			t.Fatalf("GET %s = %s", path, resp.Status)
 		}
 	}
-	ids, err := a.store.DueGrants(ctx, time.Now().Add(1000*time.Hour), 10)
-	if err != nil || len(ids) != 1 {
-		t.Fatalf("DueGrants = %v, %v", ids, err)
-	}
-	g, err := a.store.Grant(ctx, ids[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := ta.onlyGrant()
 	addTokens(secrets, "first", g)
 
 	// A refresh: the access token is about to expire, so the next page view rotates the grant; then a new IMAP
 	// login presents the new token.
-	g.AccessExpiry, g.LastRefresh = time.Now().Add(30*time.Second), time.Now().Add(-time.Hour)
-	if _, err := a.store.UpdateGrant(ctx, g); err != nil {
-		t.Fatal(err)
-	}
+	ta.expireSoon(g)
 	if resp := do(http.MethodGet, "/mail/INBOX"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /mail/INBOX after expiry = %s", resp.Status)
 	}
-	g2, err := a.store.Grant(ctx, ids[0])
+	g2, err := a.store.Grant(ctx, g.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +77,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		t.Fatal("the grant was not refreshed")
 	}
 	addTokens(secrets, "refreshed", g2)
-	a.pool.CloseKey(ids[0])
+	a.pool.CloseKey(g.ID)
 	if resp := do(http.MethodGet, "/mail/INBOX"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /mail/INBOX with a new login = %s", resp.Status)
 	}
@@ -96,7 +85,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	// An error path: the IdP is down, so the mail server cannot check the token of a new IMAP login and the page
 	// fails; errors carry server replies, which is where tokens tend to leak.
 	d.IdP.SetDown(true)
-	a.pool.CloseKey(ids[0])
+	a.pool.CloseKey(g.ID)
 	if resp := do(http.MethodGet, "/mail/INBOX"); resp.StatusCode < 500 {
 		t.Fatalf("GET /mail/INBOX with the IdP down = %s", resp.Status)
 	}
