@@ -104,12 +104,23 @@ func (e *keeperEnv) openStore(t *testing.T) *store.SQLite {
 }
 
 // keeper returns a Keeper on the env's provider and st, quiet by default.
-func (e *keeperEnv) keeper(st GrantStore, opts KeeperOptions) *Keeper {
+func (e *keeperEnv) keeper(t *testing.T, st GrantStore, opts KeeperOptions) *Keeper {
 	if opts.Logger == nil && os.Getenv("POSTERN_TEST_LOG") != "" {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	return NewKeeper(e.p, st, opts)
+	k := NewKeeper(e.p, st, opts)
+	settleAtEnd(t, k)
+	return k
 }
+
+// settleAtEnd makes the test wait, before its bubble ends, for the refreshes
+// k runs behind page views, as a process's shutdown would.
+func settleAtEnd(t *testing.T, k *Keeper) {
+	t.Cleanup(func() { settle(k) })
+}
+
+// settle waits until no refresh runs detached from its caller.
+func settle(k *Keeper) { <-k.calls.idleCh() }
 
 // start signs ann in through the IdP's pages and stores the grant.
 func (e *keeperEnv) start(t *testing.T, k *Keeper) string {
@@ -233,7 +244,7 @@ func (e *keeperEnv) checkNoReuse(t *testing.T) {
 func TestKeeperStartTokenInfo(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{})
+		k := e.keeper(t, e.st, KeeperOptions{})
 		id := e.start(t, k)
 		tok, err := k.Token(t.Context(), id)
 		if err != nil {
@@ -264,7 +275,7 @@ func TestKeeperStartTokenInfo(t *testing.T) {
 func TestConcurrentTokenAfterExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{})
+		k := e.keeper(t, e.st, KeeperOptions{})
 		id := e.start(t, k)
 		time.Sleep(61 * time.Minute) // the access token has expired; the refresh token lives 90m
 		before := e.idp.Stats().TokenRequests
@@ -301,18 +312,20 @@ func TestConcurrentTokenAfterExpiry(t *testing.T) {
 func TestInvalidGrantNeedsSignIn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{})
+		k := e.keeper(t, e.st, KeeperOptions{})
 		id := e.start(t, k)
 		// Revoke the grant behind Postern's back (as an admin would).
 		if err := e.p.Revoke(t.Context(), e.grant(t, id).RefreshToken, "refresh_token"); err != nil {
 			t.Fatalf("Revoke() = %v", err)
 		}
 		time.Sleep(59 * time.Minute)
+		k.Token(t.Context(), id) // the access token is still valid: the refresh runs behind the view
+		settle(k)
 		if _, err := k.Token(t.Context(), id); !errors.Is(err, ErrNeedsSignIn) {
 			t.Fatalf("Token() after invalid_grant = %v, want ErrNeedsSignIn", err)
 		}
 		g := e.grant(t, id)
-		if g.State != store.StateNeedsSignIn || g.LastError != reasonInvalidGrant ||
+		if g.State != store.StateNeedsSignIn || Reason(g.LastError) != ReasonInvalidGrant ||
 			g.AccessToken != "" || g.RefreshToken != "" || g.IDToken != "" {
 			t.Errorf("grant = state %q, reason %q, tokens dropped %v; want needs_sign_in, invalid_grant, true",
 				g.State, g.LastError, g.AccessToken+g.RefreshToken+g.IDToken == "")
@@ -327,7 +340,7 @@ func TestInvalidGrantNeedsSignIn(t *testing.T) {
 		if n := e.idp.Stats().TokenRequests - before; n != 0 {
 			t.Errorf("token requests after needs_sign_in = %d, want 0", n)
 		}
-		if m := k.Metrics(); m.RefreshOutcomes[reasonInvalidGrant] != 1 || m.SignInRequired[reasonInvalidGrant] != 1 {
+		if m := k.Metrics(); m.RefreshOutcomes[ReasonInvalidGrant] != 1 || m.SignInRequired[ReasonInvalidGrant] != 1 {
 			t.Errorf("Metrics() = %+v", m)
 		}
 	})
@@ -339,12 +352,17 @@ func TestInvalidGrantNeedsSignIn(t *testing.T) {
 func TestLostRefreshResponse(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{})
+		k := e.keeper(t, e.st, KeeperOptions{})
 		stop := runKeeper(t, k)
 		id := e.start(t, k)
 		old := e.grant(t, id)
 		e.idp.LoseNextTokenResponse()
 		sleepUntil(old.AccessExpiry.Add(-2 * time.Minute))
+		// The access token is still valid: the view gets it at once, and the refresh runs behind it.
+		if tok, err := k.Token(t.Context(), id); err != nil || tok.Access != old.AccessToken {
+			t.Fatalf("Token() while the access token is valid = %v, want the current token", err)
+		}
+		settle(k)
 		if _, err := k.Token(t.Context(), id); !errors.Is(err, ErrNeedsSignIn) {
 			t.Fatalf("Token() after a lost refresh = %v, want ErrNeedsSignIn", err)
 		}
@@ -356,10 +374,10 @@ func TestLostRefreshResponse(t *testing.T) {
 				s.RefreshReuses, s.TokenRequests)
 		}
 		g := e.grant(t, id)
-		if g.State != store.StateNeedsSignIn || g.LastError != reasonRefreshLost {
+		if g.State != store.StateNeedsSignIn || Reason(g.LastError) != ReasonRefreshLost {
 			t.Errorf("grant = %q (%q), want needs_sign_in (refresh_lost)", g.State, g.LastError)
 		}
-		if m := k.Metrics(); m.Probes[probeRevoked] != 1 || m.RefreshOutcomes[reasonOutcomeUnknown] != 1 {
+		if m := k.Metrics(); m.Probes[ProbeRevoked] != 1 || m.RefreshOutcomes[ReasonOutcomeUnknown] != 1 {
 			t.Errorf("Metrics() = %+v", m)
 		}
 	})
@@ -382,7 +400,7 @@ func TestUnknownOutcomeNotCommitted(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				e := newKeeperEnv(t)
-				k := e.keeper(e.st, KeeperOptions{})
+				k := e.keeper(t, e.st, KeeperOptions{})
 				id := e.start(t, k)
 				e.faults.set(func(f *faults) { f.resetToken = 1 })
 				stop := runKeeper(t, k)
@@ -392,7 +410,8 @@ func TestUnknownOutcomeNotCommitted(t *testing.T) {
 					if err != nil || tok.Access != e.grant(t, id).AccessToken {
 						t.Fatalf("Token() during an unknown outcome = %v, want the old, still valid token", err)
 					}
-					if g := e.grant(t, id); g.State != store.StateDegraded || g.LastError != reasonOutcomeUnknown {
+					settle(k) // the view did not wait for the refresh it started
+					if g := e.grant(t, id); g.State != store.StateDegraded || Reason(g.LastError) != ReasonOutcomeUnknown {
 						t.Errorf("grant = %q (%q), want degraded (outcome_unknown) until a second probe", g.State, g.LastError)
 					}
 				}
@@ -405,11 +424,11 @@ func TestUnknownOutcomeNotCommitted(t *testing.T) {
 				}
 				e.checkNoReuse(t)
 				m := k.Metrics()
-				want := probeAlive
+				want := ProbeAlive
 				if !tc.view {
-					want = probeExpired
+					want = ProbeExpired
 				}
-				if m.Probes[want] != 2 || m.RefreshOutcomes[reasonOutcomeUnknown] != 1 {
+				if m.Probes[want] != 2 || m.RefreshOutcomes[ReasonOutcomeUnknown] != 1 {
 					t.Errorf("Metrics() = %+v, want two %q probes: after the failure and before the retry", m, want)
 				}
 			})
@@ -425,7 +444,7 @@ func TestOutage(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				e := newKeeperEnv(t)
-				k := e.keeper(e.st, KeeperOptions{})
+				k := e.keeper(t, e.st, KeeperOptions{})
 				const grants = 10
 				ids := make([]string, grants)
 				for i := range ids {
@@ -481,7 +500,7 @@ func TestOutage(t *testing.T) {
 func TestReplace(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{})
+		k := e.keeper(t, e.st, KeeperOptions{})
 		id := e.start(t, k)
 		first := e.grant(t, id).AccessToken
 
@@ -513,7 +532,7 @@ func TestReplace(t *testing.T) {
 func TestSignOut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{})
+		k := e.keeper(t, e.st, KeeperOptions{})
 		id := e.start(t, k)
 		g := e.grant(t, id)
 		if err := k.SignOut(t.Context(), id); err != nil {
@@ -539,7 +558,7 @@ func TestSignOut(t *testing.T) {
 func TestSessionPolicy(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{IdleTimeout: 3 * time.Hour, Lifetime: 5 * time.Hour})
+		k := e.keeper(t, e.st, KeeperOptions{IdleTimeout: 3 * time.Hour, Lifetime: 5 * time.Hour})
 		idle := e.start(t, k)
 		busy := e.start(t, k)
 		stop := runKeeper(t, k)
@@ -575,7 +594,7 @@ func TestSessionPolicy(t *testing.T) {
 func TestShortLivedAccessTokens(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnvTTL(t, 12*time.Second)
-		k := e.keeper(e.st, KeeperOptions{})
+		k := e.keeper(t, e.st, KeeperOptions{})
 		id := e.start(t, k)
 		for i := range 40 { // a view every 3 s for 2 minutes: about ten rotations
 			tok, err := k.Token(t.Context(), id)

@@ -34,7 +34,7 @@ func TestBackgroundKeepsGrantAlive(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				e := newKeeperEnv(t)
-				k := e.keeper(e.st, KeeperOptions{})
+				k := e.keeper(t, e.st, KeeperOptions{})
 				id := e.start(t, k)
 				stop := runKeeper(t, k)
 				end := time.Now().Add(6 * time.Hour)
@@ -84,9 +84,9 @@ func TestTwoKeepersHammer(t *testing.T) {
 		e := newKeeperEnv(t)
 		opts := KeeperOptions{IdleTimeout: 1 << 62, Lifetime: 1 << 62}
 		opts.Owner = "process-a"
-		a := e.keeper(e.st, opts)
+		a := e.keeper(t, e.st, opts)
 		opts.Owner = "process-b"
-		b := e.keeper(e.openStore(t), opts)
+		b := e.keeper(t, e.openStore(t), opts)
 		id := e.start(t, a)
 		runKeeper(t, a)
 		runKeeper(t, b)
@@ -165,7 +165,7 @@ func later(a, b time.Time) time.Time {
 func TestRunLimits(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{MaxPerSecond: 2, Concurrency: 3})
+		k := e.keeper(t, e.st, KeeperOptions{MaxPerSecond: 2, Concurrency: 3})
 		const grants = 24
 		for range grants {
 			e.start(t, k)
@@ -197,12 +197,12 @@ func TestRunLimits(t *testing.T) {
 func TestRunShutdownPersists(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{LeaseTTL: 2 * time.Minute})
+		k := e.keeper(t, e.st, KeeperOptions{LeaseTTL: 2 * time.Minute})
 		id := e.start(t, k)
 		before := e.grant(t, id)
 		e.faults.set(func(f *faults) { f.tokenDelay = 20 * time.Second })
 		stop := runKeeper(t, k)
-		due := k.refreshAt(before, before.LastRefresh.Add(time.Hour)) // idle by then
+		due := k.pol.refreshAt(before, before.LastRefresh.Add(time.Hour)) // idle by then
 		sleepUntil(due.Add(tickInterval + time.Second))
 		e.faults.mu.Lock()
 		inflight := e.faults.inflight
@@ -239,11 +239,11 @@ func TestSchedule(t *testing.T) {
 				g := base
 				g.ID = fmt.Sprint("g", i)
 				g.LastActive = tc.lastActive
-				got := k.schedule(g, t0).Sub(t0)
+				got := k.pol.schedule(g, t0).Sub(t0)
 				if got < tc.from || got > tc.to {
 					t.Fatalf("schedule() = t0+%v, want t0+[%v, %v]", got, tc.from, tc.to)
 				}
-				if again := k.schedule(g, t0).Sub(t0); again != got {
+				if again := k.pol.schedule(g, t0).Sub(t0); again != got {
 					t.Fatalf("schedule() moved from %v to %v on recomputation", got, again)
 				}
 			}
@@ -252,10 +252,10 @@ func TestSchedule(t *testing.T) {
 	t.Run("short-lived access token does not refresh on every view", func(t *testing.T) {
 		g := base
 		g.AccessExpiry = t0.Add(2 * time.Minute)
-		if k.needs(g, t0.Add(30*time.Second), want{minValid: k.opts.RefreshBeforeExpiry / 2}) {
+		if k.pol.needs(g, t0.Add(30*time.Second), modeView, "") {
 			t.Error("needs() = true with 90s of a 2-minute token left, want false")
 		}
-		if !k.needs(g, t0.Add(90*time.Second), want{minValid: k.opts.RefreshBeforeExpiry / 2}) {
+		if !k.pol.needs(g, t0.Add(90*time.Second), modeView, "") {
 			t.Error("needs() = false with 30s of a 2-minute token left, want true")
 		}
 	})
