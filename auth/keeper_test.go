@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,6 +114,73 @@ func (e *keeperEnv) keeper(t *testing.T, st GrantStore, opts KeeperOptions) *Kee
 	k := NewKeeper(e.p, st, opts)
 	settleAtEnd(t, k)
 	return k
+}
+
+// probeKind chooses how a test keeper settles an unknown outcome.
+type probeKind string
+
+const (
+	byIntrospection probeKind = "introspection" // RFC 7662 on the refresh token
+	byUserinfo      probeKind = "userinfo"      // the fallback: userinfo on the access token
+)
+
+// keeperProbing is keeper with the probe chosen.
+func (e *keeperEnv) keeperProbing(t *testing.T, st GrantStore, opts KeeperOptions, probe probeKind) *Keeper {
+	t.Helper()
+	if opts.Logger == nil && os.Getenv("POSTERN_TEST_LOG") != "" {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	var c tokenClient = withoutIntrospection{e.p}
+	if probe == byIntrospection {
+		c = providerClient{e.p}
+		if !c.CanIntrospect() {
+			c = introspecting{e.p, &http.Client{Transport: e.faults}}
+		}
+	}
+	k := newKeeper(c, st, opts)
+	settleAtEnd(t, k)
+	return k
+}
+
+// withoutIntrospection is a Provider whose IdP offers no introspection.
+type withoutIntrospection struct{ *Provider }
+
+func (withoutIntrospection) CanIntrospect() bool { return false }
+func (withoutIntrospection) Introspect(context.Context, string, string) (bool, error) {
+	return false, errors.New("no introspection")
+}
+
+// introspecting adds RFC 7662 introspection (client_secret_basic) to a
+// Provider that lacks it, for the tests.
+type introspecting struct {
+	*Provider
+	hc *http.Client
+}
+
+func (introspecting) CanIntrospect() bool { return true }
+func (c introspecting) Introspect(ctx context.Context, token, hint string) (bool, error) {
+	form := url.Values{"token": {token}, "token_type_hint": {hint}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, keeperIssuer+"/api/oidc/introspection", strings.NewReader(form.Encode()))
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(keeperClient, keeperSecret)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return false, fmt.Errorf("introspect: %w: %w", ErrTransient, err)
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Active bool `json:"active"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("introspect: HTTP %d: %w", resp.StatusCode, ErrTransient)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return false, fmt.Errorf("introspect: %w: %w", ErrTransient, err)
+	}
+	return v.Active, nil
 }
 
 // settleAtEnd makes the test wait, before its bubble ends, for the refreshes
@@ -347,40 +417,58 @@ func TestInvalidGrantNeedsSignIn(t *testing.T) {
 }
 
 // TestLostRefreshResponse: the IdP commits a rotation and the answer is
-// lost. The probe sees the old access token revoked, so the grant needs a
-// sign-in, and the spent refresh token is never presented again.
+// lost. The probe shows it — introspection finds the refresh token spent, or
+// userinfo finds the old access token revoked — so the grant needs a sign-in
+// with the probe's reason, and the spent refresh token is never presented
+// again.
 func TestLostRefreshResponse(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		e := newKeeperEnv(t)
-		k := e.keeper(t, e.st, KeeperOptions{})
-		stop := runKeeper(t, k)
-		id := e.start(t, k)
-		old := e.grant(t, id)
-		e.idp.LoseNextTokenResponse()
-		sleepUntil(old.AccessExpiry.Add(-2 * time.Minute))
-		// The access token is still valid: the view gets it at once, and the refresh runs behind it.
-		if tok, err := k.Token(t.Context(), id); err != nil || tok.Access != old.AccessToken {
-			t.Fatalf("Token() while the access token is valid = %v, want the current token", err)
-		}
-		settle(k)
-		if _, err := k.Token(t.Context(), id); !errors.Is(err, ErrNeedsSignIn) {
-			t.Fatalf("Token() after a lost refresh = %v, want ErrNeedsSignIn", err)
-		}
-		time.Sleep(3 * time.Hour) // the refresher must leave it alone
-		stop()
-		s := e.idp.Stats()
-		if s.RefreshReuses != 0 || s.TokenRequests != 2 {
-			t.Errorf("IdP: %d refresh reuses, %d token requests; want 0 and 2 (code exchange, lost refresh)",
-				s.RefreshReuses, s.TokenRequests)
-		}
-		g := e.grant(t, id)
-		if g.State != store.StateNeedsSignIn || Reason(g.LastError) != ReasonRefreshLost {
-			t.Errorf("grant = %q (%q), want needs_sign_in (refresh_lost)", g.State, g.LastError)
-		}
-		if m := k.Metrics(); m.Probes[ProbeRevoked] != 1 || m.RefreshOutcomes[ReasonOutcomeUnknown] != 1 {
-			t.Errorf("Metrics() = %+v", m)
-		}
-	})
+	for _, tc := range []struct {
+		probe  probeKind
+		reason Reason
+		result ProbeResult
+	}{
+		{byIntrospection, ReasonRefreshSpent, ProbeInactive},
+		{byUserinfo, ReasonRefreshLost, ProbeRevoked},
+	} {
+		t.Run(string(tc.probe), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e := newKeeperEnv(t)
+				k := e.keeperProbing(t, e.st, KeeperOptions{}, tc.probe)
+				stop := runKeeper(t, k)
+				id := e.start(t, k)
+				old := e.grant(t, id)
+				e.idp.LoseNextTokenResponse()
+				sleepUntil(old.AccessExpiry.Add(-2 * time.Minute))
+				// The access token is still valid: the view gets it at once, and the refresh runs behind it.
+				if tok, err := k.Token(t.Context(), id); err != nil || tok.Access != old.AccessToken {
+					t.Fatalf("Token() while the access token is valid = %v, want the current token", err)
+				}
+				settle(k)
+				if _, err := k.Token(t.Context(), id); !errors.Is(err, ErrNeedsSignIn) {
+					t.Fatalf("Token() after a lost refresh = %v, want ErrNeedsSignIn", err)
+				}
+				time.Sleep(3 * time.Hour) // the refresher must leave it alone
+				stop()
+				s := e.idp.Stats()
+				if s.RefreshReuses != 0 || s.TokenRequests != 2 {
+					t.Errorf("IdP: %d refresh reuses, %d token requests; want 0 and 2 (code exchange, lost refresh)",
+						s.RefreshReuses, s.TokenRequests)
+				}
+				g := e.grant(t, id)
+				if g.State != store.StateNeedsSignIn || Reason(g.LastError) != tc.reason {
+					t.Errorf("grant = %q (%q), want needs_sign_in (%s)", g.State, g.LastError, tc.reason)
+				}
+				info, err := k.Info(t.Context(), id)
+				if err != nil || info.Reason != tc.reason {
+					t.Errorf("Info() = reason %q, %v; want %q for the Session page", info.Reason, err, tc.reason)
+				}
+				if m := k.Metrics(); m.Probes[tc.result] != 1 || m.RefreshOutcomes[ReasonOutcomeUnknown] != 1 ||
+					m.SignInRequired[tc.reason] != 1 {
+					t.Errorf("Metrics() = %+v", m)
+				}
+			})
+		})
+	}
 }
 
 // TestUnknownOutcomeNotCommitted: the refresh request dies after sending
@@ -390,17 +478,21 @@ func TestLostRefreshResponse(t *testing.T) {
 // succeeds.
 func TestUnknownOutcomeNotCommitted(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		at   time.Duration // when, after sign-in, the failing refresh happens
-		view bool          // a page view triggers it (else the background refresher)
+		name  string
+		at    time.Duration // when, after sign-in, the failing refresh happens
+		view  bool          // a page view triggers it (else the background refresher)
+		probe probeKind
+		want  ProbeResult // the result of both probes
 	}{
-		{"probe while access token valid", 58 * time.Minute, true},
-		{"idle grant, access token expired", 0, false},
+		{"probe while access token valid", 58 * time.Minute, true, byUserinfo, ProbeAlive},
+		{"idle grant, access token expired", 0, false, byUserinfo, ProbeExpired},
+		{"introspection, access token valid", 58 * time.Minute, true, byIntrospection, ProbeActive},
+		{"introspection, idle grant", 0, false, byIntrospection, ProbeActive},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				e := newKeeperEnv(t)
-				k := e.keeper(t, e.st, KeeperOptions{})
+				k := e.keeperProbing(t, e.st, KeeperOptions{}, tc.probe)
 				id := e.start(t, k)
 				e.faults.set(func(f *faults) { f.resetToken = 1 })
 				stop := runKeeper(t, k)
@@ -424,10 +516,7 @@ func TestUnknownOutcomeNotCommitted(t *testing.T) {
 				}
 				e.checkNoReuse(t)
 				m := k.Metrics()
-				want := ProbeAlive
-				if !tc.view {
-					want = ProbeExpired
-				}
+				want := tc.want
 				if m.Probes[want] != 2 || m.RefreshOutcomes[ReasonOutcomeUnknown] != 1 {
 					t.Errorf("Metrics() = %+v, want two %q probes: after the failure and before the retry", m, want)
 				}

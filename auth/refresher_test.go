@@ -219,48 +219,6 @@ func TestRunShutdownPersists(t *testing.T) {
 	})
 }
 
-func TestSchedule(t *testing.T) {
-	k := newKeeper(nil, nil, KeeperOptions{})
-	t0 := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
-	base := store.Grant{ID: "g", RefreshToken: "rt", AccessToken: "at", LastRefresh: t0,
-		AccessExpiry: t0.Add(time.Hour), RefreshExpiry: t0.Add(90 * time.Minute), CreatedAt: t0.Add(-time.Hour)}
-	tests := []struct {
-		name       string
-		lastActive time.Time
-		from, to   time.Duration // after t0
-	}{
-		{"idle: 0.75–0.8 of the refresh lifetime", t0.Add(-time.Hour), 67*time.Minute + 30*time.Second, 72 * time.Minute},
-		{"active: 5–6 minutes before the access token expires", t0, 54 * time.Minute, 55 * time.Minute},
-		{"idle timeout comes first", t0.Add(-24*time.Hour + 10*time.Minute), 10 * time.Minute, 10 * time.Minute},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			for i := range 50 {
-				g := base
-				g.ID = fmt.Sprint("g", i)
-				g.LastActive = tc.lastActive
-				got := k.pol.schedule(g, t0).Sub(t0)
-				if got < tc.from || got > tc.to {
-					t.Fatalf("schedule() = t0+%v, want t0+[%v, %v]", got, tc.from, tc.to)
-				}
-				if again := k.pol.schedule(g, t0).Sub(t0); again != got {
-					t.Fatalf("schedule() moved from %v to %v on recomputation", got, again)
-				}
-			}
-		})
-	}
-	t.Run("short-lived access token does not refresh on every view", func(t *testing.T) {
-		g := base
-		g.AccessExpiry = t0.Add(2 * time.Minute)
-		if k.pol.needs(g, t0.Add(30*time.Second), modeView, "") {
-			t.Error("needs() = true with 90s of a 2-minute token left, want false")
-		}
-		if !k.pol.needs(g, t0.Add(90*time.Second), modeView, "") {
-			t.Error("needs() = false with 30s of a 2-minute token left, want true")
-		}
-	})
-}
-
 // BenchmarkSchedulerTick measures one scheduler pass (the due-grant index
 // query and the hand-off to workers) with 1,000 and 100,000 grants in a
 // SQLite store whose refresh times are spread over the next 72 minutes, as in

@@ -179,7 +179,7 @@ func TestStoreOutageDuringCommitKeepsRotation(t *testing.T) {
 			t.Log("the first view got a token although the store refused the rotation")
 		}
 		settle(k)
-		time.Sleep(time.Minute) // past the store outage and the backoff
+		time.Sleep(time.Minute)  // past the store outage and the backoff
 		k.Token(t.Context(), id) // the access token is still valid: the stored rotation is committed behind the view
 		settle(k)
 		tok, err := k.Token(t.Context(), id)
