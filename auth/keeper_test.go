@@ -1,12 +1,14 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -256,9 +258,21 @@ type faults struct {
 	tokenTimes  []time.Time   // when each token request started
 	inflight    int
 	maxInflight int
+
+	// A freeze holds every request until frozenUntil, then hands them to
+	// the IdP one by one in arrival order, as a stopped process (SIGSTOP)
+	// whose kernel accepted the connections does. A request whose client
+	// gave up is still processed (its answer is lost), unless dropGone is
+	// set, as a queueing proxy that drops requests of gone clients does.
+	frozenUntil time.Time
+	dropGone    bool
+	lastFrozen  chan struct{} // closed when the previous frozen request is done
 }
 
 func (f *faults) RoundTrip(req *http.Request) (*http.Response, error) {
+	if frozen, resp, err := f.frozen(req); frozen {
+		return resp, err
+	}
 	token := strings.HasSuffix(req.URL.Path, "/api/oidc/token")
 	f.mu.Lock()
 	refuse, delay := f.refuse, f.tokenDelay
@@ -291,6 +305,54 @@ func (f *faults) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	return f.next.RoundTrip(req)
+}
+
+// frozen serves req through the freeze, if one is on.
+func (f *faults) frozen(req *http.Request) (bool, *http.Response, error) {
+	f.mu.Lock()
+	until, drop := f.frozenUntil, f.dropGone
+	if !time.Now().Before(until) {
+		f.mu.Unlock()
+		return false, nil, nil
+	}
+	prev := f.lastFrozen
+	done := make(chan struct{})
+	f.lastFrozen = done
+	f.mu.Unlock()
+	var body []byte
+	if req.Body != nil {
+		body, _ = io.ReadAll(req.Body) // the IdP's kernel has accepted and buffered the request
+	}
+	type answer struct {
+		resp *http.Response
+		err  error
+	}
+	out := make(chan answer, 1)
+	go func() {
+		defer close(done)
+		sleepUntil(until)
+		if prev != nil {
+			<-prev
+		}
+		if drop && req.Context().Err() != nil {
+			return
+		}
+		r := req.Clone(context.Background())
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		resp, err := f.next.RoundTrip(r)
+		out <- answer{resp, err}
+	}()
+	select {
+	case a := <-out:
+		return true, a.resp, a.err
+	case <-req.Context().Done():
+		return true, nil, req.Context().Err() // the answer, if any, goes to a closed connection
+	}
+}
+
+// freeze holds the IdP for d from now; dropGone as in faults.
+func (f *faults) freeze(d time.Duration, dropGone bool) {
+	f.set(func(f *faults) { f.frozenUntil, f.dropGone = time.Now().Add(d), dropGone })
 }
 
 func (f *faults) set(fn func(f *faults)) {
