@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -296,4 +297,33 @@ func benchmarkTick(b *testing.B, grants int) {
 			b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
 		})
 	}
+}
+
+// TestAbandonedGrantDeleted: Run deletes a grant that needs a sign-in once
+// nobody has used it for IdleTimeout (needs_sign_in → deleted, abandoned),
+// and not before.
+func TestAbandonedGrantDeleted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newKeeperEnv(t)
+		k := e.keeper(t, e.st, KeeperOptions{IdleTimeout: 3 * time.Hour})
+		id := e.start(t, k)
+		if err := e.p.Revoke(t.Context(), e.grant(t, id).RefreshToken, "refresh_token"); err != nil {
+			t.Fatal(err)
+		}
+		stop := runKeeper(t, k)
+		time.Sleep(2 * time.Hour) // the background refresh met invalid_grant
+		if g := e.grant(t, id); g.State != store.StateNeedsSignIn {
+			t.Fatalf("grant = %s (%s), want needs_sign_in", g.State, g.LastError)
+		}
+		time.Sleep(50 * time.Minute) // 2h50m after the last use
+		e.grant(t, id)
+		time.Sleep(12 * time.Minute) // past 3h
+		if _, err := e.st.Grant(t.Context(), id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("grant unused for IdleTimeout in needs_sign_in: %v, want deleted", err)
+		}
+		stop()
+		if m := k.Metrics(); m.Abandoned != 1 {
+			t.Errorf("Metrics().Abandoned = %d, want 1", m.Abandoned)
+		}
+	})
 }
