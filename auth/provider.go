@@ -1,10 +1,3 @@
-// Package auth is Postern's OpenID Connect relying party and token keeper.
-//
-// The provider side (Provider) talks to the identity provider: discovery,
-// the authorization code flow with PKCE (Begin, Finish), refresh, userinfo and
-// revocation. The keeper side (Keeper) owns the token lifecycle of every grant.
-// Postern is registered as a confidential client using client_secret_basic
-// with PKCE S256 required, which is how Authelia 4.39 is configured for it.
 package auth
 
 import (

@@ -236,8 +236,8 @@ func (a *app) serve(ctx context.Context, srv *http.Server, errc <-chan error) er
 // handler is the app's public HTTP handler: the web server, timed per route pattern for the metrics.
 func (a *app) handler() http.Handler { return a.metrics.Middleware(a.web.RoutePattern)(a.web) }
 
-// janitor closes idle IMAP connections (well before the server's 30-minute autologout), deletes expired sessions and
-// sweeps grants that ended long ago.
+// janitor closes idle IMAP connections (well before the server's 30-minute autologout) and deletes expired sessions.
+// Grants are the keeper's: its Run also deletes those that ended long ago.
 func (a *app) janitor(ctx context.Context) {
 	t := time.NewTicker(30 * time.Second)
 	defer t.Stop()
@@ -251,13 +251,6 @@ func (a *app) janitor(ctx context.Context) {
 				a.log.Warn("delete expired sessions", slog.Any("err", err))
 			} else if n > 0 {
 				a.log.Debug("expired sessions deleted", slog.Int("count", n))
-			}
-			// A grant the IdP ended (needs_sign_in) whose user has not come back within the session idle timeout
-			// has no session left to come back with.
-			if n, err := a.store.DeleteEndedGrants(ctx, now.Add(-a.cfg.Session.IdleTimeout)); err != nil {
-				a.log.Warn("delete ended grants", slog.Any("err", err))
-			} else if n > 0 {
-				a.log.Info("ended grants deleted", slog.Int("count", n))
 			}
 		}
 	}

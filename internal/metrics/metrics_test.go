@@ -122,7 +122,8 @@ func TestScrape(t *testing.T) {
 		t.Fatalf("inbox = %d", resp.StatusCode)
 	}
 
-	// The access token nears its end: the next page view refreshes it first.
+	// The access token is all but spent: the next page view waits for a refresh (a view with a token still usable
+	// would get that one and leave the refresh running behind it).
 	ids, err := st.DueGrants(ctx, time.Now().Add(1000*time.Hour), 10)
 	if err != nil || len(ids) != 1 {
 		t.Fatalf("DueGrants = %v, %v", ids, err)
@@ -131,7 +132,7 @@ func TestScrape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.AccessExpiry, g.LastRefresh = time.Now().Add(30*time.Second), time.Now().Add(-time.Hour)
+	g.AccessExpiry, g.LastRefresh = time.Now().Add(5*time.Second), time.Now().Add(-time.Hour)
 	if _, err := st.UpdateGrant(ctx, g); err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +159,9 @@ func TestScrape(t *testing.T) {
 		`postern_token_refresh_attempts_total`:                                               1,
 		`postern_token_refreshes_total{outcome="ok"}`:                                        1,
 		`postern_token_refreshes_total{outcome="invalid_grant"}`:                             0,
+		`postern_token_probes_total{result="inactive"}`:                                      0,
+		`postern_grants_sign_in_required_total{reason="refresh_spent"}`:                      0,
+		`postern_grants_abandoned_total`:                                                     0,
 		`postern_grants{state="ok"}`:                                                         1,
 		`postern_grants{state="degraded"}`:                                                   0,
 		`postern_grants{state="needs_sign_in"}`:                                              0,
