@@ -45,9 +45,13 @@ func (c *Config) validate(ps *Problems) {
 	checkScopes(ps, "oidc.scopes", c.OIDC.Scopes)
 	checkCAFile(ps, "oidc.ca_file", c.OIDC.CAFile)
 	okHTTP := positive(ps, "oidc.http_timeout", c.OIDC.HTTPTimeout)
-	if positive(ps, "oidc.token_timeout", c.OIDC.TokenTimeout) && okHTTP && c.OIDC.TokenTimeout < c.OIDC.HTTPTimeout {
+	switch tt := c.OIDC.TokenTimeout; {
+	case !positive(ps, "oidc.token_timeout", tt):
+	case okHTTP && tt < c.OIDC.HTTPTimeout:
 		ps.add("oidc.token_timeout", "must be >= oidc.http_timeout (%s): a refresh abandoned early may still "+
-			"rotate the refresh token at the IdP, got %s", c.OIDC.HTTPTimeout, c.OIDC.TokenTimeout)
+			"rotate the refresh token at the IdP, got %s", c.OIDC.HTTPTimeout, tt)
+	case tt > time.Hour:
+		ps.add("oidc.token_timeout", "must be at most 1h (a refresh holds its grant's lease that long), got %s", tt)
 	}
 	if c.OIDC.IntrospectionURL != "" {
 		if u, ok := checkHTTPURL(ps, "oidc.introspection_url", c.OIDC.IntrospectionURL); ok && (u.RawQuery != "" || u.ForceQuery) {

@@ -49,6 +49,7 @@ func TestValidate(t *testing.T) {
 		{"token timeout below http timeout", map[string]string{"POSTERN_OIDC_TOKEN_TIMEOUT": "5s"}, []string{"oidc.token_timeout"}},
 		{"token timeout zero", map[string]string{"POSTERN_OIDC_TOKEN_TIMEOUT": "0s"}, []string{"oidc.token_timeout"}},
 		{"token timeout 10m", map[string]string{"POSTERN_OIDC_TOKEN_TIMEOUT": "10m"}, nil},
+		{"token timeout 2h", map[string]string{"POSTERN_OIDC_TOKEN_TIMEOUT": "2h"}, []string{"oidc.token_timeout"}},
 		{"introspection url on loopback", map[string]string{"POSTERN_OIDC_INTROSPECTION_URL": "http://127.0.0.1:4445/admin/oauth2/introspect"}, nil},
 		{"introspection url https", map[string]string{"POSTERN_OIDC_INTROSPECTION_URL": "https://hydra-admin.internal/admin/oauth2/introspect"}, nil},
 		{"introspection url http remote", map[string]string{"POSTERN_OIDC_INTROSPECTION_URL": "http://hydra:4445/admin/oauth2/introspect"}, []string{"oidc.introspection_url"}},
