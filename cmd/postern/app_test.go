@@ -116,10 +116,11 @@ func (ta *testApp) onlyGrant() store.Grant {
 	return g
 }
 
-// expireSoon makes g's access token end in 30 s, so that the next page view refreshes it first.
+// expireSoon leaves g's access token all but spent (5 s), so that the next page view waits for a refresh (a view with
+// a token still usable would get that one and leave the refresh running behind it).
 func (ta *testApp) expireSoon(g store.Grant) {
 	ta.t.Helper()
-	g.AccessExpiry, g.LastRefresh = time.Now().Add(30*time.Second), time.Now().Add(-time.Hour)
+	g.AccessExpiry, g.LastRefresh = time.Now().Add(5*time.Second), time.Now().Add(-time.Hour)
 	if _, err := ta.store.UpdateGrant(ta.ctx, g); err != nil {
 		ta.t.Fatal(err)
 	}

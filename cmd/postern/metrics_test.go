@@ -40,7 +40,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("inbox = %d", resp.StatusCode)
 	}
 
-	// The access token nears its end: the next page view refreshes it first.
+	// The access token is all but spent: the next page view refreshes it first.
 	ta.expireSoon(ta.onlyGrant())
 	if resp := ta.do(http.MethodGet, "/mail/INBOX", nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("inbox after expiry = %d", resp.StatusCode)
@@ -61,6 +61,9 @@ func TestMetrics(t *testing.T) {
 		`postern_token_refresh_attempts_total`:                                               1,
 		`postern_token_refreshes_total{outcome="ok"}`:                                        1,
 		`postern_token_refreshes_total{outcome="invalid_grant"}`:                             0,
+		`postern_token_probes_total{result="inactive"}`:                                      0,
+		`postern_grants_sign_in_required_total{reason="refresh_spent"}`:                      0,
+		`postern_grants_abandoned_total`:                                                     0,
 		`postern_grants{state="ok"}`:                                                         1,
 		`postern_grants{state="degraded"}`:                                                   0,
 		`postern_grants{state="needs_sign_in"}`:                                              0,

@@ -62,20 +62,6 @@ func signInReason(err error) string {
 	return "other"
 }
 
-// signInReasons bound the reason label: the codes of RFC 6749 §4.1.2.1 and §5.2, OIDC Core §3.1.2.6 and Postern's
-// own checks (auth.CallbackError.Code), and "other".
-//
-// This is the one copy outside auth of auth's callback codes; it goes once auth exports them as a typed value list
-// (issue 9, branch peers), and signInReason then reads that list instead.
-var signInReasons = []string{
-	// authorization endpoint (RFC 6749 §4.1.2.1, OIDC Core §3.1.2.6)
-	"access_denied", "invalid_request", "unauthorized_client", "unsupported_response_type", "invalid_scope",
-	"server_error", "temporarily_unavailable", "login_required", "consent_required", "interaction_required",
-	"account_selection_required",
-	// token endpoint (RFC 6749 §5.2)
-	"invalid_grant", "invalid_client", "token_error", "token_request_failed",
-	// Postern's checks
-	"flow_expired", "state_mismatch", "issuer_mismatch", "invalid_id_token", "nonce_mismatch", "at_hash_mismatch",
-	"userinfo_failed", "sub_mismatch", "no_email",
-	"other",
-}
+// signInReasons bound the reason label: auth's callback codes (RFC 6749 §4.1.2.1 and §5.2, OIDC Core §3.1.2.6 and
+// Postern's own checks), and "other".
+var signInReasons = append(labels(auth.CallbackCodes()), "other")
