@@ -10,6 +10,7 @@ import (
 )
 
 func TestDueGrants(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	for _, spec := range []struct {
@@ -57,6 +58,7 @@ func TestDueGrants(t *testing.T) {
 // TestDueGrantsUsesIndex holds the refresher's query to an index search, so
 // its cost does not grow with the number of grants.
 func TestDueGrantsUsesIndex(t *testing.T) {
+	t.Parallel()
 	s, _ := openTemp(t)
 	// Some rows and fresh statistics, so the planner's choice is the one it
 	// would make in production rather than on an empty table.

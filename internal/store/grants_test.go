@@ -13,6 +13,7 @@ import (
 )
 
 func TestGrantRoundTrip(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	tests := []struct {
@@ -49,6 +50,7 @@ func TestGrantRoundTrip(t *testing.T) {
 }
 
 func TestCreateGrantDefaults(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	s.now = func() time.Time { return at(0) }
@@ -71,12 +73,10 @@ func TestCreateGrantDefaults(t *testing.T) {
 }
 
 func TestCreateGrantRejects(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
-	existing := sampleGrant("taken")
-	if err := s.CreateGrant(ctx, &existing); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "taken")
 	tests := []struct {
 		name    string
 		grant   Grant
@@ -103,6 +103,7 @@ func TestCreateGrantRejects(t *testing.T) {
 }
 
 func TestGrantNotFound(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	if _, err := s.Grant(ctx, "nope"); !errors.Is(err, ErrNotFound) {
@@ -120,13 +121,11 @@ func TestGrantNotFound(t *testing.T) {
 }
 
 func TestUpdateGrant(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	s.now = func() time.Time { return at(time.Hour) }
-	orig := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &orig); err != nil {
-		t.Fatal(err)
-	}
+	orig := createGrant(t, s, "g1")
 
 	next := orig
 	next.Issuer, next.Subject, next.CreatedAt = "https://evil.example", "mallory", at(-999*time.Hour) // ignored
@@ -155,12 +154,10 @@ func TestUpdateGrant(t *testing.T) {
 // writers read the same version; the second to write must fail and must not
 // replace the first writer's (newer) refresh token.
 func TestUpdateGrantStaleWriter(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "g1")
 	a, _ := s.Grant(ctx, "g1")
 	b, _ := s.Grant(ctx, "g1")
 
@@ -183,13 +180,11 @@ func TestUpdateGrantStaleWriter(t *testing.T) {
 }
 
 func TestUpdateGrantConcurrent(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, path := openTemp(t)
 	other := openAt(t, path, newSealer(t, "old"))
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	g := createGrant(t, s, "g1")
 	const writers = 16
 	results := make(chan error, writers)
 	for i := range writers {
@@ -218,6 +213,7 @@ func TestUpdateGrantConcurrent(t *testing.T) {
 }
 
 func TestTouchGrant(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	g := sampleGrant("g1")
@@ -255,12 +251,10 @@ func TestTouchGrant(t *testing.T) {
 }
 
 func TestDeleteGrant(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	g := createGrant(t, s, "g1")
 	if err := s.DeleteGrant(ctx, "g1"); err != nil {
 		t.Fatal(err)
 	}
@@ -273,6 +267,7 @@ func TestDeleteGrant(t *testing.T) {
 }
 
 func TestGrantsBySubjectAndCount(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	for i, spec := range []struct {
@@ -321,6 +316,7 @@ func TestGrantsBySubjectAndCount(t *testing.T) {
 // TestTokensSealedAtRest greps the raw database files for the tokens. The
 // email, stored in clear, must be found, proving the grep can see row data.
 func TestTokensSealedAtRest(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, path := openTemp(t)
 	g := sampleGrant("g1")
@@ -365,6 +361,7 @@ func TestTokensSealedAtRest(t *testing.T) {
 }
 
 func TestKeyRotation(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "postern.db")
 	old := openAt(t, path, newSealer(t, "old"))
@@ -404,13 +401,11 @@ func TestKeyRotation(t *testing.T) {
 }
 
 func TestWrongKey(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "postern.db")
 	s := openAt(t, path, newSealer(t, "old"))
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "g1")
 	s.Close()
 
 	tests := []struct {
@@ -441,6 +436,7 @@ func TestWrongKey(t *testing.T) {
 // TestSealedBlobBoundToRow moves a sealed refresh token into another grant's
 // row, as an attacker with write access to the file might; it must not open.
 func TestSealedBlobBoundToRow(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	for _, id := range []string{"victim", "attacker"} {
@@ -459,6 +455,7 @@ func TestSealedBlobBoundToRow(t *testing.T) {
 }
 
 func TestDeleteEndedGrants(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	mk := func(id string, state GrantState, lastActive time.Duration) {
@@ -487,12 +484,10 @@ func TestDeleteEndedGrants(t *testing.T) {
 // TestTouchKeepsBackoff: a page view that read the grant before a refresh failed must not replace the degraded
 // grant's backoff time with its own schedule.
 func TestTouchKeepsBackoff(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "g1")
 	cur, _ := s.Grant(ctx, "g1")
 	cur.State, cur.NextRefreshAt = StateDegraded, at(5*time.Second)
 	if _, err := s.UpdateGrant(ctx, cur); err != nil {

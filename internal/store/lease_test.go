@@ -11,12 +11,10 @@ import (
 )
 
 func TestClaimLease(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "g1")
 	// Steps run in order against one grant; each states who claims when.
 	steps := []struct {
 		name    string
@@ -57,12 +55,10 @@ func TestClaimLease(t *testing.T) {
 }
 
 func TestClaimLeaseErrors(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "g1")
 	if ok, err := s.ClaimLease(ctx, "missing", "a", at(0), at(time.Minute)); ok || !errors.Is(err, ErrNotFound) {
 		t.Errorf("ClaimLease(missing grant) = %v, %v; want false, ErrNotFound", ok, err)
 	}
@@ -77,6 +73,7 @@ func TestClaimLeaseErrors(t *testing.T) {
 // TestClaimLeaseExclusive has many goroutines, split across two handles on
 // the same file (as two processes would be), race for one grant's lease.
 func TestClaimLeaseExclusive(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	a, path := openTemp(t)
 	b := openAt(t, path, newSealer(t, "old"))

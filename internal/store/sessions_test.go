@@ -11,6 +11,7 @@ import (
 )
 
 func TestSessionRoundTrip(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	s.now = func() time.Time { return at(0) }
@@ -47,6 +48,7 @@ func sameSession(t *testing.T, got, want Session) {
 }
 
 func TestSaveSessionUpsert(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	first := Session{ID: "s1", Data: []byte("v1"), CreatedAt: at(0), LastSeen: at(0), ExpiresAt: at(time.Hour)}
@@ -78,6 +80,7 @@ func TestSaveSessionUpsert(t *testing.T) {
 }
 
 func TestSaveSessionRejects(t *testing.T) {
+	t.Parallel()
 	s, _ := openTemp(t)
 	tests := []struct {
 		name string
@@ -97,6 +100,7 @@ func TestSaveSessionRejects(t *testing.T) {
 }
 
 func TestSessionExpiry(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	s.now = func() time.Time { return at(0) }
@@ -145,6 +149,7 @@ func TestSessionExpiry(t *testing.T) {
 }
 
 func TestSessionDataBoundToID(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	exp := time.Now().Add(time.Hour)
