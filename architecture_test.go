@@ -23,11 +23,7 @@ const module = "github.com/postern/postern"
 
 // pendingAllowances are rule breaches that another branch removes; each names the branch, and the test fails once
 // the breach is gone so that the entry is deleted with it.
-var pendingAllowances = map[edge]string{
-	// web/send.go still imports go-smtp for its submission error codes; branch mailrules moves them into mail
-	// (issue 9, "Protocol rules where the protocol lives"). The lead deletes this entry after merging it.
-	{"web", "github.com/emersion/go-smtp"}: "web's submission errors until branch mailrules is merged",
-}
+var pendingAllowances = map[edge]string{}
 
 // edge is one import: from (a package path relative to the module, "web") imports to (a full import path).
 type edge struct{ from, to string }
