@@ -1,14 +1,19 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,12 +109,90 @@ func (e *keeperEnv) openStore(t *testing.T) *store.SQLite {
 }
 
 // keeper returns a Keeper on the env's provider and st, quiet by default.
-func (e *keeperEnv) keeper(st GrantStore, opts KeeperOptions) *Keeper {
+func (e *keeperEnv) keeper(t *testing.T, st GrantStore, opts KeeperOptions) *Keeper {
 	if opts.Logger == nil && os.Getenv("POSTERN_TEST_LOG") != "" {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	return NewKeeper(e.p, st, opts)
+	k := NewKeeper(e.p, st, opts)
+	settleAtEnd(t, k)
+	return k
 }
+
+// probeKind chooses how a test keeper settles an unknown outcome.
+type probeKind string
+
+const (
+	byIntrospection probeKind = "introspection" // RFC 7662 on the refresh token
+	byUserinfo      probeKind = "userinfo"      // the fallback: userinfo on the access token
+)
+
+// keeperProbing is keeper with the probe chosen.
+func (e *keeperEnv) keeperProbing(t *testing.T, st GrantStore, opts KeeperOptions, probe probeKind) *Keeper {
+	t.Helper()
+	if opts.Logger == nil && os.Getenv("POSTERN_TEST_LOG") != "" {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	var c tokenClient = withoutIntrospection{e.p}
+	if probe == byIntrospection {
+		c = providerClient{e.p}
+		if !c.CanIntrospect() {
+			c = introspecting{e.p, &http.Client{Transport: e.faults}}
+		}
+	}
+	k := newKeeper(c, st, opts)
+	settleAtEnd(t, k)
+	return k
+}
+
+// withoutIntrospection is a Provider whose IdP offers no introspection.
+type withoutIntrospection struct{ *Provider }
+
+func (withoutIntrospection) CanIntrospect() bool { return false }
+func (withoutIntrospection) Introspect(context.Context, string, string) (bool, error) {
+	return false, errors.New("no introspection")
+}
+
+// introspecting adds RFC 7662 introspection (client_secret_basic) to a
+// Provider that lacks it, for the tests.
+type introspecting struct {
+	*Provider
+	hc *http.Client
+}
+
+func (introspecting) CanIntrospect() bool { return true }
+func (c introspecting) Introspect(ctx context.Context, token, hint string) (bool, error) {
+	form := url.Values{"token": {token}, "token_type_hint": {hint}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, keeperIssuer+"/api/oidc/introspection", strings.NewReader(form.Encode()))
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(keeperClient, keeperSecret)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return false, fmt.Errorf("introspect: %w: %w", ErrTransient, err)
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Active bool `json:"active"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("introspect: HTTP %d: %w", resp.StatusCode, ErrTransient)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return false, fmt.Errorf("introspect: %w: %w", ErrTransient, err)
+	}
+	return v.Active, nil
+}
+
+// settleAtEnd makes the test wait, before its bubble ends, for the refreshes
+// k runs behind page views, as a process's shutdown would.
+func settleAtEnd(t *testing.T, k *Keeper) {
+	t.Cleanup(func() { settle(k) })
+}
+
+// settle waits until no refresh runs detached from its caller.
+func settle(k *Keeper) { <-k.calls.idleCh() }
 
 // start signs ann in through the IdP's pages and stores the grant.
 func (e *keeperEnv) start(t *testing.T, k *Keeper) string {
@@ -175,9 +258,21 @@ type faults struct {
 	tokenTimes  []time.Time   // when each token request started
 	inflight    int
 	maxInflight int
+
+	// A freeze holds every request until frozenUntil, then hands them to
+	// the IdP one by one in arrival order, as a stopped process (SIGSTOP)
+	// whose kernel accepted the connections does. A request whose client
+	// gave up is still processed (its answer is lost), unless dropGone is
+	// set, as a queueing proxy that drops requests of gone clients does.
+	frozenUntil time.Time
+	dropGone    bool
+	lastFrozen  chan struct{} // closed when the previous frozen request is done
 }
 
 func (f *faults) RoundTrip(req *http.Request) (*http.Response, error) {
+	if frozen, resp, err := f.frozen(req); frozen {
+		return resp, err
+	}
 	token := strings.HasSuffix(req.URL.Path, "/api/oidc/token")
 	f.mu.Lock()
 	refuse, delay := f.refuse, f.tokenDelay
@@ -212,6 +307,54 @@ func (f *faults) RoundTrip(req *http.Request) (*http.Response, error) {
 	return f.next.RoundTrip(req)
 }
 
+// frozen serves req through the freeze, if one is on.
+func (f *faults) frozen(req *http.Request) (bool, *http.Response, error) {
+	f.mu.Lock()
+	until, drop := f.frozenUntil, f.dropGone
+	if !time.Now().Before(until) {
+		f.mu.Unlock()
+		return false, nil, nil
+	}
+	prev := f.lastFrozen
+	done := make(chan struct{})
+	f.lastFrozen = done
+	f.mu.Unlock()
+	var body []byte
+	if req.Body != nil {
+		body, _ = io.ReadAll(req.Body) // the IdP's kernel has accepted and buffered the request
+	}
+	type answer struct {
+		resp *http.Response
+		err  error
+	}
+	out := make(chan answer, 1)
+	go func() {
+		defer close(done)
+		sleepUntil(until)
+		if prev != nil {
+			<-prev
+		}
+		if drop && req.Context().Err() != nil {
+			return
+		}
+		r := req.Clone(context.Background())
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		resp, err := f.next.RoundTrip(r)
+		out <- answer{resp, err}
+	}()
+	select {
+	case a := <-out:
+		return true, a.resp, a.err
+	case <-req.Context().Done():
+		return true, nil, req.Context().Err() // the answer, if any, goes to a closed connection
+	}
+}
+
+// freeze holds the IdP for d from now; dropGone as in faults.
+func (f *faults) freeze(d time.Duration, dropGone bool) {
+	f.set(func(f *faults) { f.frozenUntil, f.dropGone = time.Now().Add(d), dropGone })
+}
+
 func (f *faults) set(fn func(f *faults)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -233,7 +376,7 @@ func (e *keeperEnv) checkNoReuse(t *testing.T) {
 func TestKeeperStartTokenInfo(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{})
+		k := e.keeper(t, e.st, KeeperOptions{})
 		id := e.start(t, k)
 		tok, err := k.Token(t.Context(), id)
 		if err != nil {
@@ -264,7 +407,7 @@ func TestKeeperStartTokenInfo(t *testing.T) {
 func TestConcurrentTokenAfterExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{})
+		k := e.keeper(t, e.st, KeeperOptions{})
 		id := e.start(t, k)
 		time.Sleep(61 * time.Minute) // the access token has expired; the refresh token lives 90m
 		before := e.idp.Stats().TokenRequests
@@ -301,18 +444,20 @@ func TestConcurrentTokenAfterExpiry(t *testing.T) {
 func TestInvalidGrantNeedsSignIn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{})
+		k := e.keeper(t, e.st, KeeperOptions{})
 		id := e.start(t, k)
 		// Revoke the grant behind Postern's back (as an admin would).
 		if err := e.p.Revoke(t.Context(), e.grant(t, id).RefreshToken, "refresh_token"); err != nil {
 			t.Fatalf("Revoke() = %v", err)
 		}
 		time.Sleep(59 * time.Minute)
+		k.Token(t.Context(), id) // the access token is still valid: the refresh runs behind the view
+		settle(k)
 		if _, err := k.Token(t.Context(), id); !errors.Is(err, ErrNeedsSignIn) {
 			t.Fatalf("Token() after invalid_grant = %v, want ErrNeedsSignIn", err)
 		}
 		g := e.grant(t, id)
-		if g.State != store.StateNeedsSignIn || g.LastError != reasonInvalidGrant ||
+		if g.State != store.StateNeedsSignIn || Reason(g.LastError) != ReasonInvalidGrant ||
 			g.AccessToken != "" || g.RefreshToken != "" || g.IDToken != "" {
 			t.Errorf("grant = state %q, reason %q, tokens dropped %v; want needs_sign_in, invalid_grant, true",
 				g.State, g.LastError, g.AccessToken+g.RefreshToken+g.IDToken == "")
@@ -327,42 +472,65 @@ func TestInvalidGrantNeedsSignIn(t *testing.T) {
 		if n := e.idp.Stats().TokenRequests - before; n != 0 {
 			t.Errorf("token requests after needs_sign_in = %d, want 0", n)
 		}
-		if m := k.Metrics(); m.RefreshOutcomes[reasonInvalidGrant] != 1 || m.SignInRequired[reasonInvalidGrant] != 1 {
+		if m := k.Metrics(); m.RefreshOutcomes[ReasonInvalidGrant] != 1 || m.SignInRequired[ReasonInvalidGrant] != 1 {
 			t.Errorf("Metrics() = %+v", m)
 		}
 	})
 }
 
 // TestLostRefreshResponse: the IdP commits a rotation and the answer is
-// lost. The probe sees the old access token revoked, so the grant needs a
-// sign-in, and the spent refresh token is never presented again.
+// lost. The probe shows it — introspection finds the refresh token spent, or
+// userinfo finds the old access token revoked — so the grant needs a sign-in
+// with the probe's reason, and the spent refresh token is never presented
+// again.
 func TestLostRefreshResponse(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{})
-		stop := runKeeper(t, k)
-		id := e.start(t, k)
-		old := e.grant(t, id)
-		e.idp.LoseNextTokenResponse()
-		sleepUntil(old.AccessExpiry.Add(-2 * time.Minute))
-		if _, err := k.Token(t.Context(), id); !errors.Is(err, ErrNeedsSignIn) {
-			t.Fatalf("Token() after a lost refresh = %v, want ErrNeedsSignIn", err)
-		}
-		time.Sleep(3 * time.Hour) // the refresher must leave it alone
-		stop()
-		s := e.idp.Stats()
-		if s.RefreshReuses != 0 || s.TokenRequests != 2 {
-			t.Errorf("IdP: %d refresh reuses, %d token requests; want 0 and 2 (code exchange, lost refresh)",
-				s.RefreshReuses, s.TokenRequests)
-		}
-		g := e.grant(t, id)
-		if g.State != store.StateNeedsSignIn || g.LastError != reasonRefreshLost {
-			t.Errorf("grant = %q (%q), want needs_sign_in (refresh_lost)", g.State, g.LastError)
-		}
-		if m := k.Metrics(); m.Probes[probeRevoked] != 1 || m.RefreshOutcomes[reasonOutcomeUnknown] != 1 {
-			t.Errorf("Metrics() = %+v", m)
-		}
-	})
+	for _, tc := range []struct {
+		probe  probeKind
+		reason Reason
+		result ProbeResult
+	}{
+		{byIntrospection, ReasonRefreshSpent, ProbeInactive},
+		{byUserinfo, ReasonRefreshLost, ProbeRevoked},
+	} {
+		t.Run(string(tc.probe), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e := newKeeperEnv(t)
+				k := e.keeperProbing(t, e.st, KeeperOptions{}, tc.probe)
+				stop := runKeeper(t, k)
+				id := e.start(t, k)
+				old := e.grant(t, id)
+				e.idp.LoseNextTokenResponse()
+				sleepUntil(old.AccessExpiry.Add(-2 * time.Minute))
+				// The access token is still valid: the view gets it at once, and the refresh runs behind it.
+				if tok, err := k.Token(t.Context(), id); err != nil || tok.Access != old.AccessToken {
+					t.Fatalf("Token() while the access token is valid = %v, want the current token", err)
+				}
+				settle(k)
+				if _, err := k.Token(t.Context(), id); !errors.Is(err, ErrNeedsSignIn) {
+					t.Fatalf("Token() after a lost refresh = %v, want ErrNeedsSignIn", err)
+				}
+				time.Sleep(3 * time.Hour) // the refresher must leave it alone
+				stop()
+				s := e.idp.Stats()
+				if s.RefreshReuses != 0 || s.TokenRequests != 2 {
+					t.Errorf("IdP: %d refresh reuses, %d token requests; want 0 and 2 (code exchange, lost refresh)",
+						s.RefreshReuses, s.TokenRequests)
+				}
+				g := e.grant(t, id)
+				if g.State != store.StateNeedsSignIn || Reason(g.LastError) != tc.reason {
+					t.Errorf("grant = %q (%q), want needs_sign_in (%s)", g.State, g.LastError, tc.reason)
+				}
+				info, err := k.Info(t.Context(), id)
+				if err != nil || info.Reason != tc.reason {
+					t.Errorf("Info() = reason %q, %v; want %q for the Session page", info.Reason, err, tc.reason)
+				}
+				if m := k.Metrics(); m.Probes[tc.result] != 1 || m.RefreshOutcomes[ReasonOutcomeUnknown] != 1 ||
+					m.SignInRequired[tc.reason] != 1 {
+					t.Errorf("Metrics() = %+v", m)
+				}
+			})
+		})
+	}
 }
 
 // TestUnknownOutcomeNotCommitted: the refresh request dies after sending
@@ -372,17 +540,21 @@ func TestLostRefreshResponse(t *testing.T) {
 // succeeds.
 func TestUnknownOutcomeNotCommitted(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		at   time.Duration // when, after sign-in, the failing refresh happens
-		view bool          // a page view triggers it (else the background refresher)
+		name  string
+		at    time.Duration // when, after sign-in, the failing refresh happens
+		view  bool          // a page view triggers it (else the background refresher)
+		probe probeKind
+		want  ProbeResult // the result of both probes
 	}{
-		{"probe while access token valid", 58 * time.Minute, true},
-		{"idle grant, access token expired", 0, false},
+		{"probe while access token valid", 58 * time.Minute, true, byUserinfo, ProbeAlive},
+		{"idle grant, access token expired", 0, false, byUserinfo, ProbeExpired},
+		{"introspection, access token valid", 58 * time.Minute, true, byIntrospection, ProbeActive},
+		{"introspection, idle grant", 0, false, byIntrospection, ProbeActive},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				e := newKeeperEnv(t)
-				k := e.keeper(e.st, KeeperOptions{})
+				k := e.keeperProbing(t, e.st, KeeperOptions{}, tc.probe)
 				id := e.start(t, k)
 				e.faults.set(func(f *faults) { f.resetToken = 1 })
 				stop := runKeeper(t, k)
@@ -392,7 +564,8 @@ func TestUnknownOutcomeNotCommitted(t *testing.T) {
 					if err != nil || tok.Access != e.grant(t, id).AccessToken {
 						t.Fatalf("Token() during an unknown outcome = %v, want the old, still valid token", err)
 					}
-					if g := e.grant(t, id); g.State != store.StateDegraded || g.LastError != reasonOutcomeUnknown {
+					settle(k) // the view did not wait for the refresh it started
+					if g := e.grant(t, id); g.State != store.StateDegraded || Reason(g.LastError) != ReasonOutcomeUnknown {
 						t.Errorf("grant = %q (%q), want degraded (outcome_unknown) until a second probe", g.State, g.LastError)
 					}
 				}
@@ -405,11 +578,8 @@ func TestUnknownOutcomeNotCommitted(t *testing.T) {
 				}
 				e.checkNoReuse(t)
 				m := k.Metrics()
-				want := probeAlive
-				if !tc.view {
-					want = probeExpired
-				}
-				if m.Probes[want] != 2 || m.RefreshOutcomes[reasonOutcomeUnknown] != 1 {
+				want := tc.want
+				if m.Probes[want] != 2 || m.RefreshOutcomes[ReasonOutcomeUnknown] != 1 {
 					t.Errorf("Metrics() = %+v, want two %q probes: after the failure and before the retry", m, want)
 				}
 			})
@@ -425,7 +595,7 @@ func TestOutage(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				e := newKeeperEnv(t)
-				k := e.keeper(e.st, KeeperOptions{})
+				k := e.keeper(t, e.st, KeeperOptions{})
 				const grants = 10
 				ids := make([]string, grants)
 				for i := range ids {
@@ -481,7 +651,7 @@ func TestOutage(t *testing.T) {
 func TestReplace(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{})
+		k := e.keeper(t, e.st, KeeperOptions{})
 		id := e.start(t, k)
 		first := e.grant(t, id).AccessToken
 
@@ -513,7 +683,7 @@ func TestReplace(t *testing.T) {
 func TestSignOut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{})
+		k := e.keeper(t, e.st, KeeperOptions{})
 		id := e.start(t, k)
 		g := e.grant(t, id)
 		if err := k.SignOut(t.Context(), id); err != nil {
@@ -539,7 +709,7 @@ func TestSignOut(t *testing.T) {
 func TestSessionPolicy(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{IdleTimeout: 3 * time.Hour, Lifetime: 5 * time.Hour})
+		k := e.keeper(t, e.st, KeeperOptions{IdleTimeout: 3 * time.Hour, Lifetime: 5 * time.Hour})
 		idle := e.start(t, k)
 		busy := e.start(t, k)
 		stop := runKeeper(t, k)
@@ -575,7 +745,7 @@ func TestSessionPolicy(t *testing.T) {
 func TestShortLivedAccessTokens(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnvTTL(t, 12*time.Second)
-		k := e.keeper(e.st, KeeperOptions{})
+		k := e.keeper(t, e.st, KeeperOptions{})
 		id := e.start(t, k)
 		for i := range 40 { // a view every 3 s for 2 minutes: about ten rotations
 			tok, err := k.Token(t.Context(), id)

@@ -271,6 +271,7 @@ func TestRefreshUntraced(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			q := *p
 			q.hc = &http.Client{Transport: failing{tt.err}}
+			q.tokenHC = q.hc
 			if _, err := q.Refresh(context.Background(), "rt"); !errors.Is(err, tt.want) {
 				t.Errorf("Refresh() = %v, want %v", err, tt.want)
 			}

@@ -110,8 +110,8 @@ func TestWatchRestartsIdle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conns := e.srv.Stats().IMAPConnections
-	time.Sleep(200 * time.Millisecond) // several DONE / IDLE rounds
+	conns, idles := e.srv.Stats().IMAPConnections, e.srv.Stats().IdleCommands
+	waitFor(t, "three more IDLE rounds", func() bool { return e.srv.Stats().IdleCommands >= idles+3 })
 	noSignal(t, ch, "re-IDLE")
 	if err := other.Append(ctxT(t), "INBOX", nil, bulkMessage(1)); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -68,6 +69,7 @@ func (s *Server) withRequestLog(next http.Handler) http.Handler {
 			s.logger.Info("http request", slog.String("request_id", id), slog.String("method", r.Method),
 				slog.String("path", r.URL.Path), slog.Int("status", rec.status),
 				slog.Duration("duration", time.Since(start)))
+			s.obs.ObserveRequest(s.RoutePattern(r), cmp.Or(rec.status, http.StatusOK), time.Since(start))
 		}()
 		next.ServeHTTP(rec, r)
 	})

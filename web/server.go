@@ -67,6 +67,8 @@ type Config struct {
 	// at or below the submission server's message size limit, so that a message too big to send is refused here,
 	// before the upload, rather than after it.
 	MaxUpload int64
+	// Observer, when set, is told of every request, sign-in and submission (observe.go); cmd passes the metrics.
+	Observer Observer
 }
 
 // DefaultStallTimeout is Config.StallTimeout's default: a minute without progress is a client gone, not a slow link
@@ -90,6 +92,8 @@ type Server struct {
 	uploads *uploadStash
 	// watchers bounds the live-update streams per grant (events.go).
 	watchers *watchLimiter
+	// obs is told what happened (observe.go); never nil.
+	obs Observer
 }
 
 // New checks the configuration, parses every template (a broken template fails here, at start-up, not on a user's
@@ -141,6 +145,7 @@ func New(cfg Config, a Authenticator, t Tokens, m Mailer, ss SessionStore) (*Ser
 		secure: cfg.PublicURL.Scheme == "https",
 		pages:  p,
 	}
+	s.observe(cfg.Observer)
 	s.uploads = newUploadStash(cfg.MaxUpload)
 	s.watchers = newWatchLimiter(maxWatchersPerGrant, maxWatchersTotal)
 	s.sessions = newServerStore(ss, cfg.SessionSecret, cfg.CookieName, s.secure, cfg.IdleTimeout, cfg.Lifetime)

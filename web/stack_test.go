@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"crypto/rand"
-	"crypto/rsa"
 	"io"
 	"log/slog"
 	"net"
@@ -13,7 +12,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -67,22 +65,6 @@ func withStallTimeout(d time.Duration) stackOption { return func(o *stackOptions
 // withQuota gives every account of the dev mail server a storage quota (APPEND over it fails with OVERQUOTA).
 func withQuota(bytes int64) stackOption { return func(o *stackOptions) { o.quota = bytes } }
 
-var (
-	keyOnce sync.Once
-	rsaKey  *rsa.PrivateKey
-)
-
-func signingKey(t testing.TB) *rsa.PrivateKey {
-	keyOnce.Do(func() {
-		var err error
-		rsaKey, err = rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			panic(err)
-		}
-	})
-	return rsaKey
-}
-
 const clientSecret = "a+secret/with%odd:chars"
 
 func newStack(t testing.TB, opts ...stackOption) *stack {
@@ -102,8 +84,7 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 			{Username: "alice", Password: "alice-password", Email: "alice@example.test", Name: "Alice Liddell"},
 			{Username: "bob", Password: "bob-password", Email: "bob@example.test", Name: "Bob Marley"},
 		},
-		Clients:    []idp.Client{{ID: "postern", Secret: clientSecret, RedirectURIs: []string{RedirectURL(public)}}},
-		SigningKey: signingKey(t),
+		Clients: []idp.Client{{ID: "postern", Secret: clientSecret, RedirectURIs: []string{RedirectURL(public)}}},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -87,6 +87,10 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		ClientSecret: cfg.OIDC.ClientSecret,
 		RedirectURL:  web.RedirectURL(public),
 		Scopes:       cfg.OIDC.Scopes,
+		// Short for what may be abandoned, long for token calls: a refresh abandoned early may still commit.
+		Timeout:          cfg.OIDC.HTTPTimeout,
+		TokenTimeout:     cfg.OIDC.TokenTimeout,
+		IntrospectionURL: cfg.OIDC.IntrospectionURL,
 	}, hc, logger)
 	if err != nil {
 		return nil, err
@@ -98,6 +102,7 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		Lifetime:             cfg.Session.Lifetime,
 		Concurrency:          cfg.Tokens.RefreshConcurrency,
 		MaxPerSecond:         cfg.Tokens.MaxRefreshesPerSecond,
+		TokenCallTimeout:     cfg.OIDC.TokenTimeout,
 		Logger:               logger,
 	})
 
@@ -129,14 +134,18 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		MaxUpload:     int64(cfg.Web.MaxUploadMB) << 20,
 		Logger:        logger,
 		Version:       version,
-		Sender:        a.metrics.CountSends(web.SMTPSender{Server: a.smtp}),
-	}, a.metrics.CountSignIns(a.auth), a.keeper, a.pool, a.store)
+		Sender:        web.SMTPSender{Server: a.smtp},
+		// The metrics count what web reports: requests by route, sign-ins, submissions.
+		Observer: a.metrics,
+	}, a.auth, a.keeper, a.pool, a.store)
 	if err != nil {
 		return nil, err
 	}
 	a.web.SetReadiness(map[string]web.Checker{
 		"store": web.CheckFunc(a.store.Ping),
-		"idp":   web.DiscoveryCheck(hc, cfg.OIDC.Issuer, 10*time.Second),
+		// The discovery document, through the Provider's client; cached so that frequent probes cost the IdP one
+		// request per 10 s.
+		"idp": web.CacheCheck(web.CheckFunc(a.auth.Probe), 10*time.Second),
 		// Cached like discovery, so that probing /readyz does not open a connection to the mail server each time.
 		"imap": web.CacheCheck(web.IMAPCheck(imapSrv), 10*time.Second),
 	})
@@ -229,11 +238,11 @@ func (a *app) serve(ctx context.Context, srv *http.Server, errc <-chan error) er
 	return serveErr
 }
 
-// handler is the app's public HTTP handler: the web server, timed per route pattern for the metrics.
-func (a *app) handler() http.Handler { return a.metrics.Middleware(a.web.RoutePattern)(a.web) }
+// handler is the app's public HTTP handler; the web server reports each request to the metrics itself.
+func (a *app) handler() http.Handler { return a.web }
 
-// janitor closes idle IMAP connections (well before the server's 30-minute autologout), deletes expired sessions and
-// sweeps grants that ended long ago.
+// janitor closes idle IMAP connections (well before the server's 30-minute autologout) and deletes expired sessions.
+// Grants are the keeper's: its Run also deletes those that ended long ago.
 func (a *app) janitor(ctx context.Context) {
 	t := time.NewTicker(30 * time.Second)
 	defer t.Stop()
@@ -247,13 +256,6 @@ func (a *app) janitor(ctx context.Context) {
 				a.log.Warn("delete expired sessions", slog.Any("err", err))
 			} else if n > 0 {
 				a.log.Debug("expired sessions deleted", slog.Int("count", n))
-			}
-			// A grant the IdP ended (needs_sign_in) whose user has not come back within the session idle timeout
-			// has no session left to come back with.
-			if n, err := a.store.DeleteEndedGrants(ctx, now.Add(-a.cfg.Session.IdleTimeout)); err != nil {
-				a.log.Warn("delete ended grants", slog.Any("err", err))
-			} else if n > 0 {
-				a.log.Info("ended grants deleted", slog.Int("count", n))
 			}
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/cookiejar"
@@ -20,8 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/devstack"
 	"github.com/postern/postern/internal/devstack/idp"
-	"github.com/postern/postern/internal/devstack/mailserver"
 )
 
 // A fleet is several `postern serve` processes — real processes, so that kill -9 and restarts are real — sharing
@@ -45,57 +44,21 @@ var buildOnce = sync.OnceValues(func() (string, error) {
 	return bin, nil
 })
 
-// peers are the dev IdP and mail server of a fleet, with users user01…userNN.
-type peers struct {
-	idp    *idp.IdP
-	mail   *mailserver.Server
-	users  []idp.User
-	secret string
-	imap   string
-	smtp   string
-}
-
-// startPeers starts the dev IdP (access tokens living accessLife) and mail server with n users.
-func startPeers(t *testing.T, publicURL string, n int, accessLife time.Duration) *peers {
+// startPeers starts the dev peers (access tokens living accessLife) with n users, user01…userNN.
+func startPeers(t *testing.T, publicURL string, n int, accessLife time.Duration) (*devstack.Stack, []idp.User) {
 	t.Helper()
-	p := &peers{secret: randomString(24)}
+	var users []idp.User
 	for i := 1; i <= n; i++ {
 		name := fmt.Sprintf("user%02d", i)
-		p.users = append(p.users, idp.User{Username: name, Password: name + "-password", Email: name + "@example.test", Name: name})
+		users = append(users, idp.User{Username: name, Password: name + "-password", Email: name + "@example.test", Name: name})
 	}
-	var err error
-	p.idp, err = idp.Start("127.0.0.1:0", idp.Options{
-		Users: p.users,
-		Clients: []idp.Client{{ID: "postern", Secret: p.secret, RedirectURIs: []string{publicURL + "/callback"},
-			Scopes: []string{"openid", "profile", "email", "offline_access"}}},
-		AccessTokenLifespan: accessLife,
-		Logger:              slog.New(slog.DiscardHandler),
-	})
+	p, err := devstack.Start(devstack.Options{RedirectURIs: []string{publicURL + "/callback"}, Users: users,
+		AccessTokenLifespan: accessLife})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.idp.Close() })
-	p.mail, err = mailserver.New(mailserver.Options{UserinfoURL: p.idp.Issuer() + "/api/oidc/userinfo",
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.mail.Close() })
-	for _, u := range p.users {
-		if err := p.mail.Seed(u.Email); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ia, err := p.mail.ListenIMAP("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sa, err := p.mail.ListenSMTP("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.imap, p.smtp = ia.String(), sa.String()
-	return p
+	t.Cleanup(p.Close)
+	return p, users
 }
 
 // fleet is the running instances.
@@ -111,7 +74,7 @@ type fleet struct {
 
 // startFleet writes one configuration for n instances on PostgreSQL and starts them; instance 0's address is the
 // public URL (the IdP sends browsers back there), the others are reached directly, as a load balancer would.
-func startFleet(t *testing.T, n int, accessLife time.Duration, users int) (*fleet, *peers) {
+func startFleet(t *testing.T, n int, accessLife time.Duration, users int) (*fleet, *devstack.Stack, []idp.User) {
 	t.Helper()
 	if os.Getenv(instancesEnv) == "" {
 		t.Skipf("multi-instance tests skipped: set %s=1 (and %s)", instancesEnv, postgresDSNEnv)
@@ -125,13 +88,13 @@ func startFleet(t *testing.T, n int, accessLife time.Duration, users int) (*flee
 	for range n {
 		f.addrs = append(f.addrs, freeAddr(t))
 	}
-	p := startPeers(t, "http://"+f.addrs[0], users, accessLife)
+	p, us := startPeers(t, "http://"+f.addrs[0], users, accessLife)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "dsn"), []byte(dsn), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	imapHost, imapPort := splitHostPort(t, p.imap)
-	smtpHost, smtpPort := splitHostPort(t, p.smtp)
+	imapHost, imapPort := splitAddr(p.IMAP)
+	smtpHost, smtpPort := splitAddr(p.SMTP)
 	cfg := fmt.Sprintf(`server:
   public_url: http://%s
 oidc:
@@ -154,7 +117,7 @@ storage:
   encryption_key: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=
 log:
   level: info
-`, f.addrs[0], p.idp.Issuer(), p.secret, imapHost, imapPort, smtpHost, smtpPort)
+`, f.addrs[0], p.IdP.Issuer(), p.ClientSecret, imapHost, imapPort, smtpHost, smtpPort)
 	f.config = filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(f.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -174,7 +137,7 @@ log:
 			}
 		}
 	})
-	return f, p
+	return f, p, us
 }
 
 func tail(s string, n int) string {
@@ -182,16 +145,6 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
-}
-
-func splitHostPort(t *testing.T, addr string) (string, int) {
-	t.Helper()
-	var port int
-	i := strings.LastIndexByte(addr, ':')
-	if _, err := fmt.Sscan(addr[i+1:], &port); err != nil {
-		t.Fatal(err)
-	}
-	return addr[:i], port
 }
 
 // start starts instance i and waits until it serves.

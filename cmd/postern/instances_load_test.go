@@ -9,17 +9,19 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/internal/devstack/idp"
 )
 
 // rotationsWanted is how many refresh-token rotations each fleet run must see.
 const rotationsWanted = 1000
 
 // signInAll signs every peer user in through instance 0, a few at a time.
-func signInAll(ctx context.Context, f *fleet, p *peers) []*browser {
-	users := make([]*browser, len(p.users))
+func signInAll(ctx context.Context, f *fleet, us []idp.User) []*browser {
+	users := make([]*browser, len(us))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 4)
-	for i, u := range p.users {
+	for i, u := range us {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
@@ -37,14 +39,14 @@ func signInAll(ctx context.Context, f *fleet, p *peers) []*browser {
 func TestInstancesShareRotations(t *testing.T) {
 	for _, n := range []int{2, 3} {
 		t.Run(fmt.Sprintf("%d instances", n), func(t *testing.T) {
-			f, p := startFleet(t, n, 11*time.Second, 16)
+			f, p, us := startFleet(t, n, 11*time.Second, 16)
 			ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 			defer cancel()
-			users := signInAll(ctx, f, p)
-			start := p.idp.Stats()
+			users := signInAll(ctx, f, us)
+			start := p.IdP.Stats()
 			began := time.Now()
-			counts := f.load(ctx, users, func() bool { return p.idp.Stats().Refreshes-start.Refreshes >= rotationsWanted }, nil)
-			s := p.idp.Stats()
+			counts := f.load(ctx, users, func() bool { return p.IdP.Stats().Refreshes-start.Refreshes >= rotationsWanted }, nil)
+			s := p.IdP.Stats()
 			total := 0
 			for _, c := range counts {
 				total += c
@@ -69,11 +71,11 @@ func TestInstancesShareRotations(t *testing.T) {
 // TestInstancesRollingRestart restarts each of three instances in turn (SIGTERM, drain, start) while the load
 // goes on: no view may fail except on the instance being restarted while it is down, and nobody is signed out.
 func TestInstancesRollingRestart(t *testing.T) {
-	f, p := startFleet(t, 3, 11*time.Second, 8)
+	f, p, us := startFleet(t, 3, 11*time.Second, 8)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	users := signInAll(ctx, f, p)
-	start := p.idp.Stats()
+	users := signInAll(ctx, f, us)
+	start := p.IdP.Stats()
 	var mu sync.Mutex
 	down := -1
 	done := make(chan map[outcome]int)
@@ -99,7 +101,7 @@ func TestInstancesRollingRestart(t *testing.T) {
 	stopped = true
 	mu.Unlock()
 	counts := <-done
-	s := p.idp.Stats()
+	s := p.IdP.Stats()
 	total := 0
 	for _, c := range counts {
 		total += c

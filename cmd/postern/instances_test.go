@@ -66,13 +66,13 @@ func TestPostgresInstancesShareSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.close()
+	defer d.Close()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "dsn"), []byte(dsn+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	imapHost, imapPort := splitAddr(d.imapAddr)
-	smtpHost, smtpPort := splitAddr(d.smtpAddr)
+	imapHost, imapPort := splitAddr(d.IMAP)
+	smtpHost, smtpPort := splitAddr(d.SMTP)
 	cfg := fmt.Sprintf(`server:
   public_url: http://%s
   listen: %s
@@ -94,7 +94,7 @@ storage:
   driver: postgres
   dsn_file: dsn
   encryption_key: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=
-`, addrA, addrA, d.idp.Issuer(), d.secret, imapHost, imapPort, smtpHost, smtpPort)
+`, addrA, addrA, d.IdP.Issuer(), d.ClientSecret, imapHost, imapPort, smtpHost, smtpPort)
 	path := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

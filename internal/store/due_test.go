@@ -56,6 +56,7 @@ func contractDueGrants(t *testing.T, s *testStore) {
 // TestDueGrantsUsesIndex holds the refresher's query to an index search, so
 // its cost does not grow with the number of grants.
 func TestDueGrantsUsesIndex(t *testing.T) {
+	t.Parallel()
 	s, _ := openTemp(t)
 	// Some rows and fresh statistics, so the planner's choice is the one it
 	// would make in production rather than on an empty table.

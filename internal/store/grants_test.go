@@ -70,10 +70,7 @@ func contractCreateGrantDefaults(t *testing.T, s *testStore) {
 
 func contractCreateGrantRejects(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	existing := sampleGrant("taken")
-	if err := s.CreateGrant(ctx, &existing); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "taken")
 	tests := []struct {
 		name    string
 		grant   Grant
@@ -118,10 +115,7 @@ func contractGrantNotFound(t *testing.T, s *testStore) {
 func contractUpdateGrant(t *testing.T, s *testStore) {
 	ctx := context.Background()
 	s.now = func() time.Time { return at(time.Hour) }
-	orig := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &orig); err != nil {
-		t.Fatal(err)
-	}
+	orig := createGrant(t, s, "g1")
 
 	next := orig
 	next.Issuer, next.Subject, next.CreatedAt = "https://evil.example", "mallory", at(-999*time.Hour) // ignored
@@ -151,10 +145,7 @@ func contractUpdateGrant(t *testing.T, s *testStore) {
 // replace the first writer's (newer) refresh token.
 func contractUpdateGrantStaleWriter(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "g1")
 	a, _ := s.Grant(ctx, "g1")
 	b, _ := s.Grant(ctx, "g1")
 
@@ -179,10 +170,7 @@ func contractUpdateGrantStaleWriter(t *testing.T, s *testStore) {
 func contractUpdateGrantConcurrent(t *testing.T, s *testStore) {
 	ctx := context.Background()
 	other := s.reopen(t)
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	g := createGrant(t, s, "g1")
 	const writers = 16
 	results := make(chan error, writers)
 	for i := range writers {
@@ -248,10 +236,7 @@ func contractTouchGrant(t *testing.T, s *testStore) {
 
 func contractDeleteGrant(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	g := createGrant(t, s, "g1")
 	if err := s.DeleteGrant(ctx, "g1"); err != nil {
 		t.Fatal(err)
 	}
@@ -311,6 +296,7 @@ func contractGrantsBySubjectAndCount(t *testing.T, s *testStore) {
 // TestTokensSealedAtRest greps the raw database files for the tokens. The
 // email, stored in clear, must be found, proving the grep can see row data.
 func TestTokensSealedAtRest(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, path := openTemp(t)
 	g := sampleGrant("g1")
@@ -355,6 +341,7 @@ func TestTokensSealedAtRest(t *testing.T) {
 }
 
 func TestKeyRotation(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "postern.db")
 	old := openAt(t, path, newSealer(t, "old"))
@@ -394,13 +381,11 @@ func TestKeyRotation(t *testing.T) {
 }
 
 func TestWrongKey(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "postern.db")
 	s := openAt(t, path, newSealer(t, "old"))
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "g1")
 	s.Close()
 
 	tests := []struct {
@@ -476,10 +461,7 @@ func contractDeleteEndedGrants(t *testing.T, s *testStore) {
 // grant's backoff time with its own schedule.
 func contractTouchKeepsBackoff(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "g1")
 	cur, _ := s.Grant(ctx, "g1")
 	cur.State, cur.NextRefreshAt = StateDegraded, at(5*time.Second)
 	if _, err := s.UpdateGrant(ctx, cur); err != nil {

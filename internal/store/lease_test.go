@@ -12,10 +12,7 @@ import (
 
 func contractClaimLease(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "g1")
 	// Steps run in order against one grant; each states who claims when.
 	steps := []struct {
 		name    string
@@ -57,10 +54,7 @@ func contractClaimLease(t *testing.T, s *testStore) {
 
 func contractClaimLeaseErrors(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "g1")
 	if ok, err := s.ClaimLease(ctx, "missing", "a", at(0), at(time.Minute)); ok || !errors.Is(err, ErrNotFound) {
 		t.Errorf("ClaimLease(missing grant) = %v, %v; want false, ErrNotFound", ok, err)
 	}

@@ -84,12 +84,14 @@ func dialIMAP(t *testing.T, s *Server) *imapclient.Client {
 }
 
 func TestNewRequiresUserinfoURL(t *testing.T) {
+	t.Parallel()
 	if _, err := New(Options{}); err == nil {
 		t.Error("New(Options{}) succeeded, want an error")
 	}
 }
 
 func TestIMAPAuthenticate(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		mech     string
@@ -140,6 +142,7 @@ func TestIMAPAuthenticate(t *testing.T) {
 }
 
 func TestIMAPDisconnectsAfterMaxFailures(t *testing.T) {
+	t.Parallel()
 	s, _ := newServer(t, Options{})
 	c := dialIMAP(t, s)
 	for i := 1; i <= 3; i++ {
@@ -158,6 +161,7 @@ func TestIMAPDisconnectsAfterMaxFailures(t *testing.T) {
 }
 
 func TestIMAPRefusesLogin(t *testing.T) {
+	t.Parallel()
 	s, _ := newServer(t, Options{})
 	c := dialIMAP(t, s)
 	if err := c.Login("alice@example.test", "good-alice@example.test").Wait(); err == nil {
@@ -166,6 +170,7 @@ func TestIMAPRefusesLogin(t *testing.T) {
 }
 
 func TestSMTPSubmission(t *testing.T) {
+	t.Parallel()
 	s, _ := newServer(t, Options{})
 	if err := s.Seed("bob@example.test"); err != nil {
 		t.Fatal(err)
@@ -230,6 +235,7 @@ func TestSMTPSubmission(t *testing.T) {
 }
 
 func TestSMTPDisconnectsAfterMaxFailures(t *testing.T) {
+	t.Parallel()
 	s, _ := newServer(t, Options{})
 	addr, err := s.ListenSMTP("127.0.0.1:0")
 	if err != nil {
@@ -251,6 +257,7 @@ func TestSMTPDisconnectsAfterMaxFailures(t *testing.T) {
 }
 
 func TestSeed(t *testing.T) {
+	t.Parallel()
 	s, calls := newServer(t, Options{})
 	if err := s.Seed("alice@example.test"); err != nil {
 		t.Fatal(err)
@@ -389,6 +396,7 @@ func checkParses(t *testing.T, raw []byte) {
 }
 
 func TestListenTLSNeedsConfig(t *testing.T) {
+	t.Parallel()
 	s, _ := newServer(t, Options{})
 	for _, listen := range []func(string) (net.Addr, error){s.ListenIMAPS, s.ListenSMTPS} {
 		if _, err := listen("127.0.0.1:0"); err == nil {
@@ -400,6 +408,7 @@ func TestListenTLSNeedsConfig(t *testing.T) {
 // TestDovecotModeChecksTheSASLUser: with ErrorChallenge (Dovecot's behaviour) the a=/user= address must be the
 // token's, as Dovecot's oauth2 passdb requires; the real-peer suite found this difference from Stalwart.
 func TestDovecotModeChecksTheSASLUser(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, mech, user string
 		ok               bool

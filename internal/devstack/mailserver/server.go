@@ -97,6 +97,8 @@ type Stats struct {
 	Sessions int64
 	// IMAPConnections counts IMAP connections accepted in total.
 	IMAPConnections int64
+	// IdleCommands counts IDLE commands (RFC 2177) received, so a test can see a client end IDLE and start it again.
+	IdleCommands int64
 }
 
 // Server is the IMAP and SMTP server. Its zero value is not usable; call New.
@@ -123,6 +125,7 @@ type Server struct {
 
 	authAttempts, authSuccesses, authFailures, userinfoCalls atomic.Int64
 	challengeAcks, delivered, sessions, imapConns            atomic.Int64
+	idles                                                    atomic.Int64
 }
 
 // New returns a server. It does not listen yet.
@@ -271,6 +274,7 @@ func (s *Server) Stats() Stats {
 		Delivered:       s.delivered.Load(),
 		Sessions:        s.sessions.Load(),
 		IMAPConnections: s.imapConns.Load(),
+		IdleCommands:    s.idles.Load(),
 	}
 }
 
