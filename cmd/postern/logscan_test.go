@@ -118,9 +118,10 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	}
 	addTokens(secrets, "first", g)
 
-	// A refresh: the access token is about to expire, so the next page view rotates the grant; then a new IMAP
+	// A refresh: the access token has all but expired (too little left for a view, which then waits for the
+	// refresh instead of starting it in the background), so the next page view rotates the grant; then a new IMAP
 	// login presents the new token.
-	g.AccessExpiry, g.LastRefresh = time.Now().Add(30*time.Second), time.Now().Add(-time.Hour)
+	g.AccessExpiry, g.LastRefresh = time.Now().Add(5*time.Second), time.Now().Add(-time.Hour)
 	if _, err := a.store.UpdateGrant(ctx, g); err != nil {
 		t.Fatal(err)
 	}
