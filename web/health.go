@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/postern/postern/auth"
 	"github.com/postern/postern/mail"
 )
 
@@ -169,43 +170,18 @@ func (c *cachedCheck) Check(ctx context.Context) error {
 	return c.last
 }
 
-// DiscoveryCheck fetches the identity provider's discovery document (OpenID Connect Discovery 1.0 §4) through hc,
-// within 2 seconds, and requires HTTP 200 and a JSON document naming issuer, byte for byte. The outcome is cached
-// for ttl (10 s when ttl is 0), so probes every second cost the IdP one request per ttl.
+// DiscoveryCheck fetches the identity provider's discovery document with auth.ProbeDiscovery through hc, within 2
+// seconds: HTTP 200 and a JSON document naming issuer, byte for byte. The outcome is cached for ttl (10 s when ttl is
+// 0), so probes every second cost the IdP one request per ttl. cmd/postern uses (*auth.Provider).Probe, the same
+// probe through the Provider's client.
 func DiscoveryCheck(hc *http.Client, issuer string, ttl time.Duration) Checker {
 	if ttl <= 0 {
 		ttl = 10 * time.Second
 	}
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	wellKnown := strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
 	return CacheCheck(CheckFunc(func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, wellKnown, nil)
-		if err != nil {
-			return fmt.Errorf("idp: %w", err)
-		}
-		req.Header.Set("Accept", "application/json")
-		resp, err := hc.Do(req)
-		if err != nil {
-			return fmt.Errorf("idp: discovery: %w", err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("idp: discovery: HTTP %d", resp.StatusCode)
-		}
-		var doc struct {
-			Issuer string `json:"issuer"`
-		}
-		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&doc); err != nil {
-			return fmt.Errorf("idp: discovery: %w", err)
-		}
-		if doc.Issuer != issuer {
-			return fmt.Errorf("idp: discovery names issuer %q, not %q", doc.Issuer, issuer)
-		}
-		return nil
+		return auth.ProbeDiscovery(ctx, hc, issuer)
 	}), ttl)
 }
 

@@ -94,6 +94,10 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		ClientSecret: cfg.OIDC.ClientSecret,
 		RedirectURL:  web.RedirectURL(public),
 		Scopes:       cfg.OIDC.Scopes,
+		// Short for what may be abandoned, long for token calls: a refresh abandoned early may still commit.
+		Timeout:          cfg.OIDC.HTTPTimeout,
+		TokenTimeout:     cfg.OIDC.TokenTimeout,
+		IntrospectionURL: cfg.OIDC.IntrospectionURL,
 	}, hc, logger)
 	if err != nil {
 		return nil, err
@@ -105,6 +109,7 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		Lifetime:             cfg.Session.Lifetime,
 		Concurrency:          cfg.Tokens.RefreshConcurrency,
 		MaxPerSecond:         cfg.Tokens.MaxRefreshesPerSecond,
+		TokenCallTimeout:     cfg.OIDC.TokenTimeout,
 		Logger:               logger,
 	})
 
@@ -143,7 +148,9 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 	}
 	a.web.SetReadiness(map[string]web.Checker{
 		"store": web.CheckFunc(a.store.Ping),
-		"idp":   web.DiscoveryCheck(hc, cfg.OIDC.Issuer, 10*time.Second),
+		// The discovery document, through the Provider's client; cached so that frequent probes cost the IdP one
+		// request per 10 s.
+		"idp": web.CacheCheck(web.CheckFunc(a.auth.Probe), 10*time.Second),
 		// Cached like discovery, so that probing /readyz does not open a connection to the mail server each time.
 		"imap": web.CacheCheck(web.IMAPCheck(imapSrv), 10*time.Second),
 	})

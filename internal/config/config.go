@@ -63,8 +63,14 @@ type OIDCConfig struct {
 	Scopes []string `yaml:"scopes"`
 	// CAFile is an optional PEM bundle to trust for the provider's TLS; made absolute on load.
 	CAFile string `yaml:"ca_file"`
-	// HTTPTimeout bounds each request to the provider.
+	// HTTPTimeout bounds each request that is safe to abandon: discovery, userinfo, introspection, revocation.
 	HTTPTimeout time.Duration `yaml:"http_timeout"`
+	// TokenTimeout bounds each token endpoint request (refresh, code exchange). It is long because a refresh
+	// abandoned early may still commit at the provider, which then rotates the refresh token for nobody.
+	TokenTimeout time.Duration `yaml:"token_timeout"`
+	// IntrospectionURL overrides the discovery document's introspection_endpoint (RFC 7662); Ory Hydra serves it
+	// only on its admin port and does not advertise it.
+	IntrospectionURL string `yaml:"introspection_url"`
 }
 
 // TokensConfig tunes the background token refresher.
@@ -258,8 +264,9 @@ func defaults() Config {
 		Server: ServerConfig{Listen: "127.0.0.1:8080"},
 		Log:    LogConfig{Level: "info", Format: "text"},
 		OIDC: OIDCConfig{
-			Scopes:      []string{"openid", "profile", "email", "offline_access"},
-			HTTPTimeout: 15 * time.Second,
+			Scopes:       []string{"openid", "profile", "email", "offline_access"},
+			HTTPTimeout:  15 * time.Second,
+			TokenTimeout: 2 * time.Minute,
 		},
 		Tokens: TokensConfig{
 			RefreshBeforeExpiry:   5 * time.Minute,

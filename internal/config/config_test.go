@@ -118,6 +118,8 @@ func TestDefaults(t *testing.T) {
 		{"log.level", c.Log.Level, "info"},
 		{"scopes", strings.Join(c.OIDC.Scopes, ","), "openid,profile,email,offline_access"},
 		{"http_timeout", c.OIDC.HTTPTimeout, 15 * time.Second},
+		{"token_timeout", c.OIDC.TokenTimeout, 2 * time.Minute},
+		{"introspection_url", c.OIDC.IntrospectionURL, ""},
 		{"refresh_token_lifetime", c.Tokens.RefreshTokenLifetime, 90 * time.Minute},
 		{"imap.port", c.IMAP.Port, 993},
 		{"smtp.port", c.SMTP.Port, 465},
@@ -178,6 +180,7 @@ oidc:
   client_secret: insecure_secret
   client_secret_file: secret
   scopes: [openid, email]
+  token_timout: 2m
 imap:
   host: mail.example.com
   tls: ssl
@@ -198,6 +201,7 @@ tokens:
 		"oidc.client_secret",         // value and _file
 		"oidc.issuer",                // trailing slash
 		"oidc.scopes",                // no offline_access
+		"oidc.token_timout",          // unknown key
 		"server.listn",               // unknown key
 		"server.public_url",          // bad URL
 		"session.secret",             // short
@@ -209,7 +213,8 @@ tokens:
 		t.Errorf("problem keys =\n%q\nwant\n%q\nerror:\n%v", got, want, err)
 	}
 	msg := err.Error()
-	for _, s := range []string{"server.listn: line 4: unknown key; did you mean server.listen?", "offline_access"} {
+	for _, s := range []string{"server.listn: line 4: unknown key; did you mean server.listen?", "offline_access",
+		"oidc.token_timout: line 11: unknown key; did you mean oidc.token_timeout?"} {
 		if !strings.Contains(msg, s) {
 			t.Errorf("error does not contain %q:\n%s", s, msg)
 		}

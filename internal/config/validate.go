@@ -44,7 +44,20 @@ func (c *Config) validate(ps *Problems) {
 	requiredSecret(ps, "oidc.client_secret", c.OIDC.ClientSecret, c.OIDC.ClientSecretFile)
 	checkScopes(ps, "oidc.scopes", c.OIDC.Scopes)
 	checkCAFile(ps, "oidc.ca_file", c.OIDC.CAFile)
-	positive(ps, "oidc.http_timeout", c.OIDC.HTTPTimeout)
+	okHTTP := positive(ps, "oidc.http_timeout", c.OIDC.HTTPTimeout)
+	switch tt := c.OIDC.TokenTimeout; {
+	case !positive(ps, "oidc.token_timeout", tt):
+	case okHTTP && tt < c.OIDC.HTTPTimeout:
+		ps.add("oidc.token_timeout", "must be >= oidc.http_timeout (%s): a refresh abandoned early may still "+
+			"rotate the refresh token at the IdP, got %s", c.OIDC.HTTPTimeout, tt)
+	case tt > time.Hour:
+		ps.add("oidc.token_timeout", "must be at most 1h (a refresh holds its grant's lease that long), got %s", tt)
+	}
+	if c.OIDC.IntrospectionURL != "" {
+		if u, ok := checkHTTPURL(ps, "oidc.introspection_url", c.OIDC.IntrospectionURL); ok && (u.RawQuery != "" || u.ForceQuery) {
+			ps.add("oidc.introspection_url", "must not contain a query")
+		}
+	}
 
 	// tokens
 	positive(ps, "tokens.refresh_before_expiry", c.Tokens.RefreshBeforeExpiry)

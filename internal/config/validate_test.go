@@ -46,6 +46,15 @@ func TestValidate(t *testing.T) {
 		{"log format", map[string]string{"POSTERN_LOG_FORMAT": "xml"}, []string{"log.format"}},
 		{"page size", map[string]string{"POSTERN_WEB_PAGE_SIZE": "1000"}, []string{"web.page_size"}},
 		{"hex key", map[string]string{"POSTERN_STORAGE_ENCRYPTION_KEY": hexKey}, nil},
+		{"token timeout below http timeout", map[string]string{"POSTERN_OIDC_TOKEN_TIMEOUT": "5s"}, []string{"oidc.token_timeout"}},
+		{"token timeout zero", map[string]string{"POSTERN_OIDC_TOKEN_TIMEOUT": "0s"}, []string{"oidc.token_timeout"}},
+		{"token timeout 10m", map[string]string{"POSTERN_OIDC_TOKEN_TIMEOUT": "10m"}, nil},
+		{"token timeout 2h", map[string]string{"POSTERN_OIDC_TOKEN_TIMEOUT": "2h"}, []string{"oidc.token_timeout"}},
+		{"introspection url on loopback", map[string]string{"POSTERN_OIDC_INTROSPECTION_URL": "http://127.0.0.1:4445/admin/oauth2/introspect"}, nil},
+		{"introspection url https", map[string]string{"POSTERN_OIDC_INTROSPECTION_URL": "https://hydra-admin.internal/admin/oauth2/introspect"}, nil},
+		{"introspection url http remote", map[string]string{"POSTERN_OIDC_INTROSPECTION_URL": "http://hydra:4445/admin/oauth2/introspect"}, []string{"oidc.introspection_url"}},
+		{"introspection url relative", map[string]string{"POSTERN_OIDC_INTROSPECTION_URL": "/admin/oauth2/introspect"}, []string{"oidc.introspection_url"}},
+		{"introspection url with query", map[string]string{"POSTERN_OIDC_INTROSPECTION_URL": "https://h.example/i?x=1"}, []string{"oidc.introspection_url"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

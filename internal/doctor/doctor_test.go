@@ -234,13 +234,14 @@ func TestCorrectSetup(t *testing.T) {
 		names[i] = r.Name
 	}
 	wantNames := []string{"discovery", "issuer", "endpoints", "pkce", "iss_parameter", "offline_access", "authorization",
-		"client_auth", "imap", "smtp", "userinfo", "imap_login", "smtp_login"}
+		"client_auth", "outcome_probe", "imap", "smtp", "userinfo", "imap_login", "smtp_login"}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("checks = %q, want %q", names, wantNames)
 	}
 	want(t, rs, "imap", Pass, []string{"implicit TLS", "OAUTHBEARER"}, nil)
 	want(t, rs, "smtp", Pass, []string{"STARTTLS", "OAUTHBEARER"}, nil)
 	want(t, rs, "userinfo", Pass, []string{`"alice"`, `"alice@example.test"`}, nil)
+	want(t, rs, "outcome_probe", Pass, []string{"introspection at " + s.idp.Issuer() + "/api/oidc/introspection (from discovery)", "active: false"}, nil)
 	if Failed(rs) {
 		t.Error("Failed = true for a correct set-up")
 	}
@@ -414,7 +415,51 @@ func TestIdPDown(t *testing.T) {
 	rs := s.run(t, "")
 	want(t, rs, "discovery", Fail, []string{"HTTP 503"}, nil)
 	want(t, rs, "client_auth", Skip, nil, nil)
+	want(t, rs, "outcome_probe", Skip, nil, nil)
 	want(t, rs, "imap", Pass, nil, nil)
+}
+
+// TestOutcomeProbe: which probe Postern has after a lost refresh answer, with the scheme of the other checks.
+func TestOutcomeProbe(t *testing.T) {
+	noIntrospection := rewriteDiscovery(func(m map[string]any) { delete(m, "introspection_endpoint") })
+	t.Run("userinfo fallback", func(t *testing.T) {
+		s := newSetup(t, setupOptions{front: noIntrospection})
+		rs := s.run(t, "")
+		want(t, rs, "outcome_probe", Warn, []string{"no introspection_endpoint", "userinfo"}, []string{"introspection_url:"})
+		onlyFailures(t, rs)
+	})
+	t.Run("configured, as for Hydra", func(t *testing.T) {
+		s := newSetup(t, setupOptions{front: noIntrospection})
+		s.cfg.OIDC.IntrospectionURL = s.idp.Issuer() + "/api/oidc/introspection"
+		rs := s.run(t, "")
+		want(t, rs, "outcome_probe", Pass, []string{"(from oidc.introspection_url)", "active: false"}, nil)
+		onlyFailures(t, rs)
+	})
+	t.Run("configured, wrong path", func(t *testing.T) {
+		s := newSetup(t, setupOptions{})
+		s.cfg.OIDC.IntrospectionURL = s.idp.Issuer() + "/admin/oauth2/introspect"
+		rs := s.run(t, "")
+		want(t, rs, "outcome_probe", Fail, []string{"HTTP 404"}, []string{"/admin/oauth2/introspect"})
+		onlyFailures(t, rs, "outcome_probe")
+	})
+	t.Run("unreachable", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		s := newSetup(t, setupOptions{})
+		s.cfg.OIDC.IntrospectionURL = "http://" + addr + "/admin/oauth2/introspect"
+		rs := s.run(t, "")
+		want(t, rs, "outcome_probe", Fail, []string{"connection refused"}, []string{"reach the introspection endpoint"})
+	})
+	t.Run("skipped after failed client authentication", func(t *testing.T) {
+		s := newSetup(t, setupOptions{})
+		s.cfg.OIDC.ClientSecret = "wrong"
+		rs := s.run(t, "")
+		want(t, rs, "outcome_probe", Skip, []string{"client authentication failed"}, nil)
+	})
 }
 
 func TestTokenRefusedByMailServer(t *testing.T) {
