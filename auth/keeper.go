@@ -75,17 +75,18 @@ type Token struct {
 // GrantInfo describes a grant for the Session page. It holds no token.
 type GrantInfo struct {
 	Identity Identity
-	// State is "ok", "degraded" or "needs_sign_in"; LastError the reason
-	// class of the last failure ("" after a success), Reason the same typed
-	// (its Message is a sentence for the user).
-	State, LastError string
-	Reason           Reason
-	AccessExpiry     time.Time // when the current access token expires
-	RefreshExpiry    time.Time // when the grant lapses unless refreshed
-	LastRefresh      time.Time
-	NextRefresh      time.Time
-	LastActive       time.Time
-	CreatedAt        time.Time
+	// State is ok, degraded or needs_sign_in; LastError the reason class
+	// of the last failure ("" after a success), Reason the same typed (its
+	// Message is a sentence for the user).
+	State         State
+	LastError     string
+	Reason        Reason
+	AccessExpiry  time.Time // when the current access token expires
+	RefreshExpiry time.Time // when the grant lapses unless refreshed
+	LastRefresh   time.Time
+	NextRefresh   time.Time
+	LastActive    time.Time
+	CreatedAt     time.Time
 }
 
 // touchEvery throttles activity writes: a page view records LastActive only
@@ -210,7 +211,7 @@ func (k *Keeper) Info(ctx context.Context, grantID string) (GrantInfo, error) {
 	}
 	return GrantInfo{
 		Identity: Identity{Issuer: g.Issuer, Subject: g.Subject, Email: g.Email, Username: g.Username, Name: g.Name},
-		State:    string(g.State), LastError: g.LastError, Reason: Reason(g.LastError),
+		State:    stateOf(g), LastError: g.LastError, Reason: Reason(g.LastError),
 		AccessExpiry: g.AccessExpiry, RefreshExpiry: g.RefreshExpiry,
 		LastRefresh: g.LastRefresh, NextRefresh: g.NextRefreshAt,
 		LastActive: g.LastActive, CreatedAt: g.CreatedAt,
