@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -189,4 +190,41 @@ func quietGet(ctx context.Context, br *browser, u string) (int, string) {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<20))
 	return resp.StatusCode, resp.Request.URL.String()
+}
+
+// TestDoctorOutcomeProbe runs `postern doctor` against Hydra: its public
+// discovery does not advertise introspection, so without
+// oidc.introspection_url the doctor warns that only the userinfo probe is
+// left; with Hydra's admin endpoint configured, introspection answers a
+// made-up token with active: false although Postern sends its client
+// credentials, which Hydra's admin API does not need.
+func TestDoctorOutcomeProbe(t *testing.T) {
+	tb := peers(t)
+	for _, tc := range []struct {
+		name   string
+		opts   posternOptions
+		prefix string
+		detail string
+	}{
+		{"discovery only", posternOptions{Listen: "127.0.0.1:18080", Client: tb.postern()}, "! outcome_probe", "no introspection_endpoint"},
+		{"introspection_url", posternOptions{Listen: "127.0.0.1:18081", Client: tb.short(), IntrospectionURL: tb.IntrospectionURL},
+			"✓ outcome_probe", "(from oidc.introspection_url) answers active: false"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startPostern(t, tb, tc.opts)
+			cmd := exec.Command(posternBinary(t), "doctor", "-config", p.cfgPath)
+			cmd.Env = cleanEnv()
+			out, _ := cmd.CombinedOutput() // the mail checks may fail against Dovecot; only outcome_probe matters here
+			var line string
+			for _, l := range strings.Split(string(out), "\n") {
+				if strings.Contains(l, "outcome_probe") {
+					line = l
+				}
+			}
+			if !strings.HasPrefix(line, tc.prefix) || !strings.Contains(line, tc.detail) {
+				t.Errorf("doctor's outcome_probe line = %q, want %q … %q\n%s", line, tc.prefix, tc.detail, out)
+			}
+			assertNoSecrets(t, "doctor's output", string(out), tc.opts.Client.Secret)
+		})
+	}
 }
