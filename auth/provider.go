@@ -205,6 +205,10 @@ func (p *Provider) Warnings() []string {
 	if p.meta.RevocationEndpoint == "" {
 		w = append(w, "no revocation_endpoint; sign-out cannot end grants at the identity provider")
 	}
+	if p.meta.IntrospectionEndpoint == "" {
+		w = append(w, "no introspection_endpoint (RFC 7662) and no oidc.introspection_url; after a lost refresh answer "+
+			"only the userinfo probe is left, which cannot tell once the old access token has expired")
+	}
 	return w
 }
 

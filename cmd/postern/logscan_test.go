@@ -63,7 +63,8 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	g := ta.onlyGrant()
 	addTokens(secrets, "first", g)
 
-	// A refresh: the access token is about to expire, so the next page view rotates the grant; then a new IMAP
+	// A refresh: the access token has all but expired (too little left for a view, which then waits for the
+	// refresh instead of starting it in the background), so the next page view rotates the grant; then a new IMAP
 	// login presents the new token.
 	ta.expireSoon(g)
 	if resp := do(http.MethodGet, "/mail/INBOX"); resp.StatusCode != http.StatusOK {
