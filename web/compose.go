@@ -181,7 +181,7 @@ func (s *Server) resumeDraft(ctx context.Context, ms *mail.Session, grant, draft
 		if err != nil {
 			return composeForm{}, 0, err
 		}
-		k, ok := s.uploads.put(grant, mail.Attachment{Filename: cleanFilename(part.Filename), ContentType: part.ContentType, Data: data})
+		k, ok := s.uploads.put(userOfCtx(ctx, grant), grant, mail.Attachment{Filename: cleanFilename(part.Filename), ContentType: part.ContentType, Data: data})
 		if !ok {
 			dropped++
 			continue

@@ -148,7 +148,7 @@ func (s *Server) signedInStream(h http.HandlerFunc) http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), grantKey{}, sess.GrantID())))
+		h(w, withGrant(r, sess))
 	})
 }
 

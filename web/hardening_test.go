@@ -123,7 +123,7 @@ func TestCIDReferencesAreBounded(t *testing.T) {
 	})
 }
 
-// TestUploadStashCannotBeFilledByOneUser: one grant's failed forms evict its own older files, and a full stash evicts
+// TestUploadStashCannotBeFilledByOneUser: one user's failed forms evict its own older files, and a full stash evicts
 // the oldest files rather than refusing the next user's attachment.
 func TestUploadStashCannotBeFilledByOneUser(t *testing.T) {
 	const max = 1000
@@ -131,31 +131,31 @@ func TestUploadStashCannotBeFilledByOneUser(t *testing.T) {
 	file := func(n int) mail.Attachment { return mail.Attachment{Filename: "f", Data: make([]byte, n)} }
 	var alice []keptFile
 	for i := 0; i < 10; i++ {
-		k, ok := u.put("alice", file(600))
+		k, ok := u.put("alice", "alice-grant", file(600))
 		if !ok {
 			t.Fatalf("put %d for alice refused", i)
 		}
 		alice = append(alice, k)
 	}
-	if got := u.grantSize("alice"); got > u.perGrant {
-		t.Errorf("alice holds %d bytes, over the per-grant bound %d", got, u.perGrant)
+	if got := u.users["alice"].size; got > u.perUser {
+		t.Errorf("alice holds %d bytes, over the per-user bound %d", got, u.perUser)
 	}
-	if _, ok := u.get("alice", alice[len(alice)-1].ID); !ok {
+	if _, ok := u.get("alice-grant", alice[len(alice)-1].ID); !ok {
 		t.Error("alice's newest file was evicted")
 	}
-	if _, ok := u.get("alice", alice[0].ID); ok {
+	if _, ok := u.get("alice-grant", alice[0].ID); ok {
 		t.Error("alice's oldest file survived ten forms")
 	}
 	for _, g := range []string{"bob", "carol", "dave"} {
-		if _, ok := u.put(g, file(900)); !ok {
+		if _, ok := u.put(g, g, file(900)); !ok {
 			t.Fatalf("put for %s refused with the stash full of others' files", g)
 		}
 	}
 	if u.size > u.limit {
 		t.Errorf("stash holds %d bytes, over its bound %d", u.size, u.limit)
 	}
-	if _, ok := u.put("erin", file(2*max+1)); ok {
-		t.Error("a file over the per-grant bound was stashed")
+	if _, ok := u.put("erin", "erin", file(2*max+1)); ok {
+		t.Error("a file over the per-user bound was stashed")
 	}
 }
 

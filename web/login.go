@@ -10,12 +10,33 @@ import (
 	"github.com/postern/postern/auth"
 )
 
-type grantKey struct{}
+type (
+	grantKey struct{}
+	userCtx  struct{}
+)
 
 // grantID returns the grant bound to this request by signedIn.
 func grantID(r *http.Request) string {
 	id, _ := r.Context().Value(grantKey{}).(string)
 	return id
+}
+
+// userOf returns the user (a userKey) bound to this request by signedIn; for a session signed in before users were
+// recorded, the grant stands in for the user.
+func userOf(r *http.Request) string { return userOfCtx(r.Context(), grantID(r)) }
+
+// userOfCtx is userOf for code that has only the request's context and grant.
+func userOfCtx(ctx context.Context, grant string) string {
+	if u, _ := ctx.Value(userCtx{}).(string); u != "" {
+		return u
+	}
+	return grant
+}
+
+// withGrant binds a signed-in session's grant and user to the request.
+func withGrant(r *http.Request, sess session) *http.Request {
+	ctx := context.WithValue(r.Context(), grantKey{}, sess.GrantID())
+	return r.WithContext(context.WithValue(ctx, userCtx{}, sess.UserKey()))
 }
 
 // lastSeenEvery limits session writes: a page view refreshes the idle timer at most once a minute.
@@ -49,7 +70,7 @@ func (s *Server) signedIn(h handlerFunc) http.Handler {
 				return err
 			}
 		}
-		return h(w, r.WithContext(context.WithValue(r.Context(), grantKey{}, id)))
+		return h(w, withGrant(r, sess))
 	})
 }
 
@@ -122,7 +143,7 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) error {
 		}
 		s.mail.CloseKey(old)
 	}
-	if err := sess.SignIn(r.Context(), s.sessions, id); err != nil {
+	if err := sess.SignIn(r.Context(), s.sessions, id, userKey(login.Identity.Issuer, login.Identity.Subject)); err != nil {
 		return err
 	}
 	if err := sess.s.Save(r, w); err != nil {

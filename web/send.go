@@ -63,7 +63,7 @@ func (s *Server) submitCompose(w http.ResponseWriter, r *http.Request, send bool
 	}
 	lostKept := len(f.Kept) < len(keepIDs)
 	for _, a := range files {
-		k, ok := s.uploads.put(grant, a)
+		k, ok := s.uploads.put(userOf(r), grant, a)
 		if !ok {
 			stashFull = true
 			continue
@@ -79,6 +79,9 @@ func (s *Server) submitCompose(w http.ResponseWriter, r *http.Request, send bool
 		s.log(r).Info("compose form too big", slog.Int64("limit", s.cfg.MaxUpload))
 		return again(http.StatusRequestEntityTooLarge, "attach", "The attachments are too big: at most "+formatSize(s.cfg.MaxUpload)+
 			" in all. Your text is kept below; attach smaller files, or share big ones by link.")
+	case errors.As(rerr, new(*formError)):
+		s.log(r).Info("compose form refused", slog.Any("err", rerr))
+		return again(http.StatusBadRequest, "attach", formProblem(rerr))
 	case rerr != nil:
 		s.log(r).Info("compose form unreadable", slog.Any("err", rerr))
 		return again(http.StatusBadRequest, "", "The form could not be read completely. Your text is kept below; please try again.")

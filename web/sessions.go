@@ -43,6 +43,7 @@ type serverStore struct {
 const (
 	keyFlow     = "flow"
 	keyGrant    = "grant"
+	keyUser     = "user"
 	keyCreated  = "created"
 	keyLastSeen = "seen"
 )
@@ -194,16 +195,22 @@ func (x session) GrantID() string {
 	return id
 }
 
-// SignIn binds the session to a grant under a new id: the pre-login id, which an attacker may have planted, dies
-// here (session fixation).
-func (x session) SignIn(ctx context.Context, st *serverStore, grantID string) error {
+// UserKey is the user the grant belongs to (userKey), "" for sessions signed in before it was recorded.
+func (x session) UserKey() string {
+	id, _ := x.s.Values[keyUser].(string)
+	return id
+}
+
+// SignIn binds the session to a grant of user (a userKey) under a new id: the pre-login id, which an attacker may
+// have planted, dies here (session fixation).
+func (x session) SignIn(ctx context.Context, st *serverStore, grantID, user string) error {
 	if x.s.ID != "" {
 		if err := st.db.DeleteSession(ctx, rowID(x.s.ID)); err != nil {
 			return fmt.Errorf("drop pre-login session: %w", err)
 		}
 	}
 	x.s.ID = ""
-	x.s.Values = map[any]any{keyGrant: grantID}
+	x.s.Values = map[any]any{keyGrant: grantID, keyUser: user}
 	return nil
 }
 
