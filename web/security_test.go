@@ -97,7 +97,7 @@ func TestFinding8UnparseableFilenameIsRefused(t *testing.T) {
 	s := newStack(t)
 	u := signedInAs(t, s, "alice")
 	for _, disp := range []string{
-		`form-data; name="attach"; filename="report.pdf`,          // unterminated quote
+		`form-data; name="attach"; filename="report.pdf`,           // unterminated quote
 		`form-data; name="attach"; filename*=utf-8''%ZZreport.pdf`, // broken RFC 2231 encoding
 		`form-data; name="attach"`,                                 // data without a file name
 	} {
