@@ -40,7 +40,7 @@ func TestSignInShowsInbox(t *testing.T) {
 	if inbox.status != http.StatusOK {
 		t.Fatalf("GET /mail/INBOX = %d; body: %s", inbox.status, inbox.body)
 	}
-	for _, want := range []string{"alice@example.test", "data-uid=", `aria-current="page">Inbox`} {
+	for _, want := range []string{"alice@example.test", "data-uid=", `aria-current="page"><bdi>Inbox</bdi>`} {
 		if !strings.Contains(inbox.body, want) {
 			t.Errorf("inbox page lacks %q", want)
 		}

@@ -82,7 +82,10 @@ func loadPages() (*pages, error) {
 			// Content-hashed URL: the asset can be cached forever, and a new build changes the URL.
 			return "/static/" + name + "?v=" + a.hash, nil
 		},
-		"date": formatDate,
+		"date":    formatDate,
+		"text":    text,
+		"isolate": isolate,
+		"people":  people,
 		"size": formatSize,
 	}
 	names, err := fs.Glob(templateFS, "templates/*.html")

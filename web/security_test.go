@@ -6,11 +6,13 @@ package web
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"html"
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -107,4 +109,68 @@ func TestFinding8UnparseableFilenameIsRefused(t *testing.T) {
 			t.Errorf("%s: POST /drafts = %d, want 400 saying the file could not be read: %.300s", disp, r.status, r.body)
 		}
 	}
+}
+
+// spoofMail is a message from `from` (a raw From header value) with the given subject (raw header value).
+func spoofMail(from, subject string) []byte {
+	return []byte("From: " + from + "\nTo: alice@example.test\nSubject: " + subject +
+		"\nDate: Mon, 2 Nov 2026 10:00:00 +0000\nMessage-ID: <spoof@evil.example>\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\nPay now.\n")
+}
+
+// b64 is an RFC 2047 encoded word (B encoding) for s.
+func b64(s string) string { return "=?UTF-8?B?" + base64.StdEncoding.EncodeToString([]byte(s)) + "?=" }
+
+var isolatedEmail = regexp.MustCompile(`<bdi class="email" dir="ltr">&lt;([^&<]+)&gt;</bdi>`)
+
+// TestFinding3SendersCannotPassForOthers: bidi and invisible characters from a sender never reach the page, the
+// real address stands in an isolated box of its own, and names that show another address or domain, or sender
+// domains mixing scripts, are flagged on the message page and in the list.
+func TestFinding3SendersCannotPassForOthers(t *testing.T) {
+	rd := newReader(t)
+	for _, tc := range []struct {
+		name, from, subject string
+		addr                string // the real address, as the isolated box must show it
+		warn                string // part of the warning, "" for none
+	}{
+		{"RLO in name", b64("\u202emoc.knab@ytiruces") + " <alice@example.test>", b64("Invoice \u202efdp.exe"), "alice@example.test", ""},
+		{"isolates and zero-width", b64("Support\u2067\u200b Team\u2069") + " <help@example.test>", b64("Re\u200b: your \u2066account\u2069"), "help@example.test", ""},
+		{"name is another address", `"Admin <admin@postern.example>" <mallory@evil.example>`, "Password reset", "mallory@evil.example", "shows the address admin@postern.example"},
+		{"name names another domain", `"Security team, bank.com" <alerts@evil-bank.net>`, "Unusual sign-in", "alerts@evil-bank.net", "mentions bank.com"},
+		{"mixed-script domain", "PayPal <service@" + "p\u0430ypal.com" + ">", "Receipt", "service@p\u0430ypal.com", "mixes Cyrillic and Latin"},
+		{"honest sender", `"Bank.com Alerts" <alerts@mail.bank.com>`, "Statement", "alerts@mail.bank.com", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			uid := rd.deliver(t, "INBOX", spoofMail(tc.from, tc.subject))
+			page := rd.get(t, fmt.Sprintf("/msg/INBOX/%d", uid))
+			list := rd.get(t, "/mail/INBOX")
+			for what, body := range map[string]string{"message page": page.body, "list": list.body} {
+				if i := strings.IndexFunc(body, func(r rune) bool {
+					return r == '\u202e' || r == '\u202d' || (r >= '\u2066' && r <= '\u2069') || r == '\u200b'
+				}); i >= 0 {
+					t.Errorf("%s carries the invisible control %U from the message", what, []rune(body[i:])[0])
+				}
+			}
+			m := isolatedEmail.FindStringSubmatch(page.body)
+			if m == nil || html.UnescapeString(m[1]) != tc.addr {
+				t.Errorf("message page shows no isolated address box with %q; got %v", tc.addr, m)
+			}
+			warned := strings.Contains(html.UnescapeString(page.body), tc.warn)
+			if tc.warn != "" && !warned {
+				t.Errorf("message page lacks the warning %q", tc.warn)
+			}
+			flagged := strings.Contains(page.body, `class="spoof-warning"`)
+			if tc.warn == "" && flagged {
+				t.Errorf("an honest sender is flagged: %s", page.body)
+			}
+		})
+	}
+	t.Run("punycode shown", func(t *testing.T) {
+		uid := rd.deliver(t, "INBOX", spoofMail("PayPal <service@p\u0430ypal.com>", "Receipt again"))
+		if page := rd.get(t, fmt.Sprintf("/msg/INBOX/%d", uid)); !strings.Contains(page.body, "service@xn--pypal-4ve.com") {
+			t.Error("the mixed-script domain's ASCII form is not shown")
+		}
+		if list := rd.get(t, "/mail/INBOX"); !strings.Contains(list.body, `class="spoof-flag"`) {
+			t.Error("the list does not flag the spoofing senders")
+		}
+	})
 }
