@@ -86,7 +86,7 @@ func loadPages() (*pages, error) {
 		"text":    text,
 		"isolate": isolate,
 		"people":  people,
-		"size": formatSize,
+		"size":    formatSize,
 	}
 	names, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {
