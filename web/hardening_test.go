@@ -14,37 +14,8 @@ import (
 	"github.com/postern/postern/mail"
 )
 
-// TestPreLoginSessionIsShortLived: an anonymous /login leaves a row that expires with the flow, not a day later.
-func TestPreLoginSessionIsShortLived(t *testing.T) {
-	s := newStack(t)
-	b := newBrowser(t)
-	s.startLogin(b, "/mail/INBOX")
-	var raw []byte
-	if err := s.web.sessions.codec.Decode(s.web.cfg.CookieName, sessionCookie(t, b, s), &raw); err != nil {
-		t.Fatal(err)
-	}
-	row, err := s.store.Session(context.Background(), rowID(string(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if left := time.Until(row.ExpiresAt); left > preLoginLifetime || left < preLoginLifetime-time.Minute {
-		t.Errorf("pre-login session expires in %v, want about %v", left, preLoginLifetime)
-	}
-	// Signed in, the same browser's session gets the idle timeout.
-	s.signIn(b, "alice", "/mail/INBOX")
-	if err := s.web.sessions.codec.Decode(s.web.cfg.CookieName, sessionCookie(t, b, s), &raw); err != nil {
-		t.Fatal(err)
-	}
-	row, err = s.store.Session(context.Background(), rowID(string(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if left := time.Until(row.ExpiresAt); left < s.web.cfg.IdleTimeout-time.Minute {
-		t.Errorf("signed-in session expires in %v, want the idle timeout %v", left, s.web.cfg.IdleTimeout)
-	}
-}
-
-// TestHTTPSCookieHasHostPrefix: on an https public URL the default cookie is __Host-postern_session and Secure.
+// TestHTTPSCookieHasHostPrefix: on an https public URL the default cookies are __Host-postern_session and its flow
+// cookie, Secure.
 func TestHTTPSCookieHasHostPrefix(t *testing.T) {
 	s := newStack(t)
 	public, _ := url.Parse("https://mail.example.test")
@@ -56,9 +27,26 @@ func TestHTTPSCookieHasHostPrefix(t *testing.T) {
 	}
 	rec := httptest.NewRecorder()
 	w.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "https://mail.example.test/login", nil))
-	cookies := rec.Result().Cookies()
-	if len(cookies) != 1 || cookies[0].Name != "__Host-postern_session" || !cookies[0].Secure || cookies[0].Domain != "" || cookies[0].Path != "/" {
-		t.Fatalf("cookies = %+v, want one Secure __Host-postern_session with Path=/ and no Domain", cookies)
+	req := httptest.NewRequest(http.MethodGet, "https://mail.example.test/", nil)
+	sess, err := w.session(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.SignIn(context.Background(), w.sessions, "grant", "user"); err != nil {
+		t.Fatal(err)
+	}
+	rec2 := httptest.NewRecorder()
+	if err := sess.s.Save(req, rec2); err != nil {
+		t.Fatal(err)
+	}
+	cookies := append(rec.Result().Cookies(), rec2.Result().Cookies()...)
+	if len(cookies) != 2 {
+		t.Fatalf("cookies = %+v, want the flow and the session cookie", cookies)
+	}
+	for i, want := range []string{"__Host-postern_session_flow", "__Host-postern_session"} {
+		if c := cookies[i]; c.Name != want || !c.Secure || c.Domain != "" || c.Path != "/" {
+			t.Errorf("cookie = %+v, want a Secure %s with Path=/ and no Domain", c, want)
+		}
 	}
 }
 

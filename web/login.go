@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -91,16 +92,12 @@ func (s *Server) handleHome(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// handleLogin starts an authorization-code flow. The flow (state, nonce, PKCE verifier, return_to) is kept in the
-// server-side session, so the callback can only be completed by the browser that started it.
+// handleLogin starts an authorization-code flow. The flow (state, nonce, PKCE verifier, return_to) is sealed into a
+// cookie of this browser (flowcookie.go), so the callback can only be completed by the browser that started it, and
+// an anonymous request writes nothing on the server.
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
-	sess, err := s.session(r)
-	if err != nil {
-		return err
-	}
 	flow, authURL := s.auth.Begin(safeReturnTo(r.URL.Query().Get("return_to")))
-	sess.SetFlow(flow)
-	if err := sess.s.Save(r, w); err != nil {
+	if err := s.flows.set(w, flow); err != nil {
 		return err
 	}
 	http.Redirect(w, r, authURL, http.StatusSeeOther)
@@ -108,21 +105,19 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) error {
-	sess, err := s.session(r)
-	if err != nil {
-		return err
-	}
-	flow, ok := sess.Flow()
-	// The flow is single-use whatever happens next: a replayed callback finds nothing to complete.
-	sess.ClearFlow()
-	if ok {
-		if err := sess.s.Save(r, w); err != nil {
-			return err
-		}
-	}
+	flow, ok := s.flows.get(r)
 	if !ok {
 		return &Error{Status: http.StatusBadRequest, Msg: "This sign-in link has expired or was already used. Please start again.", Retry: "/login"}
 	}
+	// A callback whose state is not this flow's (RFC 6749 section 10.12) was not started by this browser: anyone can
+	// make a browser load /callback?state=x from another site. Refuse it without touching the flow, so that such a
+	// request cannot cancel the user's sign-in in progress. auth.Finish compares again, with the other checks.
+	if subtle.ConstantTimeCompare([]byte(r.URL.Query().Get("state")), []byte(flow.State)) != 1 {
+		return &Error{Status: http.StatusBadRequest, Msg: "This sign-in response does not belong to the sign-in started in this browser. If you are signing in, go back to that tab; otherwise please try again.",
+			Retry: "/login?return_to=" + urlQueryEscape(flow.ReturnTo), Err: auth.ErrStateMismatch}
+	}
+	// From here the flow is single-use whatever happens next: a replayed callback finds nothing to complete.
+	s.flows.clear(w)
 	login, err := s.auth.Finish(r.Context(), flow, r.URL.Query())
 	if err != nil {
 		var ce *auth.CallbackError
@@ -132,6 +127,10 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) error {
 		return &Error{Status: http.StatusBadGateway, Msg: "The identity provider could not complete your sign-in. Please try again.", Retry: "/login?return_to=" + urlQueryEscape(flow.ReturnTo), Err: err}
 	}
 	id, err := s.tokens.Start(r.Context(), login)
+	if err != nil {
+		return err
+	}
+	sess, err := s.session(r)
 	if err != nil {
 		return err
 	}

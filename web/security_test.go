@@ -6,6 +6,8 @@ package web
 
 import (
 	"bytes"
+	"context"
+	"database/sql"
 	"encoding/base64"
 	"fmt"
 	"html"
@@ -15,6 +17,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/postern/postern/internal/devstack/idp"
 )
 
 // rawPart is one part of a hand-built multipart form: its headers exactly as given.
@@ -173,4 +177,56 @@ func TestFinding3SendersCannotPassForOthers(t *testing.T) {
 			t.Error("the list does not flag the spoofing senders")
 		}
 	})
+}
+
+// sessionRows counts the session rows in the stack's database, read directly as an operator would.
+func sessionRows(t *testing.T, s *stack) int {
+	t.Helper()
+	db, err := sql.Open("sqlite", s.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM sessions`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestFinding6AnonymousLoginWritesNoRow: anonymous GET /login requests, however many, write nothing to the
+// database; the sign-in still works, and only it makes a row.
+func TestFinding6AnonymousLoginWritesNoRow(t *testing.T) {
+	s := newStack(t)
+	before := sessionRows(t, s)
+	for i := 0; i < 50; i++ {
+		s.startLogin(newBrowser(t), "/mail/INBOX")
+	}
+	if n := sessionRows(t, s) - before; n != 0 {
+		t.Errorf("50 anonymous GET /login wrote %d session rows, want 0", n)
+	}
+	if r := s.signIn(newBrowser(t), "alice", "/mail/INBOX"); r.status != http.StatusSeeOther {
+		t.Fatalf("sign-in = %d: %s", r.status, r.body)
+	}
+	if n := sessionRows(t, s) - before; n != 1 {
+		t.Errorf("a sign-in wrote %d session rows, want 1", n)
+	}
+}
+
+// TestFinding8CrossSiteCallbackKeepsTheFlow: a /callback?state=x that another site makes the browser load is refused
+// and leaves the sign-in in progress intact.
+func TestFinding8CrossSiteCallbackKeepsTheFlow(t *testing.T) {
+	s := newStack(t)
+	b := newBrowser(t)
+	authURL := s.startLogin(b, "/mail/INBOX")
+	if r := b.get(s.ts.URL + "/callback?state=x&code=y"); r.status != http.StatusBadRequest {
+		t.Fatalf("forged callback = %d, want 400", r.status)
+	}
+	cb, err := idp.SignIn(context.Background(), b.hc, authURL, "alice", "alice-password", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := b.get(cb.String()); r.status != http.StatusSeeOther || r.location != "/mail/INBOX" {
+		t.Errorf("the real callback after a forged one = %d to %q, want 303 to /mail/INBOX: %.300s", r.status, r.location, r.body)
+	}
 }

@@ -79,6 +79,8 @@ type Server struct {
 	ops operations
 	// uploads keeps a compose form's attachments across a re-shown form (compose.go).
 	uploads *uploadStash
+	// flows carries sign-in flows in sealed cookies (flowcookie.go).
+	flows *flowCookies
 	// watchers bounds the live-update streams per grant (events.go).
 	watchers *watchLimiter
 }
@@ -131,6 +133,7 @@ func New(cfg Config, a Authenticator, t Tokens, m Mailer, ss SessionStore) (*Ser
 	}
 	s.uploads = newUploadStash(cfg.MaxUpload)
 	s.watchers = newWatchLimiter(maxWatchersPerGrant, maxWatchersTotal)
+	s.flows = newFlowCookies(cfg.SessionSecret, cfg.CookieName, s.secure)
 	s.sessions = newServerStore(ss, cfg.SessionSecret, cfg.CookieName, s.secure, cfg.IdleTimeout, cfg.Lifetime)
 	s.handler = s.routes()
 	return s, nil

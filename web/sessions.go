@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/gob"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,7 +15,6 @@ import (
 	"github.com/gorilla/securecookie"
 	"github.com/gorilla/sessions"
 
-	"github.com/postern/postern/auth"
 	"github.com/postern/postern/internal/store"
 )
 
@@ -29,8 +27,8 @@ type SessionStore interface {
 
 // serverStore is a gorilla sessions.Store that keeps everything on the server. The cookie carries only a random
 // 256-bit id, signed with the session secret (HMAC) so that a forged or truncated id is rejected before any
-// database lookup. The data row holds the login flow (state, nonce, PKCE verifier) and the grant id: none of it ever
-// reaches the browser.
+// database lookup. The data row holds the grant id and the user: none of it ever reaches the browser. A session is
+// written only once signed in; the sign-in flow before that lives in a sealed cookie (flowcookie.go).
 type serverStore struct {
 	db       SessionStore
 	codec    *securecookie.SecureCookie
@@ -41,7 +39,6 @@ type serverStore struct {
 
 // Values keys. The typed wrapper below is the only code that touches them.
 const (
-	keyFlow     = "flow"
 	keyGrant    = "grant"
 	keyUser     = "user"
 	keyCreated  = "created"
@@ -170,25 +167,6 @@ const preLoginLifetime = 15 * time.Minute
 type session struct {
 	s *sessions.Session
 }
-
-func (x session) Flow() (auth.Flow, bool) {
-	raw, ok := x.s.Values[keyFlow].([]byte)
-	if !ok {
-		return auth.Flow{}, false
-	}
-	var f auth.Flow
-	if json.Unmarshal(raw, &f) != nil {
-		return auth.Flow{}, false
-	}
-	return f, true
-}
-
-func (x session) SetFlow(f auth.Flow) {
-	raw, _ := json.Marshal(f)
-	x.s.Values[keyFlow] = raw
-}
-
-func (x session) ClearFlow() { delete(x.s.Values, keyFlow) }
 
 func (x session) GrantID() string {
 	id, _ := x.s.Values[keyGrant].(string)
