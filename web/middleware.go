@@ -93,3 +93,52 @@ func (s *Server) withSecurityHeaders(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// Timeouts of the HTTP server (finding 4 of issue 10). A client that sends its headers or body slowly, or not at all
+// (slowloris), must not hold a connection and a goroutine for ever; a user on a slow link must still be able to send
+// a message with attachments up to Config.MaxUpload. One global read timeout cannot do both, so:
+//   - the server bounds headers (ReadHeaderTimeout) and headers plus body (ReadTimeout), enough for every form but
+//     the compose form, and idle keep-alive connections (IdleTimeout);
+//   - the compose form's routes extend the read deadline, for signed-in users only, to what MaxUpload needs at
+//     minUploadRate (withUploadTime);
+//   - a request without a body clears its read deadline once the handler runs (withReadDeadlines): nothing more is
+//     to be read, and net/http cancels the request's context when a read deadline passes during a long response
+//     (the live-update stream, a large download), which would cut those off. Slow readers of responses are bounded
+//     where responses are written (the stream's keep-alives, the download's write deadlines), not here.
+const (
+	ReadHeaderTimeout = 10 * time.Second
+	ReadTimeout       = 30 * time.Second
+	IdleTimeout       = 2 * time.Minute
+	// minUploadRate is the slowest upload the compose form waits for: 32 KiB/s, a poor mobile link (256 kbit/s).
+	minUploadRate = 32 << 10
+)
+
+// ConfigureTimeouts sets the read and idle timeouts described above on srv; cmd and the tests serve through it.
+func ConfigureTimeouts(srv *http.Server) {
+	srv.ReadHeaderTimeout = ReadHeaderTimeout
+	srv.ReadTimeout = ReadTimeout
+	srv.IdleTimeout = IdleTimeout
+}
+
+// withReadDeadlines clears the read deadline of a request that has no body; see ConfigureTimeouts.
+func withReadDeadlines(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody {
+			_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// uploadTime is how long a compose form of Config.MaxUpload bytes may take to arrive.
+func (s *Server) uploadTime() time.Duration {
+	return max(ReadTimeout, ReadTimeout+time.Duration(s.cfg.MaxUpload/minUploadRate)*time.Second)
+}
+
+// withUploadTime gives a signed-in user's compose form uploadTime to arrive, counted from now.
+func (s *Server) withUploadTime(h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.uploadTime()))
+		return h(w, r)
+	}
+}

@@ -22,8 +22,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /folders", s.signedIn(s.handleFolders))
 	mux.Handle("POST /folders", s.signedIn(s.handleFolderAction))
 	mux.Handle("GET /compose", s.signedIn(s.handleCompose))
-	mux.Handle("POST /send", s.signedIn(s.handleSend))
-	mux.Handle("POST /drafts", s.signedIn(s.handleSaveDraft))
+	mux.Handle("POST /send", s.signedIn(s.withUploadTime(s.handleSend)))
+	mux.Handle("POST /drafts", s.signedIn(s.withUploadTime(s.handleSaveDraft)))
 	mux.Handle("GET /events/{box...}", s.signedInStream(s.handleEvents))
 
 	// Reading (message.go): the message page, its sandboxed HTML frame, one part, the source. {box} is one
@@ -43,12 +43,14 @@ func (s *Server) routes() http.Handler {
 		return &Error{Status: http.StatusNotFound, Msg: "There is no page at this address.", Retry: "/"}
 	}))
 
-	// Order, outermost first: the request log sees every response (including CSRF refusals); security headers apply
-	// to every page; CrossOriginProtection refuses cross-site POSTs (CSRF) before any handler runs — only POST changes
-	// state, GETs are safe by construction.
+	// Order, outermost first: the request log sees every response (including CSRF refusals); read deadlines are
+	// settled before any handler runs (ConfigureTimeouts); security headers apply to every page;
+	// CrossOriginProtection refuses cross-site POSTs (CSRF) before any handler runs — only POST changes state, GETs
+	// are safe by construction.
 	var h http.Handler = mux
 	h = http.NewCrossOriginProtection().Handler(h)
 	h = s.withSecurityHeaders(h)
+	h = withReadDeadlines(h)
 	h = s.withRequestLog(h)
 	return h
 }

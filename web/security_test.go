@@ -9,14 +9,18 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"html"
+	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/textproto"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/postern/postern/internal/devstack/idp"
 )
@@ -228,5 +232,68 @@ func TestFinding8CrossSiteCallbackKeepsTheFlow(t *testing.T) {
 	}
 	if r := b.get(cb.String()); r.status != http.StatusSeeOther || r.location != "/mail/INBOX" {
 		t.Errorf("the real callback after a forged one = %d to %q, want 303 to /mail/INBOX: %.300s", r.status, r.location, r.body)
+	}
+}
+
+// slowClient opens a raw connection and sends head (a partial or complete request head, never a body), then reports
+// whether the server closed the connection before the client gave up after wait.
+func slowClient(t *testing.T, s *stack, head string, wait time.Duration) (closed bool) {
+	t.Helper()
+	c, err := net.Dial("tcp", s.ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, head); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	_, err = io.Copy(io.Discard, c)
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// TestFinding4SlowClientsAreCut: a request whose headers never end, or whose body never comes, is closed by the
+// server instead of being held for ever. The stack's server has cmd's timeouts shortened to 2 s (headers) and 4 s
+// (headers and body); the client waits three times as long.
+func TestFinding4SlowClientsAreCut(t *testing.T) {
+	s := newStack(t)
+	host := s.ts.Listener.Addr().String()
+	for name, head := range map[string]string{
+		"headers never end":        "GET /login HTTP/1.1\r\nHost: " + host + "\r\nX-Slow: 1\r\n",
+		"body never comes":         "POST /logout HTTP/1.1\r\nHost: " + host + "\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1\r\n\r\n",
+		"GET body never comes":     "GET /login HTTP/1.1\r\nHost: " + host + "\r\nContent-Length: 1\r\n\r\n",
+		"anonymous compose upload": "POST /send HTTP/1.1\r\nHost: " + host + "\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: 1000000\r\n\r\n--x\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			if !slowClient(t, s, head, 12*time.Second) {
+				t.Error("the server still holds the connection of a client that stopped sending")
+			}
+		})
+	}
+}
+
+// TestFinding4SlowUploadOfSignedInUserFits: the compose form's read deadline is extended for a signed-in user, so an
+// upload that pauses longer than the server's ReadTimeout (here 4 s) still arrives; the extension scales with
+// Config.MaxUpload.
+func TestFinding4SlowUploadOfSignedInUserFits(t *testing.T) {
+	s := newStack(t)
+	u := signedInAs(t, s, "alice")
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		_ = mw.WriteField("to", "")
+		_ = mw.WriteField("subject", "slow link")
+		_ = mw.WriteField("body", "typed on a train")
+		time.Sleep(6 * time.Second) // a tunnel: longer than the server's ReadTimeout
+		_ = mw.Close()
+		_ = pw.Close()
+	}()
+	req, _ := http.NewRequest(http.MethodPost, s.ts.URL+"/drafts", pr)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	r := u.b.do(req)
+	if r.status != http.StatusSeeOther {
+		t.Errorf("slow draft save = %d, want 303: %.300s", r.status, r.body)
 	}
 }

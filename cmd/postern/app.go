@@ -286,11 +286,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 func listenAndServe(ctx context.Context, ln net.Listener, cfg *config.Config, logger *slog.Logger, hc *http.Client, ready func()) error {
 	door := &frontDoor{issuer: cfg.OIDC.Issuer}
 	srv := &http.Server{
-		Handler:           door,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		Handler:  door,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	// Header, body and idle timeouts; the compose form and long responses adjust theirs per request (web).
+	web.ConfigureTimeouts(srv)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	logger.Info("postern listening", slog.String("addr", ln.Addr().String()))
