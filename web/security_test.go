@@ -297,3 +297,45 @@ func TestFinding4SlowUploadOfSignedInUserFits(t *testing.T) {
 		t.Errorf("slow draft save = %d, want 303: %.300s", r.status, r.body)
 	}
 }
+
+// openStream opens the live-update stream of INBOX and returns its status; a 200 stream stays open until the test
+// ends.
+func openStream(t *testing.T, b *browser, base string) int {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/events/INBOX", nil)
+	hc := *b.hc
+	hc.Timeout = 0 // a stream has no end
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("GET /events/INBOX: %v", err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp.StatusCode
+}
+
+// TestFinding5StreamsAreCountedPerUser: one user signed in four times cannot open more live-update streams than
+// the per-user bound, however many grants they hold, and another user still gets one.
+func TestFinding5StreamsAreCountedPerUser(t *testing.T) {
+	s := newStack(t)
+	open := 0
+	for i := 0; i < 4; i++ {
+		u := signedInAs(t, s, "alice")
+		for j := 0; j < 2; j++ {
+			switch st := openStream(t, u.b, s.ts.URL); st {
+			case http.StatusOK:
+				open++
+			case http.StatusTooManyRequests:
+			default:
+				t.Fatalf("stream %d of sign-in %d = %d", j, i, st)
+			}
+		}
+	}
+	if open > 3 {
+		t.Errorf("one user holds %d live-update streams over 4 sign-ins, want at most 3", open)
+	}
+	if st := openStream(t, signedInAs(t, s, "bob").b, s.ts.URL); st != http.StatusOK {
+		t.Errorf("another user's stream = %d, want 200", st)
+	}
+}

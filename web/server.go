@@ -81,7 +81,7 @@ type Server struct {
 	uploads *uploadStash
 	// flows carries sign-in flows in sealed cookies (flowcookie.go).
 	flows *flowCookies
-	// watchers bounds the live-update streams per grant (events.go).
+	// watchers bounds the live-update streams per user and in all (events.go).
 	watchers *watchLimiter
 }
 
@@ -132,7 +132,7 @@ func New(cfg Config, a Authenticator, t Tokens, m Mailer, ss SessionStore) (*Ser
 		pages:  p,
 	}
 	s.uploads = newUploadStash(cfg.MaxUpload)
-	s.watchers = newWatchLimiter(maxWatchersPerGrant, maxWatchersTotal)
+	s.watchers = newWatchLimiter(maxWatchersPerUser, maxWatchersTotal)
 	s.flows = newFlowCookies(cfg.SessionSecret, cfg.CookieName, s.secure)
 	s.sessions = newServerStore(ss, cfg.SessionSecret, cfg.CookieName, s.secure, cfg.IdleTimeout, cfg.Lifetime)
 	s.handler = s.routes()
