@@ -86,6 +86,15 @@ func (s *Server) withSecurityHeaders(next http.Handler) http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "same-origin")
 		h.Set("X-Frame-Options", "DENY")
+		// Another origin, even a sibling subdomain (same-site, so SameSite=Lax cookies go along), must not be able to
+		// load any of Postern's responses as a subresource (a credentialed <img> or <script> of a part tells whether
+		// a message exists and how large an image is). Postern's own pages load only same-origin resources, and
+		// embedded images reach the message frame as data: URLs (message.go), so nothing legitimate is refused.
+		h.Set("Cross-Origin-Resource-Policy", "same-origin")
+		// A window that Postern opens, or that opens Postern, gets no handle on the other (tab-nabbing, XS-Leaks).
+		// Cross-Origin-Embedder-Policy is not sent: it brings nothing to a site that embeds nothing cross-origin,
+		// and require-corp would block the remote images a user chooses to show in the message frame (Safari has
+		// no credentialless mode to soften it).
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		if s.secure {
 			h.Set("Strict-Transport-Security", "max-age=31536000")

@@ -339,3 +339,37 @@ func TestFinding5StreamsAreCountedPerUser(t *testing.T) {
 		t.Errorf("another user's stream = %d, want 200", st)
 	}
 }
+
+// TestFinding7EveryResponseRefusesCrossOriginLoads: Cross-Origin-Resource-Policy: same-origin on every response,
+// signed in or not, page, part, stream, asset, probe or error.
+func TestFinding7EveryResponseRefusesCrossOriginLoads(t *testing.T) {
+	rd := newReader(t)
+	uid := rd.deliver(t, "INBOX", []byte("From: bob@example.test\nTo: alice@example.test\nSubject: pic\nMIME-Version: 1.0\n"+
+		"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nsee\n--b\nContent-Type: image/png\n"+
+		"Content-Disposition: attachment; filename=p.png\nContent-Transfer-Encoding: base64\n\niVBORw0KGgo=\n--b--\n"))
+	msg := fmt.Sprintf("/msg/INBOX/%d", uid)
+	anon := newBrowser(t)
+	for _, path := range []string{"/", "/mail/INBOX", msg, msg + "/html", msg + "/part/2", msg + "/raw", "/msg/INBOX/999999",
+		"/compose", "/folders", "/session", "/healthz", "/readyz", "/static/style.css", "/no-such-page"} {
+		r := rd.get(t, path)
+		if got := r.header.Get("Cross-Origin-Resource-Policy"); got != "same-origin" {
+			t.Errorf("GET %s (%d): Cross-Origin-Resource-Policy = %q, want same-origin", path, r.status, got)
+		}
+	}
+	// The stream: headers only, it does not end.
+	req, _ := http.NewRequest(http.MethodGet, rd.s.ts.URL+"/events/INBOX", nil)
+	if resp, err := rd.b.hc.Do(req); err != nil {
+		t.Error(err)
+	} else {
+		resp.Body.Close()
+		if got := resp.Header.Get("Cross-Origin-Resource-Policy"); got != "same-origin" {
+			t.Errorf("GET /events/INBOX (%d): Cross-Origin-Resource-Policy = %q, want same-origin", resp.StatusCode, got)
+		}
+	}
+	for _, path := range []string{"/", "/login", "/callback?state=x", "/mail/INBOX", "/signed-out"} {
+		r := anon.get(rd.s.ts.URL + path)
+		if got := r.header.Get("Cross-Origin-Resource-Policy"); got != "same-origin" {
+			t.Errorf("anonymous GET %s (%d): Cross-Origin-Resource-Policy = %q, want same-origin", path, r.status, got)
+		}
+	}
+}
