@@ -3,6 +3,7 @@ package mail
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/base32"
 	"errors"
 	"fmt"
@@ -110,7 +111,13 @@ func (d Draft) Build(now time.Time, msgIDDomain string) ([]byte, error) {
 	h.SetAddressList("From", goAddresses([]Address{d.From}))
 	h.SetAddressList("To", goAddresses(d.To))
 	h.SetAddressList("Cc", goAddresses(d.Cc))
-	h.SetSubject(d.Subject)
+	if strings.Contains(d.Subject, "=?") {
+		// Typed text that looks like an RFC 2047 encoded word would be decoded by the recipient's client, to
+		// anything (CR/LF included): encode it, so that it arrives as the text the user typed.
+		h.Set("Subject", encodeWords(d.Subject))
+	} else {
+		h.SetSubject(d.Subject)
+	}
 	if d.InReplyTo != "" {
 		h.SetMsgIDList("In-Reply-To", []string{d.InReplyTo})
 	}
@@ -325,4 +332,19 @@ func randomID() string {
 func crlfBytes(b []byte) []byte {
 	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
 	return bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n"))
+}
+
+// encodeWords encodes s as RFC 2047 "B" encoded words whatever it contains, each within the 75-character limit of
+// section 2, cut at rune boundaries; the spaces between them are dropped by decoders (section 6.2).
+func encodeWords(s string) string {
+	var words []string
+	for len(s) > 0 {
+		n := min(len(s), 45) // 45 bytes → 60 base64 characters + "=?utf-8?b??=" = 72
+		for n < len(s) && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		words = append(words, "=?utf-8?b?"+base64.StdEncoding.EncodeToString([]byte(s[:n]))+"?=")
+		s = s[n:]
+	}
+	return strings.Join(words, " ")
 }

@@ -236,7 +236,7 @@ func parseMsgRef(ref string) (string, uint32, bool) {
 		return "", 0, false
 	}
 	n, err := strconv.ParseUint(ref[i+1:], 10, 32)
-	if err != nil || n == 0 {
+	if err != nil || n == 0 || !validBoxName(ref[:i]) {
 		return "", 0, false
 	}
 	return ref[:i], uint32(n), true

@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
+	"strings"
 	"time"
 )
 
@@ -66,11 +68,47 @@ func (s *Server) withRequestLog(next http.Handler) http.Handler {
 				}
 			}
 			s.logger.Info("http request", slog.String("request_id", id), slog.String("method", r.Method),
-				slog.String("path", r.URL.Path), slog.Int("status", rec.status),
+				slog.String("path", r.URL.Path), slog.Int("status", rec.status), slog.String("client_ip", s.clientIP(r)),
 				slog.Duration("duration", time.Since(start)))
 		}()
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// clientIP is the address of the client for the access log: the connection's peer, or, when the peer is a trusted
+// proxy (Config.TrustedProxies), the right-most X-Forwarded-For entry that is not itself a trusted proxy. Entries
+// left of that one are whatever the client wrote and prove nothing; taking the right-most untrusted hop is the only
+// reading a client cannot forge.
+func (s *Server) clientIP(r *http.Request) string {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	ip := peer.Addr().Unmap()
+	if !s.trusted(ip) {
+		return ip.String()
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		h, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break // a garbled entry: trust nothing further left
+		}
+		ip = h.Unmap()
+		if !s.trusted(ip) {
+			return ip.String()
+		}
+	}
+	return ip.String()
+}
+
+func (s *Server) trusted(ip netip.Addr) bool {
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // withSecurityHeaders sets the headers every response carries. The CSP allows no inline script and no foreign

@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/postern/postern/auth"
@@ -62,6 +64,13 @@ type Config struct {
 	// at or below the submission server's message size limit, so that a message too big to send is refused here,
 	// before the upload, rather than after it.
 	MaxUpload int64
+	// BrowserSessionCookie makes the session cookie a browser-session cookie (no Max-Age): it ends when the browser
+	// does. The default is a cookie that lasts Lifetime, so that phones, whose browsers end sessions whenever the
+	// system reclaims memory, do not sign their users out several times a day; the server-side idle timeout and
+	// lifetime end the session either way, and signing out ends it at once.
+	BrowserSessionCookie bool
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client in the access log (clientIP).
+	TrustedProxies []netip.Prefix
 }
 
 // Server holds the web layer's dependencies. It is safe for concurrent use.
@@ -94,14 +103,14 @@ func New(cfg Config, a Authenticator, t Tokens, m Mailer, ss SessionStore) (*Ser
 	if len(cfg.SessionSecret) < 32 {
 		return nil, errors.New("web: SessionSecret must be at least 32 bytes")
 	}
-	if cfg.CookieName == "" || (cfg.CookieName == "postern_session" && cfg.PublicURL.Scheme == "https") {
-		// On https the default name takes the __Host- prefix: browsers then accept the cookie only from this exact
-		// host, Secure, Path=/ and without Domain, so a sibling subdomain cannot plant its own (signed-in) session
-		// cookie here (login CSRF through cookie tossing).
+	if cfg.CookieName == "" {
 		cfg.CookieName = "postern_session"
-		if cfg.PublicURL.Scheme == "https" {
-			cfg.CookieName = "__Host-postern_session"
-		}
+	}
+	if cfg.PublicURL.Scheme == "https" && !strings.HasPrefix(cfg.CookieName, "__Host-") {
+		// On https every name, the default or a custom one, takes the __Host- prefix (RFC 6265bis section 4.1.3.2):
+		// browsers then accept the cookie only from this exact host, Secure, Path=/ and without Domain, so a sibling
+		// subdomain cannot plant its own (signed-in) session cookie here (login CSRF through cookie tossing).
+		cfg.CookieName = "__Host-" + cfg.CookieName
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 24 * time.Hour
@@ -134,7 +143,7 @@ func New(cfg Config, a Authenticator, t Tokens, m Mailer, ss SessionStore) (*Ser
 	s.uploads = newUploadStash(cfg.MaxUpload)
 	s.watchers = newWatchLimiter(maxWatchersPerUser, maxWatchersTotal)
 	s.flows = newFlowCookies(cfg.SessionSecret, cfg.CookieName, s.secure)
-	s.sessions = newServerStore(ss, cfg.SessionSecret, cfg.CookieName, s.secure, cfg.IdleTimeout, cfg.Lifetime)
+	s.sessions = newServerStore(ss, cfg.SessionSecret, cfg.CookieName, s.secure, cfg.IdleTimeout, cfg.Lifetime, cfg.BrowserSessionCookie)
 	s.handler = s.routes()
 	return s, nil
 }

@@ -35,6 +35,8 @@ type serverStore struct {
 	opts     sessions.Options
 	idle     time.Duration
 	lifetime time.Duration
+	// browserSession: the cookie has no Max-Age (Config.BrowserSessionCookie).
+	browserSession bool
 }
 
 // Values keys. The typed wrapper below is the only code that touches them.
@@ -45,7 +47,7 @@ const (
 	keyLastSeen = "seen"
 )
 
-func newServerStore(db SessionStore, secret []byte, cookieName string, secure bool, idle, lifetime time.Duration) *serverStore {
+func newServerStore(db SessionStore, secret []byte, cookieName string, secure bool, idle, lifetime time.Duration, browserSession bool) *serverStore {
 	codec := securecookie.New(secret, nil) // signed, not encrypted: the value is a random id with no meaning
 	codec.MaxAge(int(lifetime / time.Second))
 	codec.SetSerializer(securecookie.NopEncoder{})
@@ -60,8 +62,9 @@ func newServerStore(db SessionStore, secret []byte, cookieName string, secure bo
 			// stored in this session must be sent with it.
 			SameSite: http.SameSiteLaxMode,
 		},
-		idle:     idle,
-		lifetime: lifetime,
+		idle:           idle,
+		lifetime:       lifetime,
+		browserSession: browserSession,
 	}
 }
 
@@ -156,6 +159,9 @@ func (st *serverStore) Save(r *http.Request, w http.ResponseWriter, s *sessions.
 	opts := *s.Options
 	// The cookie lives as long as the absolute lifetime allows; the idle limit is enforced server-side.
 	opts.MaxAge = int(time.Until(created.Add(st.lifetime)) / time.Second)
+	if st.browserSession {
+		opts.MaxAge = 0 // no Max-Age, no Expires: the browser drops it when its session ends
+	}
 	http.SetCookie(w, sessions.NewCookie(s.Name(), enc, &opts))
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -137,6 +138,9 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		Logger:        logger,
 		Version:       version,
 		Sender:        a.metrics.CountSends(web.SMTPSender{Server: a.smtp}),
+
+		BrowserSessionCookie: cfg.Session.BrowserSessionCookie,
+		TrustedProxies:       trustedProxies(cfg.Server.TrustedProxies),
 	}, a.metrics.CountSignIns(a.auth), a.keeper, a.pool, a.store)
 	if err != nil {
 		return nil, err
@@ -304,6 +308,17 @@ func listenAndServe(ctx context.Context, ln net.Listener, cfg *config.Config, lo
 		ready()
 	}
 	return a.serve(ctx, srv, errc)
+}
+
+// trustedProxies parses server.trusted_proxies; Validate has refused any entry that does not parse.
+func trustedProxies(list []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range list {
+		if p, err := config.ParseTrustedProxy(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // discover runs OIDC discovery, waiting for the IdP if it is not up yet: Postern, Authelia and Stalwart usually start
