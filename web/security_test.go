@@ -13,12 +13,18 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"log/slog"
+	"mime"
 	"mime/multipart"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	netmail "net/mail"
 	"net/textproto"
+	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -371,5 +377,109 @@ func TestFinding7EveryResponseRefusesCrossOriginLoads(t *testing.T) {
 		if got := r.header.Get("Cross-Origin-Resource-Policy"); got != "same-origin" {
 			t.Errorf("anonymous GET %s (%d): Cross-Origin-Resource-Policy = %q, want same-origin", path, r.status, got)
 		}
+	}
+}
+
+// TestFinding8CustomCookieNameOnHTTPS: a custom cookie name on an https public URL gets the __Host- prefix too.
+func TestFinding8CustomCookieNameOnHTTPS(t *testing.T) {
+	s := newStack(t)
+	cfg := s.web.cfg
+	cfg.PublicURL, cfg.CookieName = mustURL("https://mail.example.test"), "webmail"
+	w, err := New(cfg, s.web.auth, s.web.tokens, s.web.mail, s.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	w.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "https://mail.example.test/login", nil))
+	cookies := rec.Result().Cookies()
+	if len(cookies) == 0 {
+		t.Fatal("no cookie from /login")
+	}
+	for _, c := range cookies {
+		if !strings.HasPrefix(c.Name, "__Host-webmail") || !c.Secure {
+			t.Errorf("cookie %s (Secure=%v): want the __Host- prefix and Secure on https", c.Name, c.Secure)
+		}
+	}
+}
+
+// TestFinding8FolderNamesRefuseInvisibleCharacters: C1 controls, bidi controls and zero-width characters cannot go
+// into a new folder's name.
+func TestFinding8FolderNamesRefuseInvisibleCharacters(t *testing.T) {
+	s := newStack(t)
+	u := signedInAs(t, s, "alice")
+	for _, name := range []string{"Invo\u0085ices", "In\u009bvoices", "\u202eevihcrA", "Pay\u200bments", "a\u2066b\u2069"} {
+		r := u.b.post(s.ts.URL+"/folders", url.Values{"action": {"create"}, "name": {name}})
+		if r.status != http.StatusBadRequest || !strings.Contains(r.body, "cannot contain") {
+			t.Errorf("create %q = %d, want 400 refusing the name", name, r.status)
+		}
+	}
+}
+
+// TestFinding8ImpossibleFolderNameIs404: a folder name no mailbox can have is a missing page, not a mail-server
+// failure.
+func TestFinding8ImpossibleFolderNameIs404(t *testing.T) {
+	s := newStack(t)
+	u := signedInAs(t, s, "alice")
+	for _, p := range []string{"/msg/a%00b/1", "/msg/a%0D%0Ab/1", "/msg/a%09b/1", "/msg/" + strings.Repeat("a", 3000) + "/1", "/mail/a%00b", "/mail/%FF"} {
+		if r := u.b.get(s.ts.URL + p); r.status != http.StatusNotFound {
+			t.Errorf("GET %.40s = %d, want 404", p, r.status)
+		}
+	}
+}
+
+// TestFinding8AccessLogHasClientIP: every access-log line names the client.
+func TestFinding8AccessLogHasClientIP(t *testing.T) {
+	s := newStack(t)
+	var buf syncBuffer
+	cfg := s.web.cfg
+	cfg.Logger = slog.New(slog.NewTextHandler(&buf, nil))
+	w, err := New(cfg, s.web.auth, s.web.tokens, s.web.mail, s.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/healthz", nil)
+	req.RemoteAddr = "192.0.2.7:40000"
+	w.ServeHTTP(httptest.NewRecorder(), req)
+	if line := buf.String(); !strings.Contains(line, "client_ip=192.0.2.7") {
+		t.Errorf("access log = %q, want client_ip=192.0.2.7", line)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestFinding8EncodedWordSubjectIsSentAsText: a subject typed as an RFC 2047 encoded word arrives as the text typed,
+// not decoded into a line break at the recipient.
+func TestFinding8EncodedWordSubjectIsSentAsText(t *testing.T) {
+	s := newStack(t)
+	u := signedInAs(t, s, "alice")
+	typed := "=?UTF-8?B?" + base64.StdEncoding.EncodeToString([]byte("Hello\r\nBcc: victim@example.test")) + "?="
+	r := u.b.postMultipart(s.ts.URL+"/send", [][2]string{{"to", "bob@example.test"}, {"subject", typed}, {"body", "hi"}}, nil)
+	if r.status != http.StatusSeeOther {
+		t.Fatalf("POST /send = %d: %.300s", r.status, r.body)
+	}
+	msgs := stored(t, s, "bob@example.test", "INBOX")
+	m, err := netmail.ReadMessage(bytes.NewReader(msgs[len(msgs)-1].Raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := new(mime.WordDecoder).DecodeHeader(m.Header.Get("Subject"))
+	if err != nil || got != typed {
+		t.Errorf("the recipient reads the subject as %q (%v), want the typed %q", got, err, typed)
 	}
 }
