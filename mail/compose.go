@@ -3,8 +3,8 @@ package mail
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/base32"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"mime"
