@@ -148,10 +148,10 @@ func (s *Server) withSecurityHeaders(next http.Handler) http.Handler {
 //     the compose form, and idle keep-alive connections (IdleTimeout);
 //   - the compose form's routes extend the read deadline, for signed-in users only, to what MaxUpload needs at
 //     minUploadRate (withUploadTime);
-//   - a request without a body clears its read deadline once the handler runs (withReadDeadlines): nothing more is
-//     to be read, and net/http cancels the request's context when a read deadline passes during a long response
-//     (the live-update stream, a large download), which would cut those off. Slow readers of responses are bounded
-//     where responses are written (the stream's keep-alives, the download's write deadlines), not here.
+//   - once a request's body has been read, net/http clears the read deadline itself (its background read, which
+//     watches for a closed connection), so ReadTimeout does not cut long responses such as the live-update stream
+//     or a large download (TestStreamOutlivesReadTimeout). Slow readers of responses are bounded where responses
+//     are written (the stream's keep-alives, the download's write deadlines), not here.
 const (
 	ReadHeaderTimeout = 10 * time.Second
 	ReadTimeout       = 30 * time.Second
@@ -165,16 +165,6 @@ func ConfigureTimeouts(srv *http.Server) {
 	srv.ReadHeaderTimeout = ReadHeaderTimeout
 	srv.ReadTimeout = ReadTimeout
 	srv.IdleTimeout = IdleTimeout
-}
-
-// withReadDeadlines clears the read deadline of a request that has no body; see ConfigureTimeouts.
-func withReadDeadlines(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body == nil || r.Body == http.NoBody {
-			_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 // uploadTime is how long a compose form of Config.MaxUpload bytes may take to arrive.

@@ -43,14 +43,12 @@ func (s *Server) routes() http.Handler {
 		return &Error{Status: http.StatusNotFound, Msg: "There is no page at this address.", Retry: "/"}
 	}))
 
-	// Order, outermost first: the request log sees every response (including CSRF refusals); read deadlines are
-	// settled before any handler runs (ConfigureTimeouts); security headers apply to every page;
-	// CrossOriginProtection refuses cross-site POSTs (CSRF) before any handler runs — only POST changes state, GETs
-	// are safe by construction.
+	// Order, outermost first: the request log sees every response (including CSRF refusals); security headers apply
+	// to every page; CrossOriginProtection refuses cross-site POSTs (CSRF) before any handler runs — only POST changes
+	// state, GETs are safe by construction.
 	var h http.Handler = mux
 	h = http.NewCrossOriginProtection().Handler(h)
 	h = s.withSecurityHeaders(h)
-	h = withReadDeadlines(h)
 	h = s.withRequestLog(h)
 	return h
 }

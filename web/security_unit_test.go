@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -146,5 +147,31 @@ func TestTextStripsInvisibles(t *testing.T) {
 		if got := text(in); got != want {
 			t.Errorf("text(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestStreamOutlivesReadTimeout: the live-update stream is not cut when the server's ReadTimeout (4 s in tests)
+// passes (net/http clears the read deadline once the request's body is read; this pins that ConfigureTimeouts relies
+// on it).
+func TestStreamOutlivesReadTimeout(t *testing.T) {
+	s := newStack(t)
+	u := signedInAs(t, s, "alice")
+	req, _ := http.NewRequest(http.MethodGet, s.ts.URL+"/events/INBOX", nil)
+	hc := *u.b.hc
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /events/INBOX = %v, %v", resp, err)
+	}
+	defer resp.Body.Close()
+	ended := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, resp.Body)
+		ended <- err
+	}()
+	select {
+	case err := <-ended:
+		t.Fatalf("the stream ended after less than twice the ReadTimeout: %v", err)
+	case <-time.After(2 * s.ts.Config.ReadTimeout):
 	}
 }
