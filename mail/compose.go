@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base32"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"mime"
@@ -87,7 +88,13 @@ func (d Draft) Build(now time.Time, msgIDDomain string) ([]byte, error) {
 	h.SetAddressList("From", goAddresses([]Address{d.From}))
 	h.SetAddressList("To", goAddresses(d.To))
 	h.SetAddressList("Cc", goAddresses(d.Cc))
-	h.SetSubject(d.Subject)
+	if strings.Contains(d.Subject, "=?") {
+		// Typed text that looks like an RFC 2047 encoded word would be decoded by the recipient's client, to
+		// anything (CR/LF included): encode it, so that it arrives as the text the user typed.
+		h.Set("Subject", encodeWords(d.Subject))
+	} else {
+		h.SetSubject(d.Subject)
+	}
 	if d.InReplyTo != "" {
 		h.SetMsgIDList("In-Reply-To", []string{d.InReplyTo})
 	}
@@ -330,4 +337,19 @@ func OwnCopy(msg []byte, bcc []Address) []byte {
 	b.WriteString("\r\n")
 	b.Write(msg)
 	return b.Bytes()
+}
+
+// encodeWords encodes s as RFC 2047 "B" encoded words whatever it contains, each within the 75-character limit of
+// section 2, cut at rune boundaries; the spaces between them are dropped by decoders (section 6.2).
+func encodeWords(s string) string {
+	var words []string
+	for len(s) > 0 {
+		n := min(len(s), 45) // 45 bytes → 60 base64 characters + "=?utf-8?b??=" = 72
+		for n < len(s) && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		words = append(words, "=?utf-8?b?"+base64.StdEncoding.EncodeToString([]byte(s[:n]))+"?=")
+		s = s[n:]
+	}
+	return strings.Join(words, " ")
 }

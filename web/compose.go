@@ -170,7 +170,7 @@ func (s *Server) resumeDraft(ctx context.Context, ms *mail.Session, grant, draft
 		if err != nil {
 			return composeForm{}, 0, err
 		}
-		k, ok := s.uploads.put(grant, mail.Attachment{Filename: cleanFilename(part.Filename), ContentType: part.ContentType, Data: data})
+		k, ok := s.uploads.put(userOfCtx(ctx, grant), grant, mail.Attachment{Filename: cleanFilename(part.Filename), ContentType: part.ContentType, Data: data})
 		if !ok {
 			dropped++
 			continue
@@ -225,7 +225,7 @@ func parseMsgRef(ref string) (string, uint32, bool) {
 		return "", 0, false
 	}
 	n, err := strconv.ParseUint(ref[i+1:], 10, 32)
-	if err != nil || n == 0 {
+	if err != nil || n == 0 || !validBoxName(ref[:i]) {
 		return "", 0, false
 	}
 	return ref[:i], uint32(n), true

@@ -15,11 +15,11 @@ import (
 )
 
 const (
-	// maxWatchersPerGrant bounds the open live-update streams (browser tabs) of one sign-in: each holds an IMAP
-	// connection of its own out of the pool's per-user allowance (mail.PoolOptions.MaxPerUser, default 4, which the
-	// pool also enforces for watches over all of a user's grants), and page views need the rest. A further tab
-	// simply gets no live updates.
-	maxWatchersPerGrant = 2
+	// maxWatchersPerUser bounds the open live-update streams (browser tabs) of one user, over all their sign-ins
+	// (each sign-in is a new grant, so a per-grant bound alone let one user take every slot): each holds an IMAP
+	// connection of its own out of the pool's per-user allowance (mail.PoolOptions.MaxPerUser, which the pool also
+	// enforces for watches), and page views need the rest. A further tab simply gets no live updates.
+	maxWatchersPerUser = 3
 	// maxWatchersTotal bounds all streams together, at a quarter of the pool's default total (200 connections): every
 	// sign-in makes a new grant, so without it a scripted client could tie up the whole pool with IDLE connections
 	// and make every other user's page view wait.
@@ -43,12 +43,13 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		box = "INBOX"
 	}
 	log := s.log(r)
-	if !s.watchers.acquire(grant) {
-		log.Info("events: too many streams for this grant")
+	user := userOf(r)
+	if !s.watchers.acquire(user) {
+		log.Info("events: too many streams for this user")
 		w.WriteHeader(http.StatusTooManyRequests)
 		return
 	}
-	defer s.watchers.release(grant)
+	defer s.watchers.release(user)
 
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
@@ -124,7 +125,7 @@ func (s *Server) signedInStream(h http.HandlerFunc) http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), grantKey{}, sess.GrantID())))
+		h(w, withGrant(r, sess))
 	})
 }
 
@@ -132,7 +133,7 @@ func (s *Server) signedInStream(h http.HandlerFunc) http.Handler {
 // would otherwise wait for these until its deadline; cmd registers it with RegisterOnShutdown.
 func (s *Server) CloseStreams() { s.watchers.close() }
 
-// watchLimiter counts streams per grant and ends them all at shutdown.
+// watchLimiter counts streams per user and in all, and ends them all at shutdown.
 type watchLimiter struct {
 	mu      sync.Mutex
 	n       map[string]int

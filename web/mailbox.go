@@ -109,6 +109,9 @@ func (s *Server) handleMailbox(w http.ResponseWriter, r *http.Request) error {
 	if box == "" {
 		box = "INBOX"
 	}
+	if !validBoxName(box) {
+		return errNoFolder
+	}
 	q := r.URL.Query()
 	before := parseBefore(q.Get("before"))
 	search := listQueryFrom(q)

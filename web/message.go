@@ -62,7 +62,7 @@ func messagePath(box string, uid uint32) string {
 func msgTarget(r *http.Request) (box string, uid uint32, err error) {
 	box = r.PathValue("box")
 	n, perr := strconv.ParseUint(r.PathValue("uid"), 10, 32)
-	if box == "" || perr != nil || n == 0 {
+	if box == "" || !validBoxName(box) || perr != nil || n == 0 {
 		return "", 0, &Error{Status: http.StatusNotFound, Msg: "There is no message at this address.", Retry: defaultReturnTo}
 	}
 	return box, uint32(n), nil

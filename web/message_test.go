@@ -184,7 +184,7 @@ func TestMessagePlainText(t *testing.T) {
 	for _, want := range []string{
 		`Plain &lt;b&gt;text&lt;/b&gt;`, // subject escaped, in the heading and the title
 		`<title>Plain &lt;b&gt;text&lt;/b&gt; · Postern</title>`,
-		`Bob &lt;bob@example.test&gt;`,
+		`<span class="person"><bdi class="name">Bob</bdi> <bdi class="email" dir="ltr">&lt;bob@example.test&gt;</bdi></span>`,
 		`<a href="https://example.org/a?b=1&amp;c=2" target="_blank" rel="noopener noreferrer">https://example.org/a?b=1&amp;c=2</a>.`,
 		`<a href="https://en.wikipedia.org/wiki/Go_%28programming_language%29" target="_blank" rel="noopener noreferrer">https://en.wikipedia.org/wiki/Go_(programming_language)</a>).`,
 		`<a href="mailto:carol@example.test" target="_blank" rel="noopener noreferrer">mailto:carol@example.test</a>!`,
@@ -221,9 +221,9 @@ func TestMessageHTMLIsFramed(t *testing.T) {
 	for _, want := range []string{
 		`<iframe class="msg-html" id="msg-html" title="Message content" src="` + self + `/html" sandbox="allow-popups allow-popups-to-escape-sandbox"`,
 		`Übersicht &lt;b&gt;Q4&lt;/b&gt;`,
-		`Grüße Team &lt;team@example.org&gt;`,
-		`Alice &lt;alice@example.test&gt;, bob@example.test`,
-		`Carol &lt;carol@example.test&gt;`,
+		`<span class="person"><bdi class="name">Grüße Team</bdi> <bdi class="email" dir="ltr">&lt;team@example.org&gt;</bdi></span>`,
+		`<span class="person"><bdi class="name">Alice</bdi> <bdi class="email" dir="ltr">&lt;alice@example.test&gt;</bdi></span>, <span class="person"><bdi class="email" dir="ltr">&lt;bob@example.test&gt;</bdi></span>`,
+		`<span class="person"><bdi class="name">Carol</bdi> <bdi class="email" dir="ltr">&lt;carol@example.test&gt;</bdi></span>`,
 		`1 remote reference was blocked`,
 		`href="` + self + `?remote=1" id="show-remote"`,
 		`page.html`, `Rechnung März.pdf`, `application/pdf`,
@@ -464,7 +464,7 @@ func TestHostileCorpusEndToEnd(t *testing.T) {
 	// silently stop running.
 	named := map[string]func(t *testing.T, c shown){
 		"encoded-word-headers.eml": func(t *testing.T, c shown) {
-			if !strings.Contains(c.page.body, `<h1 id="msg-subject" class="boxname">&lt;script&gt;document.title=`) {
+			if !strings.Contains(c.page.body, `<h1 id="msg-subject" class="boxname"><bdi>&lt;script&gt;document.title=`) {
 				t.Error("the encoded-word subject is not shown decoded and escaped")
 			}
 		},

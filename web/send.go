@@ -117,7 +117,7 @@ func (s *Server) parseCompose(w http.ResponseWriter, r *http.Request, send bool)
 	}
 	lostKept := len(j.f.Kept) < len(keepIDs)
 	for _, a := range files {
-		k, ok := s.uploads.put(j.grant, a)
+		k, ok := s.uploads.put(userOf(r), j.grant, a)
 		if !ok {
 			stashFull = true
 			continue
@@ -129,6 +129,9 @@ func (s *Server) parseCompose(w http.ResponseWriter, r *http.Request, send bool)
 		s.log(r).Info("compose form too big", slog.Int64("limit", s.cfg.MaxUpload))
 		return j, problem(http.StatusRequestEntityTooLarge, "attach", "The attachments are too big: at most "+formatSize(s.cfg.MaxUpload)+
 			" in all. Your text is kept below; attach smaller files, or share big ones by link.")
+	case errors.As(rerr, new(*formError)):
+		s.log(r).Info("compose form refused", slog.Any("err", rerr))
+		return j, problem(http.StatusBadRequest, "attach", formErrorText(rerr))
 	case rerr != nil:
 		s.log(r).Info("compose form unreadable", slog.Any("err", rerr))
 		return j, problem(http.StatusBadRequest, "", "The form could not be read completely. Your text is kept below; please try again.")

@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/postern/postern/auth"
@@ -69,6 +71,13 @@ type Config struct {
 	MaxUpload int64
 	// Observer, when set, is told of every request, sign-in and submission (observe.go); cmd passes the metrics.
 	Observer Observer
+	// BrowserSessionCookie makes the session cookie a browser-session cookie (no Max-Age): it ends when the browser
+	// does. The default is a cookie that lasts Lifetime, so that phones, whose browsers end sessions whenever the
+	// system reclaims memory, do not sign their users out several times a day; the server-side idle timeout and
+	// lifetime end the session either way, and signing out ends it at once.
+	BrowserSessionCookie bool
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client in the access log (clientIP).
+	TrustedProxies []netip.Prefix
 }
 
 // DefaultStallTimeout is Config.StallTimeout's default: a minute without progress is a client gone, not a slow link
@@ -90,7 +99,9 @@ type Server struct {
 	ops operations
 	// uploads keeps a compose form's attachments across a re-shown form (compose.go).
 	uploads *uploadStash
-	// watchers bounds the live-update streams per grant (events.go).
+	// flows carries sign-in flows in sealed cookies (flowcookie.go).
+	flows *flowCookies
+	// watchers bounds the live-update streams per user and in all (events.go).
 	watchers *watchLimiter
 	// obs is told what happened (observe.go); never nil.
 	obs Observer
@@ -105,14 +116,14 @@ func New(cfg Config, a Authenticator, t Tokens, m Mailer, ss SessionStore) (*Ser
 	if len(cfg.SessionSecret) < 32 {
 		return nil, errors.New("web: SessionSecret must be at least 32 bytes")
 	}
-	if cfg.CookieName == "" || (cfg.CookieName == "postern_session" && cfg.PublicURL.Scheme == "https") {
-		// On https the default name takes the __Host- prefix: browsers then accept the cookie only from this exact
-		// host, Secure, Path=/ and without Domain, so a sibling subdomain cannot plant its own (signed-in) session
-		// cookie here (login CSRF through cookie tossing).
+	if cfg.CookieName == "" {
 		cfg.CookieName = "postern_session"
-		if cfg.PublicURL.Scheme == "https" {
-			cfg.CookieName = "__Host-postern_session"
-		}
+	}
+	if cfg.PublicURL.Scheme == "https" && !strings.HasPrefix(cfg.CookieName, "__Host-") {
+		// On https every name, the default or a custom one, takes the __Host- prefix (RFC 6265bis section 4.1.3.2):
+		// browsers then accept the cookie only from this exact host, Secure, Path=/ and without Domain, so a sibling
+		// subdomain cannot plant its own (signed-in) session cookie here (login CSRF through cookie tossing).
+		cfg.CookieName = "__Host-" + cfg.CookieName
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 24 * time.Hour
@@ -147,8 +158,9 @@ func New(cfg Config, a Authenticator, t Tokens, m Mailer, ss SessionStore) (*Ser
 	}
 	s.observe(cfg.Observer)
 	s.uploads = newUploadStash(cfg.MaxUpload)
-	s.watchers = newWatchLimiter(maxWatchersPerGrant, maxWatchersTotal)
-	s.sessions = newServerStore(ss, cfg.SessionSecret, cfg.CookieName, s.secure, cfg.IdleTimeout, cfg.Lifetime)
+	s.watchers = newWatchLimiter(maxWatchersPerUser, maxWatchersTotal)
+	s.flows = newFlowCookies(cfg.SessionSecret, cfg.CookieName, s.secure)
+	s.sessions = newServerStore(ss, cfg.SessionSecret, cfg.CookieName, s.secure, cfg.IdleTimeout, cfg.Lifetime, cfg.BrowserSessionCookie)
 	s.handler = s.routes()
 	return s, nil
 }

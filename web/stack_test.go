@@ -151,6 +151,10 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 		t.Fatal(err)
 	}
 	s.ts.Config.Handler = s.web
+	// The server's timeouts as cmd sets them, but shorter, so that the slow-client tests end in seconds (the
+	// compose form's extension, withUploadTime, keeps its production length).
+	ConfigureTimeouts(s.ts.Config)
+	s.ts.Config.ReadHeaderTimeout, s.ts.Config.ReadTimeout = 2*time.Second, 4*time.Second
 	s.ts.Start()
 	t.Cleanup(s.ts.Close)
 	return s

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -137,6 +138,9 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		Sender:        web.SMTPSender{Server: a.smtp},
 		// The metrics count what web reports: requests by route, sign-ins, submissions.
 		Observer: a.metrics,
+
+		BrowserSessionCookie: cfg.Session.BrowserSessionCookie,
+		TrustedProxies:       trustedProxies(cfg.Server.TrustedProxies),
 	}, a.auth, a.keeper, a.pool, a.store)
 	if err != nil {
 		return nil, err
@@ -284,11 +288,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 func listenAndServe(ctx context.Context, ln net.Listener, cfg *config.Config, logger *slog.Logger, hc *http.Client, ready func()) error {
 	door := &frontDoor{issuer: cfg.OIDC.Issuer}
 	srv := &http.Server{
-		Handler:           door,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		Handler:  door,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	// Header, body and idle timeouts; the compose form and long responses adjust theirs per request (web).
+	web.ConfigureTimeouts(srv)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	logger.Info("postern listening", slog.String("addr", ln.Addr().String()))
@@ -302,6 +306,17 @@ func listenAndServe(ctx context.Context, ln net.Listener, cfg *config.Config, lo
 		ready()
 	}
 	return a.serve(ctx, srv, errc)
+}
+
+// trustedProxies parses server.trusted_proxies; Validate has refused any entry that does not parse.
+func trustedProxies(list []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range list {
+		if p, err := config.ParseTrustedProxy(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // discover runs OIDC discovery, waiting for the IdP if it is not up yet: Postern, Authelia and Stalwart usually start

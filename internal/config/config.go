@@ -39,6 +39,9 @@ type ServerConfig struct {
 	Listen string `yaml:"listen"`
 	// MetricsListen is an optional separate host:port for metrics.
 	MetricsListen string `yaml:"metrics_listen"`
+	// TrustedProxies are the IP addresses or CIDR ranges of reverse proxies whose X-Forwarded-For header names the
+	// client; empty trusts none, and the access log shows the connection's peer.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // LogConfig selects the slog level and handler.
@@ -137,6 +140,8 @@ type SessionConfig struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// Lifetime ends a session this long after sign-in, active or not.
 	Lifetime time.Duration `yaml:"lifetime"`
+	// BrowserSessionCookie makes the cookie end with the browser session (no Max-Age) instead of at Lifetime.
+	BrowserSessionCookie bool `yaml:"browser_session_cookie"`
 }
 
 // StorageConfig is the database and the keys that seal tokens at rest.

@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/x509"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -31,6 +32,12 @@ func (c *Config) validate(ps *Problems) {
 		checkListen(ps, "server.metrics_listen", c.Server.MetricsListen)
 		if c.Server.MetricsListen == c.Server.Listen {
 			ps.add("server.metrics_listen", "must differ from server.listen")
+		}
+	}
+
+	for i, p := range c.Server.TrustedProxies {
+		if _, err := ParseTrustedProxy(p); err != nil {
+			ps.add("server.trusted_proxies", "entry %d: %q is neither an IP address nor a CIDR range (10.0.0.0/8)", i, p)
 		}
 	}
 
@@ -335,4 +342,19 @@ func validCookieName(name string) bool {
 		}
 	}
 	return true
+}
+
+// ParseTrustedProxy parses one server.trusted_proxies entry: an IP address or a CIDR range.
+func ParseTrustedProxy(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
