@@ -6,6 +6,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/postern/postern/internal/devstack/idp"
 )
 
 // TestHungIdP: the IdP freezes — it accepts and reads requests and answers
@@ -22,8 +24,10 @@ func TestHungIdP(t *testing.T) {
 		dropGone bool          // the IdP drops requests whose client went away (else it still processes them)
 		timeout  time.Duration // TokenCallTimeout; 0 = the default (2m)
 		lost     bool          // the grant is expected to need a sign-in (with no re-use)
+		devIdP   bool          // freeze with the dev IdP's own hook (else in the transport, in arrival order)
 	}{
 		{name: "90s, abandoned requests still processed", freeze: 90 * time.Second},
+		{name: "90s, the dev IdP's freeze", freeze: 90 * time.Second, devIdP: true},
 		{name: "10m, abandoned requests still processed, TokenCallTimeout 15m", freeze: 10 * time.Minute, timeout: 15 * time.Minute},
 		{name: "10m, abandoned requests dropped", freeze: 10 * time.Minute, dropGone: true},
 		// The limit of waiting: an IdP that commits a refresh Postern gave up on has spent the refresh token. The
@@ -31,12 +35,12 @@ func TestHungIdP(t *testing.T) {
 		{name: "10m beyond TokenCallTimeout, abandoned requests still processed", freeze: 10 * time.Minute, lost: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) { testHungIdP(t, tc.freeze, tc.dropGone, tc.timeout, tc.lost) })
+			synctest.Test(t, func(t *testing.T) { testHungIdP(t, tc.freeze, tc.dropGone, tc.timeout, tc.lost, tc.devIdP) })
 		})
 	}
 }
 
-func testHungIdP(t *testing.T, freeze time.Duration, dropGone bool, timeout time.Duration, lost bool) {
+func testHungIdP(t *testing.T, freeze time.Duration, dropGone bool, timeout time.Duration, lost, devIdP bool) {
 	e := newKeeperEnvTTL(t, 30*time.Second)
 	opts := KeeperOptions{IdleTimeout: 1 << 62, Lifetime: 1 << 62, TokenCallTimeout: timeout}
 	opts.Owner = "process-a"
@@ -95,7 +99,11 @@ func testHungIdP(t *testing.T, freeze time.Duration, dropGone bool, timeout time
 	}
 
 	before := views("before", 2*time.Minute)
-	e.faults.freeze(freeze, dropGone)
+	if devIdP {
+		e.idp.Freeze(idp.FreezeOptions{For: freeze})
+	} else {
+		e.faults.freeze(freeze, dropGone)
+	}
 	during := views("frozen", freeze)
 	// A grant whose refresh failed during the freeze is retried within the
 	// backoff cap of the IdP's return; until then views without a usable
