@@ -3,6 +3,7 @@ package auth
 import (
 	"errors"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -52,7 +53,7 @@ func testHungIdP(t *testing.T, freeze time.Duration, dropGone bool, timeout time
 	runKeeper(t, b)
 
 	rng := rand.New(rand.NewPCG(3, 4))
-	type tally struct{ tokens, transient int }
+	type tally struct{ tokens, transient atomic.Int64 }
 	// burst sends 1–5 views spread over 3 s to either process and checks each
 	// answer against the grant as stored when the view started.
 	burst := func(phase string, c *tally) {
@@ -75,9 +76,9 @@ func testHungIdP(t *testing.T, freeze time.Duration, dropGone bool, timeout time
 					if time.Until(tok.Expiry) <= 0 {
 						t.Errorf("%s: Token() handed out an expired token", phase)
 					}
-					c.tokens++
+					c.tokens.Add(1)
 				case errors.Is(err, ErrTransient) && !hadToken:
-					c.transient++
+					c.transient.Add(1)
 				case errors.Is(err, ErrTransient):
 					t.Errorf("%s: Token() = %v while a usable token was stored", phase, err)
 				case errors.Is(err, ErrNeedsSignIn) && lost:
@@ -90,12 +91,13 @@ func testHungIdP(t *testing.T, freeze time.Duration, dropGone bool, timeout time
 			<-done
 		}
 	}
-	views := func(phase string, d time.Duration) tally {
+	type counts struct{ tokens, transient int64 }
+	views := func(phase string, d time.Duration) counts {
 		var c tally
 		for end := time.Now().Add(d); time.Now().Before(end); {
 			burst(phase, &c)
 		}
-		return c
+		return counts{c.tokens.Load(), c.transient.Load()}
 	}
 
 	before := views("before", 2*time.Minute)
