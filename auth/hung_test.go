@@ -3,9 +3,12 @@ package auth
 import (
 	"errors"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/postern/postern/internal/devstack/idp"
 )
 
 // TestHungIdP: the IdP freezes — it accepts and reads requests and answers
@@ -22,8 +25,10 @@ func TestHungIdP(t *testing.T) {
 		dropGone bool          // the IdP drops requests whose client went away (else it still processes them)
 		timeout  time.Duration // TokenCallTimeout; 0 = the default (2m)
 		lost     bool          // the grant is expected to need a sign-in (with no re-use)
+		devIdP   bool          // freeze with the dev IdP's own hook (else in the transport, in arrival order)
 	}{
 		{name: "90s, abandoned requests still processed", freeze: 90 * time.Second},
+		{name: "90s, the dev IdP's freeze", freeze: 90 * time.Second, devIdP: true},
 		{name: "10m, abandoned requests still processed, TokenCallTimeout 15m", freeze: 10 * time.Minute, timeout: 15 * time.Minute},
 		{name: "10m, abandoned requests dropped", freeze: 10 * time.Minute, dropGone: true},
 		// The limit of waiting: an IdP that commits a refresh Postern gave up on has spent the refresh token. The
@@ -31,12 +36,12 @@ func TestHungIdP(t *testing.T) {
 		{name: "10m beyond TokenCallTimeout, abandoned requests still processed", freeze: 10 * time.Minute, lost: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) { testHungIdP(t, tc.freeze, tc.dropGone, tc.timeout, tc.lost) })
+			synctest.Test(t, func(t *testing.T) { testHungIdP(t, tc.freeze, tc.dropGone, tc.timeout, tc.lost, tc.devIdP) })
 		})
 	}
 }
 
-func testHungIdP(t *testing.T, freeze time.Duration, dropGone bool, timeout time.Duration, lost bool) {
+func testHungIdP(t *testing.T, freeze time.Duration, dropGone bool, timeout time.Duration, lost, devIdP bool) {
 	e := newKeeperEnvTTL(t, 30*time.Second)
 	opts := KeeperOptions{IdleTimeout: 1 << 62, Lifetime: 1 << 62, TokenCallTimeout: timeout}
 	opts.Owner = "process-a"
@@ -48,7 +53,7 @@ func testHungIdP(t *testing.T, freeze time.Duration, dropGone bool, timeout time
 	runKeeper(t, b)
 
 	rng := rand.New(rand.NewPCG(3, 4))
-	type tally struct{ tokens, transient int }
+	type tally struct{ tokens, transient atomic.Int64 }
 	// burst sends 1–5 views spread over 3 s to either process and checks each
 	// answer against the grant as stored when the view started.
 	burst := func(phase string, c *tally) {
@@ -71,9 +76,9 @@ func testHungIdP(t *testing.T, freeze time.Duration, dropGone bool, timeout time
 					if time.Until(tok.Expiry) <= 0 {
 						t.Errorf("%s: Token() handed out an expired token", phase)
 					}
-					c.tokens++
+					c.tokens.Add(1)
 				case errors.Is(err, ErrTransient) && !hadToken:
-					c.transient++
+					c.transient.Add(1)
 				case errors.Is(err, ErrTransient):
 					t.Errorf("%s: Token() = %v while a usable token was stored", phase, err)
 				case errors.Is(err, ErrNeedsSignIn) && lost:
@@ -86,16 +91,21 @@ func testHungIdP(t *testing.T, freeze time.Duration, dropGone bool, timeout time
 			<-done
 		}
 	}
-	views := func(phase string, d time.Duration) tally {
+	type counts struct{ tokens, transient int64 }
+	views := func(phase string, d time.Duration) counts {
 		var c tally
 		for end := time.Now().Add(d); time.Now().Before(end); {
 			burst(phase, &c)
 		}
-		return c
+		return counts{c.tokens.Load(), c.transient.Load()}
 	}
 
 	before := views("before", 2*time.Minute)
-	e.faults.freeze(freeze, dropGone)
+	if devIdP {
+		e.idp.Freeze(idp.FreezeOptions{For: freeze})
+	} else {
+		e.faults.freeze(freeze, dropGone)
+	}
 	during := views("frozen", freeze)
 	// A grant whose refresh failed during the freeze is retried within the
 	// backoff cap of the IdP's return; until then views without a usable

@@ -44,7 +44,7 @@ type Keeper struct {
 func NewKeeper(p *Provider, st GrantStore, opts KeeperOptions) *Keeper {
 	var c tokenClient
 	if p != nil {
-		c = providerClient{p}
+		c = p
 	}
 	return newKeeper(c, st, opts)
 }

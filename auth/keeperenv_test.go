@@ -5,15 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,10 +130,10 @@ func (e *keeperEnv) keeperProbing(t *testing.T, st GrantStore, opts KeeperOption
 	}
 	var c tokenClient = withoutIntrospection{e.p}
 	if probe == byIntrospection {
-		c = providerClient{e.p}
-		if !c.CanIntrospect() {
-			c = introspecting{e.p, &http.Client{Transport: e.faults}}
+		if !e.p.CanIntrospect() {
+			t.Fatal("the dev IdP offers no introspection")
 		}
+		c = e.p
 	}
 	k := newKeeper(c, st, opts)
 	settleAtEnd(t, k)
@@ -149,39 +146,6 @@ type withoutIntrospection struct{ *Provider }
 func (withoutIntrospection) CanIntrospect() bool { return false }
 func (withoutIntrospection) Introspect(context.Context, string, string) (bool, error) {
 	return false, errors.New("no introspection")
-}
-
-// introspecting adds RFC 7662 introspection (client_secret_basic) to a
-// Provider that lacks it, for the tests.
-type introspecting struct {
-	*Provider
-	hc *http.Client
-}
-
-func (introspecting) CanIntrospect() bool { return true }
-func (c introspecting) Introspect(ctx context.Context, token, hint string) (bool, error) {
-	form := url.Values{"token": {token}, "token_type_hint": {hint}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, keeperIssuer+"/api/oidc/introspection", strings.NewReader(form.Encode()))
-	if err != nil {
-		return false, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(keeperClient, keeperSecret)
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return false, fmt.Errorf("introspect: %w: %w", ErrTransient, err)
-	}
-	defer resp.Body.Close()
-	var v struct {
-		Active bool `json:"active"`
-	}
-	if resp.StatusCode != http.StatusOK {
-		return false, fmt.Errorf("introspect: HTTP %d: %w", resp.StatusCode, ErrTransient)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
-		return false, fmt.Errorf("introspect: %w: %w", ErrTransient, err)
-	}
-	return v.Active, nil
 }
 
 // settleAtEnd makes the test wait, before its bubble ends, for the refreshes

@@ -2,7 +2,6 @@ package auth
 
 import (
 	"context"
-	"errors"
 	"math"
 	"sync"
 
@@ -21,28 +20,7 @@ type tokenClient interface {
 	CanIntrospect() bool
 }
 
-// introspector is the RFC 7662 part of tokenClient.
-type introspector interface {
-	Introspect(ctx context.Context, token, hint string) (bool, error)
-	CanIntrospect() bool
-}
-
-// providerClient is a *Provider as a tokenClient. It reaches introspection
-// through an interface check, so a Provider without it (an IdP without the
-// endpoint) falls back to userinfo probes.
-type providerClient struct{ *Provider }
-
-func (c providerClient) Introspect(ctx context.Context, token, hint string) (bool, error) {
-	if i, ok := any(c.Provider).(introspector); ok {
-		return i.Introspect(ctx, token, hint)
-	}
-	return false, errors.New("auth: the identity provider has no introspection endpoint")
-}
-
-func (c providerClient) CanIntrospect() bool {
-	i, ok := any(c.Provider).(introspector)
-	return ok && i.CanIntrospect()
-}
+var _ tokenClient = (*Provider)(nil)
 
 // newLimiter is Run's cap on IdP calls: a token bucket of depth one, which is
 // the strictest reading of "calls per second". A negative rate does not limit.
