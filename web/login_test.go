@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/auth"
 	"github.com/postern/postern/internal/devstack/idp"
+	"github.com/postern/postern/internal/store"
 )
 
 func TestSignInShowsInbox(t *testing.T) {
@@ -303,6 +305,30 @@ func TestSignedOutUserIsSentToSignInAndBack(t *testing.T) {
 	page := b.get(s.ts.URL + "/session")
 	if page.status != http.StatusOK || !strings.Contains(page.body, `id="grant-state" class="state ok"`) {
 		t.Errorf("session page = %d: %s", page.status, page.body)
+	}
+}
+
+// TestSessionPageSaysWhy: a grant the keeper moved to needs_sign_in (here: a refresh whose answer was lost, which
+// introspection showed had committed) says so in words on the Session page, not only as a state name.
+func TestSessionPageSaysWhy(t *testing.T) {
+	s := newStack(t)
+	b := newBrowser(t)
+	s.signIn(b, "alice", "/session")
+	if page := b.get(s.ts.URL + "/session"); !strings.Contains(page.body, auth.ReasonOK.Message()) {
+		t.Errorf("session page of a fresh grant lacks %q", auth.ReasonOK.Message())
+	}
+	ids, _ := s.store.GrantsBySubject(context.Background(), s.idp.Issuer(), idp.Subject("alice"))
+	g, err := s.store.Grant(context.Background(), ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.State, g.LastError = store.StateNeedsSignIn, string(auth.ReasonRefreshSpent)
+	if _, err := s.store.UpdateGrant(context.Background(), g); err != nil {
+		t.Fatal(err)
+	}
+	page := b.get(s.ts.URL + "/session")
+	if !strings.Contains(page.body, `class="state needs_sign_in"`) || !strings.Contains(page.body, auth.ReasonRefreshSpent.Message()) {
+		t.Errorf("session page of an ended grant = %d, want the state and %q:\n%s", page.status, auth.ReasonRefreshSpent.Message(), page.body)
 	}
 }
 
