@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/postern/postern/internal/store"
 )
 
@@ -28,7 +26,7 @@ type Keeper struct {
 	pol     policy
 	log     *slog.Logger
 	locks   grantLocks
-	limit   *rate.Limiter
+	limit   Limiter
 	calls   callScope
 	memo    memo
 	metrics metrics
@@ -51,13 +49,17 @@ func NewKeeper(p *Provider, st GrantStore, opts KeeperOptions) *Keeper {
 
 func newKeeper(c tokenClient, st GrantStore, opts KeeperOptions) *Keeper {
 	opts = opts.withDefaults()
+	var limit Limiter = newLimiter(opts.MaxPerSecond)
+	if opts.Limiter != nil {
+		limit = opts.Limiter
+	}
 	return &Keeper{
 		idp:    c,
 		st:     st,
 		opts:   opts,
 		pol:    opts.policy(),
 		log:    opts.Logger,
-		limit:  newLimiter(opts.MaxPerSecond),
+		limit:  limit,
 		calls:  newCallScope(),
 		memo:   memo{spent: make(map[string]pendingRotation), unknown: make(map[string]string)},
 		queued: make(map[string]struct{}),

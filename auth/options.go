@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
@@ -30,6 +31,11 @@ type KeeperOptions struct {
 	// endpoints (default 2; each refresh costs Authelia about 0.3 s of CPU).
 	// A negative value means no cap. Page views are not capped.
 	MaxPerSecond float64
+	// Limiter, when set, replaces MaxPerSecond's cap, which holds within one
+	// process only: instances sharing a database pass one they all draw from
+	// ((*store.Postgres).RateLimiter), so that the IdP sees one cap however
+	// many instances run.
+	Limiter Limiter
 	// TokenCallTimeout is how long a refresh, once sent, waits for the
 	// token endpoint's answer (default 2m, at most 1h). Giving up early is
 	// what loses grants: an IdP that is merely slow commits the rotation
@@ -49,6 +55,11 @@ type KeeperOptions struct {
 	// Logger receives operational logs; nil discards them. Tokens are never
 	// logged.
 	Logger *slog.Logger
+}
+
+// Limiter spaces Run's calls to the IdP; *rate.Limiter satisfies it.
+type Limiter interface {
+	Wait(ctx context.Context) error
 }
 
 // withDefaults fills in zero fields.

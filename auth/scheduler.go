@@ -145,7 +145,7 @@ func (k *Keeper) tick(ctx context.Context, now time.Time, queue chan<- string) t
 	k.mu.Lock()
 	busy := len(k.queued)
 	k.mu.Unlock()
-	ids, err := k.st.DueGrants(ctx, now, busy+cap(queue))
+	ids, err := k.dueIDs(ctx, now, busy+cap(queue))
 	if err != nil {
 		if ctx.Err() == nil {
 			k.log.Warn("auth: list due grants", "err", err)
@@ -176,6 +176,9 @@ func (k *Keeper) tick(ctx context.Context, now time.Time, queue chan<- string) t
 			k.mu.Lock()
 			delete(k.queued, id)
 			k.mu.Unlock()
+			if _, claimed := k.st.(dueClaimer); claimed {
+				k.release(id) // leave it to another instance, or to our next pass
+			}
 			return tickInterval
 		}
 	}
@@ -190,6 +193,22 @@ func (k *Keeper) tick(ctx context.Context, now time.Time, queue chan<- string) t
 		return tickInterval // work in progress: look again soon
 	}
 	return k.untilNextDue(ctx, now)
+}
+
+// dueClaimer is a store that hands each due grant to one process at a time: instances sharing PostgreSQL split the
+// due list between them (FOR UPDATE SKIP LOCKED) instead of all reading the same ids, each taking a rate-limit slot
+// and all but one then finding the lease taken. The claim is the grant's refresh lease, held by this process (its
+// Owner) until the refresh path, which takes the same lease again, releases it, or until it expires.
+type dueClaimer interface {
+	ClaimDueGrants(ctx context.Context, owner string, now, until time.Time, limit int) ([]string, error)
+}
+
+// dueIDs lists the grants due at now, claimed for this process where the store can do that.
+func (k *Keeper) dueIDs(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	if c, ok := k.st.(dueClaimer); ok {
+		return c.ClaimDueGrants(ctx, k.opts.Owner, now, now.Add(k.opts.LeaseTTL), limit)
+	}
+	return k.st.DueGrants(ctx, now, limit)
 }
 
 // backlogged notes a pass that found more due grants than it could start.
@@ -230,6 +249,9 @@ func (k *Keeper) untilNextDue(ctx context.Context, now time.Time) time.Duration 
 // processDue handles one due grant: delete it if its session is over,
 // reschedule it if it is no longer due (the user went idle), or refresh it.
 func (k *Keeper) processDue(ctx context.Context, id string) {
+	if _, claimed := k.st.(dueClaimer); claimed {
+		defer k.release(id) // the scheduler's claim, whatever happens below
+	}
 	g, err := k.st.Grant(ctx, id)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {

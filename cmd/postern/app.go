@@ -103,6 +103,7 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		Lifetime:             cfg.Session.Lifetime,
 		Concurrency:          cfg.Tokens.RefreshConcurrency,
 		MaxPerSecond:         cfg.Tokens.MaxRefreshesPerSecond,
+		Limiter:              sharedLimiter(a.store, cfg.Tokens.MaxRefreshesPerSecond),
 		TokenCallTimeout:     cfg.OIDC.TokenTimeout,
 		Logger:               logger,
 	})

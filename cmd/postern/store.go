@@ -65,3 +65,13 @@ func (a *app) watchEndedGrants(ctx context.Context, w endedGrantWatcher) {
 		a.log.Error("watch ended grants", slog.Any("err", err))
 	}
 }
+
+// sharedLimiter is the refresher's rate cap shared by every instance on a PostgreSQL store: tokens.max_refreshes_per_second
+// then bounds what the IdP sees from all of them together. With SQLite (one instance) it is nil, and the keeper
+// caps its own calls.
+func sharedLimiter(st appStore, perSecond float64) auth.Limiter {
+	if pg, ok := st.(*store.Postgres); ok {
+		return pg.RateLimiter("token_endpoint", perSecond)
+	}
+	return nil
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io/fs"
 	"strings"
 	"sync"
@@ -206,5 +207,103 @@ func TestPostgresGrantEndedEvents(t *testing.T) {
 	}
 	if got[0] != "ends"+suffix || got[1] != "deleted"+suffix {
 		t.Errorf("events = %q, want [ends deleted] (no event for a degraded grant)", got)
+	}
+}
+
+// TestPostgresClaimDueGrantsSplits: two instances claiming due grants at the same moment each get their own, never
+// the same grant; a grant leased elsewhere is not handed out.
+func TestPostgresClaimDueGrantsSplits(t *testing.T) {
+	ts := openPostgresTest(t, postgresDSN(t))
+	a := ts.contractStore.(*Postgres)
+	b := ts.reopen(t).(*Postgres)
+	ctx := context.Background()
+	const n = 40
+	for i := range n {
+		g := sampleGrant(fmt.Sprintf("g%02d", i))
+		g.State, g.NextRefreshAt = StateOK, at(time.Duration(i)*time.Second)
+		if err := a.CreateGrant(ctx, &g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := sampleGrant("held")
+	held.State, held.NextRefreshAt = StateOK, at(-time.Hour)
+	if err := a.CreateGrant(ctx, &held); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.ClaimLease(ctx, "held", "someone-else", at(0), at(3*time.Hour)); !ok || err != nil {
+		t.Fatalf("ClaimLease = %v, %v", ok, err)
+	}
+	now, until := at(time.Hour), at(2*time.Hour)
+	got := make([][]string, 2)
+	var wg sync.WaitGroup
+	for i, s := range []*Postgres{a, b} {
+		wg.Go(func() {
+			for range 5 { // several passes each, interleaved with the other instance's; the last finds nothing
+				ids, err := s.ClaimDueGrants(ctx, fmt.Sprint("instance-", i), now, until, n/8)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got[i] = append(got[i], ids...)
+			}
+		})
+	}
+	wg.Wait()
+	seen := map[string]int{}
+	for i := range got {
+		for _, id := range got[i] {
+			seen[id]++
+		}
+	}
+	if len(seen) != n || seen["held"] != 0 {
+		t.Errorf("claimed %d distinct grants (held: %d), want %d and 0", len(seen), seen["held"], n)
+	}
+	for id, c := range seen {
+		if c != 1 {
+			t.Errorf("grant %s claimed %d times", id, c)
+		}
+	}
+	// A claim is the refresh lease: the other instance cannot take it until it is released or expires.
+	id := got[0][0]
+	if ok, _ := b.ClaimLease(ctx, id, "instance-1", now, until); ok {
+		t.Errorf("instance-1 took the lease of %s, which instance-0 claimed", id)
+	}
+	if err := a.ReleaseLease(ctx, id, "instance-0"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := b.ClaimLease(ctx, id, "instance-1", now, until); !ok {
+		t.Errorf("instance-1 could not take the lease of %s after its release", id)
+	}
+}
+
+// TestPostgresRateLimiterIsShared: waits on two instances' limiters of the same name draw from one sequence of
+// slots, so k waits in all move the next free slot k spacings on, whichever instance made them.
+func TestPostgresRateLimiterIsShared(t *testing.T) {
+	ts := openPostgresTest(t, postgresDSN(t))
+	a := ts.contractStore.(*Postgres)
+	b := ts.reopen(t).(*Postgres)
+	ctx := context.Background()
+	const perSecond, waits = 200.0, 30
+	every := time.Duration(float64(time.Second) / perSecond)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range waits {
+		l := []*Postgres{a, b}[i%2].RateLimiter("token_endpoint", perSecond)
+		wg.Go(func() {
+			if err := l.Wait(ctx); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	var next int64
+	if err := a.pool.QueryRow(ctx, "SELECT next_at FROM rate_slots WHERE name = 'token_endpoint'").Scan(&next); err != nil {
+		t.Fatal(err)
+	}
+	if got := fromNanos(next).Sub(start); got < waits*every {
+		t.Errorf("next free slot %v after the first wait, want at least %d × %v: the instances did not share the cap", got, waits, every)
+	}
+	if err := a.RateLimiter("other", -1).Wait(ctx); err != nil {
+		t.Errorf("an uncapped limiter = %v", err)
 	}
 }
