@@ -20,6 +20,7 @@ type GrantStore interface {
 	DeleteGrant(ctx context.Context, id string) error
 	DeleteEndedGrants(ctx context.Context, before time.Time) (int, error)
 	ClaimLease(ctx context.Context, grantID, owner string, now, until time.Time) (bool, error)
+	ClaimLeaseFrom(ctx context.Context, grantID, owner string, now, until time.Time) (ok bool, prev string, err error)
 	ReleaseLease(ctx context.Context, grantID, owner string) error
 	DueGrants(ctx context.Context, before time.Time, limit int) ([]string, error)
 	CountGrantsByState(ctx context.Context) (map[store.GrantState]int, error)
@@ -70,7 +71,7 @@ func (k *Keeper) claim(ctx context.Context, id string, m mode, rejected string) 
 	delay := 20 * time.Millisecond
 	for {
 		now := time.Now()
-		ok, err := k.st.ClaimLease(ctx, id, k.opts.Owner, now, now.Add(k.leaseFor()))
+		ok, prev, err := k.st.ClaimLeaseFrom(ctx, id, k.opts.Owner, now, now.Add(k.leaseFor()))
 		if errors.Is(err, store.ErrNotFound) {
 			return false, store.Grant{}, fmt.Errorf("auth: grant %s: %w", id, ErrNeedsSignIn)
 		}
@@ -81,6 +82,15 @@ func (k *Keeper) claim(ctx context.Context, id string, m mode, rejected string) 
 		do := false
 		if err == nil {
 			do, err = k.pol.decide(g, time.Now(), m, rejected)
+		}
+		if ok && prev != "" && err == nil {
+			// The lease ran out in another process's hands without being released: that process died (kill -9,
+			// a crash, a lost machine) or stalled, perhaps after sending this refresh token and before storing
+			// what came back. Nothing in the store says so, so treat it as an unknown outcome: the refresh path
+			// probes before it sends the token again (introspection says whether it was spent).
+			k.log.Warn("auth: took over a refresh lease that was never released; probing before refreshing",
+				"grant", id, "previous_owner", prev)
+			k.memo.markUnknown(g)
 		}
 		if ok {
 			if do {

@@ -34,6 +34,7 @@ type contractStore interface {
 	GrantsBySubject(ctx context.Context, issuer, subject string) ([]string, error)
 	CountGrantsByState(ctx context.Context) (map[GrantState]int, error)
 	ClaimLease(ctx context.Context, grantID, owner string, now, until time.Time) (bool, error)
+	ClaimLeaseFrom(ctx context.Context, grantID, owner string, now, until time.Time) (bool, string, error)
 	ReleaseLease(ctx context.Context, grantID, owner string) error
 	SaveSession(ctx context.Context, sess Session) error
 	Session(ctx context.Context, id string) (Session, error)
@@ -96,6 +97,7 @@ var contractCases = []struct {
 	{"ClaimLease", contractClaimLease},
 	{"ClaimLeaseErrors", contractClaimLeaseErrors},
 	{"ClaimLeaseExclusive", contractClaimLeaseExclusive},
+	{"ClaimLeaseFrom", contractClaimLeaseFrom},
 	{"SessionRoundTrip", contractSessionRoundTrip},
 	{"SaveSessionUpsert", contractSaveSessionUpsert},
 	{"SaveSessionRejects", contractSaveSessionRejects},

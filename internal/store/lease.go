@@ -60,3 +60,42 @@ func (s *SQLite) ReleaseLease(ctx context.Context, grantID, owner string) error 
 	}
 	return nil
 }
+
+// ClaimLeaseFrom is ClaimLease that also says whose expired lease it took over: prev is the owner of a lease that
+// had run out without being released — a holder that died or stalled, perhaps in the middle of a refresh whose
+// outcome only the IdP knows — and "" when the lease was free or already owner's. The refresher probes before
+// spending the refresh token of a grant it took over. The read and the claim are one transaction (BEGIN IMMEDIATE
+// takes the write lock first), so no other claimant slips between them.
+func (s *SQLite) ClaimLeaseFrom(ctx context.Context, grantID, owner string, now, until time.Time) (ok bool, prev string, err error) {
+	if owner == "" {
+		return false, "", errors.New("store: claim lease: empty owner")
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, "", fmt.Errorf("store: claim lease on grant %q: %w", grantID, err)
+	}
+	defer tx.Rollback()
+	var prevOwner string
+	var prevUntil int64
+	err = tx.QueryRowContext(ctx, "SELECT lease_owner, lease_until FROM grants WHERE id = ?", grantID).Scan(&prevOwner, &prevUntil)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, "", fmt.Errorf("store: claim lease on grant %q: %w", grantID, ErrNotFound)
+	case err != nil:
+		return false, "", fmt.Errorf("store: claim lease on grant %q: %w", grantID, err)
+	}
+	res, err := tx.ExecContext(ctx, claimLeaseSQL, owner, toNanos(until), grantID, toNanos(now), owner)
+	if err != nil {
+		return false, "", fmt.Errorf("store: claim lease on grant %q: %w", grantID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return false, "", err
+	}
+	if err := tx.Commit(); err != nil {
+		return false, "", fmt.Errorf("store: claim lease on grant %q: %w", grantID, err)
+	}
+	if prevOwner != "" && prevOwner != owner {
+		prev = prevOwner
+	}
+	return true, prev, nil
+}

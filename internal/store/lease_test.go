@@ -144,3 +144,38 @@ func contractClaimLeaseExclusive(t *testing.T, s *testStore) {
 		}
 	})
 }
+
+// contractClaimLeaseFrom: taking over a lease that ran out without being released names its holder, which tells the
+// refresher that a refresh may have been cut short there.
+func contractClaimLeaseFrom(t *testing.T, s *testStore) {
+	ctx := context.Background()
+	createGrant(t, s, "g1")
+	cl := s
+	steps := []struct {
+		name     string
+		owner    string
+		now      time.Duration
+		wantOK   bool
+		wantPrev string
+	}{
+		{"free", "a", 0, true, ""},
+		{"own, extended", "a", time.Minute, true, ""},
+		{"held by another", "b", 2 * time.Minute, false, ""},
+		{"expired, taken over", "b", 2 * time.Hour, true, "a"},
+	}
+	for _, st := range steps {
+		ok, prev, err := cl.ClaimLeaseFrom(ctx, "g1", st.owner, at(st.now), at(st.now+time.Hour))
+		if err != nil || ok != st.wantOK || prev != st.wantPrev {
+			t.Errorf("%s: ClaimLeaseFrom = %v, %q, %v; want %v, %q", st.name, ok, prev, err, st.wantOK, st.wantPrev)
+		}
+	}
+	if err := s.ReleaseLease(ctx, "g1", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, prev, err := cl.ClaimLeaseFrom(ctx, "g1", "c", at(3*time.Hour), at(4*time.Hour)); !ok || prev != "" || err != nil {
+		t.Errorf("after a release: ClaimLeaseFrom = %v, %q, %v; want true, \"\"", ok, prev, err)
+	}
+	if _, _, err := cl.ClaimLeaseFrom(ctx, "missing", "c", at(0), at(time.Hour)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ClaimLeaseFrom(missing) = %v, want ErrNotFound", err)
+	}
+}

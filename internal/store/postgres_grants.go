@@ -220,3 +220,36 @@ func (s *Postgres) ReleaseLease(ctx context.Context, grantID, owner string) erro
 	}
 	return nil
 }
+
+// ClaimLeaseFrom is ClaimLease that also says whose expired lease it took over; see (*SQLite).ClaimLeaseFrom. The
+// sub-select locks the row and reads the previous owner; the outer UPDATE applies the same condition as ClaimLease
+// to the row as it is after any concurrent claim committed (READ COMMITTED re-checks it), so of two claimants only
+// one matches.
+func (s *Postgres) ClaimLeaseFrom(ctx context.Context, grantID, owner string, now, until time.Time) (ok bool, prev string, err error) {
+	if owner == "" {
+		return false, "", errors.New("store: claim lease: empty owner")
+	}
+	var prevOwner string
+	err = s.pool.QueryRow(ctx, `UPDATE grants g SET lease_owner = $1, lease_until = $2
+		FROM (SELECT id, lease_owner AS prev FROM grants WHERE id = $3 FOR UPDATE) p
+		WHERE g.id = p.id AND (g.lease_owner = '' OR g.lease_until <= $4 OR g.lease_owner = $1)
+		RETURNING p.prev`, owner, toNanos(until), grantID, toNanos(now)).Scan(&prevOwner)
+	if pgNoRows(err) {
+		// Held by someone else, or no such grant.
+		var one int
+		switch err := s.pool.QueryRow(ctx, "SELECT 1 FROM grants WHERE id = $1", grantID).Scan(&one); {
+		case pgNoRows(err):
+			return false, "", fmt.Errorf("store: claim lease on grant %q: %w", grantID, ErrNotFound)
+		case err != nil:
+			return false, "", fmt.Errorf("store: claim lease on grant %q: %w", grantID, err)
+		}
+		return false, "", nil
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("store: claim lease on grant %q: %w", grantID, err)
+	}
+	if prevOwner != "" && prevOwner != owner {
+		prev = prevOwner
+	}
+	return true, prev, nil
+}
