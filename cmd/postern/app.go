@@ -105,6 +105,7 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		MaxPerSecond:         cfg.Tokens.MaxRefreshesPerSecond,
 		Limiter:              sharedLimiter(a.store, cfg.Tokens.MaxRefreshesPerSecond),
 		TokenCallTimeout:     cfg.OIDC.TokenTimeout,
+		Owner:                leaseOwner(),
 		Logger:               logger,
 	})
 

@@ -66,6 +66,7 @@ type fleet struct {
 	t      *testing.T
 	bin    string
 	config string
+	dsn    string
 	addrs  []string
 	mu     sync.Mutex
 	procs  []*exec.Cmd
@@ -74,7 +75,7 @@ type fleet struct {
 
 // startFleet writes one configuration for n instances on PostgreSQL and starts them; instance 0's address is the
 // public URL (the IdP sends browsers back there), the others are reached directly, as a load balancer would.
-func startFleet(t *testing.T, n int, accessLife time.Duration, users int) (*fleet, *devstack.Stack, []idp.User) {
+func startFleet(t *testing.T, n int, accessLife time.Duration, users int, oidcExtra ...string) (*fleet, *devstack.Stack, []idp.User) {
 	t.Helper()
 	if os.Getenv(instancesEnv) == "" {
 		t.Skipf("multi-instance tests skipped: set %s=1 (and %s)", instancesEnv, postgresDSNEnv)
@@ -84,7 +85,7 @@ func startFleet(t *testing.T, n int, accessLife time.Duration, users int) (*flee
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fleet{t: t, bin: bin}
+	f := &fleet{t: t, bin: bin, dsn: dsn}
 	for range n {
 		f.addrs = append(f.addrs, freeAddr(t))
 	}
@@ -101,7 +102,7 @@ oidc:
   issuer: %s
   client_id: postern
   client_secret: %s
-imap:
+%simap:
   host: %s
   port: %d
   tls: none
@@ -117,7 +118,7 @@ storage:
   encryption_key: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=
 log:
   level: info
-`, f.addrs[0], p.IdP.Issuer(), p.ClientSecret, imapHost, imapPort, smtpHost, smtpPort)
+`, f.addrs[0], p.IdP.Issuer(), p.ClientSecret, strings.Join(oidcExtra, ""), imapHost, imapPort, smtpHost, smtpPort)
 	f.config = filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(f.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
@@ -74,4 +76,14 @@ func sharedLimiter(st appStore, perSecond float64) auth.Limiter {
 		return pg.RateLimiter("token_endpoint", perSecond)
 	}
 	return nil
+}
+
+// leaseOwner names this process in the refresh leases it holds: host, process id and a random part (a restarted
+// process may get the same id). An operator reading the grants table, or a test killing a lease holder, can tell
+// which instance holds a grant's lease.
+func leaseOwner() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }

@@ -18,6 +18,10 @@ type FreezeOptions struct {
 	// the connection, or cancelled the request of the in-process Transport), even if the freeze ends sooner. Its
 	// answer is then certainly lost, whatever it is: the case of a refresh that commits after the client timed out.
 	UntilClientGone bool
+	// DropIfClientGone drops every held request whose client gives up on it before the thaw: it is never processed
+	// (no rotation commits). This is the other end of a lost answer — a request that died on the way, or
+	// an IdP (Hydra, for one) that abandons work whose client left — so a test can cover both.
+	DropIfClientGone bool
 }
 
 // freezer is the state of the freeze hook. thawed is closed when the current freeze ends; it is nil when not frozen.
@@ -73,7 +77,8 @@ func (p *IdP) Frozen() bool {
 	return p.freeze.thawed != nil
 }
 
-// hold reads r's body and blocks while the IdP is frozen. It returns the request to process: with the body read
+// hold reads r's body and blocks while the IdP is frozen. It returns nil for a request to drop
+// (FreezeOptions.DropIfClientGone), else the request to process: with the body read
 // back, and with a context that the client's departure no longer cancels, because a stalled Authelia that resumes
 // completes what it had read.
 func (p *IdP) hold(r *http.Request) *http.Request {
@@ -87,7 +92,16 @@ func (p *IdP) hold(r *http.Request) *http.Request {
 	p.stats.heldWhileFrozen.Add(1)
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	r.Body.Close()
-	<-thawed
+	if opts.DropIfClientGone {
+		select {
+		case <-thawed:
+		case <-r.Context().Done():
+			p.stats.droppedWhileFrozen.Add(1)
+			return nil
+		}
+	} else {
+		<-thawed
+	}
 	if opts.UntilClientGone {
 		<-r.Context().Done()
 	}

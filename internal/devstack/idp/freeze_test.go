@@ -167,3 +167,34 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition not reached within 10s")
 }
+
+// TestFreezeDropIfClientGone: a held request whose client left before the thaw is dropped, never processed: the
+// refresh token stays unused.
+func TestFreezeDropIfClientGone(t *testing.T) {
+	p := startIdP(t, nil)
+	hc := newBrowser(t, nil)
+	tok, _ := login(t, p, hc, oauthConfig(p), "alice", "alice-pw")
+
+	p.Freeze(FreezeOptions{DropIfClientGone: true})
+	ctx, cancel := context.WithCancel(t.Context())
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.Issuer()+pathToken, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(clientSecret))
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := hc.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	waitFor(t, func() bool { return p.Stats().HeldWhileFrozen == 1 })
+	cancel()
+	<-errc
+	waitFor(t, func() bool { return p.Stats().DroppedWhileFrozen == 1 })
+	p.Thaw()
+	if s := p.Stats(); s.Refreshes != 0 || !p.Active(tok.RefreshToken) {
+		t.Errorf("a dropped refresh was processed: %+v, old refresh token active %v", s, p.Active(tok.RefreshToken))
+	}
+}

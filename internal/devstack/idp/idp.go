@@ -79,13 +79,14 @@ type Stats struct {
 	UserinfoRequests, Revocations, Introspections                               int64
 	RefusedWhileDown                                                            int64 // requests answered 503 by SetDown(true), whatever the endpoint
 	HeldWhileFrozen                                                             int64 // requests received during a Freeze, processed after it
+	DroppedWhileFrozen                                                          int64 // held requests dropped unprocessed (FreezeOptions.DropIfClientGone)
 }
 
 type counters struct {
 	authorize, token, codeExchanges, refreshes, refreshFailures atomic.Int64
 	reuses, familyRevocations                                   atomic.Int64
 	userinfo, revocations, introspections                       atomic.Int64
-	refusedDown, heldWhileFrozen                                atomic.Int64
+	refusedDown, heldWhileFrozen, droppedWhileFrozen            atomic.Int64
 }
 
 // IdP is the provider. It is an http.Handler; Start also runs it on a listener.
@@ -331,18 +332,19 @@ func (p *IdP) Close() error {
 func (p *IdP) Stats() Stats {
 	c := &p.stats
 	return Stats{
-		AuthorizeRequests: c.authorize.Load(),
-		TokenRequests:     c.token.Load(),
-		CodeExchanges:     c.codeExchanges.Load(),
-		Refreshes:         c.refreshes.Load(),
-		RefreshFailures:   c.refreshFailures.Load(),
-		RefreshReuses:     c.reuses.Load(),
-		FamilyRevocations: c.familyRevocations.Load(),
-		UserinfoRequests:  c.userinfo.Load(),
-		Revocations:       c.revocations.Load(),
-		Introspections:    c.introspections.Load(),
-		RefusedWhileDown:  c.refusedDown.Load(),
-		HeldWhileFrozen:   c.heldWhileFrozen.Load(),
+		AuthorizeRequests:  c.authorize.Load(),
+		TokenRequests:      c.token.Load(),
+		CodeExchanges:      c.codeExchanges.Load(),
+		Refreshes:          c.refreshes.Load(),
+		RefreshFailures:    c.refreshFailures.Load(),
+		RefreshReuses:      c.reuses.Load(),
+		FamilyRevocations:  c.familyRevocations.Load(),
+		UserinfoRequests:   c.userinfo.Load(),
+		Revocations:        c.revocations.Load(),
+		Introspections:     c.introspections.Load(),
+		RefusedWhileDown:   c.refusedDown.Load(),
+		HeldWhileFrozen:    c.heldWhileFrozen.Load(),
+		DroppedWhileFrozen: c.droppedWhileFrozen.Load(),
 	}
 }
 
@@ -369,7 +371,9 @@ func (p *IdP) Active(token string) bool {
 
 // ServeHTTP serves every endpoint of the provider.
 func (p *IdP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	r = p.hold(r)
+	if r = p.hold(r); r == nil {
+		return // dropped while frozen; its client is gone
+	}
 	if p.down.Load() {
 		p.stats.refusedDown.Add(1)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
