@@ -12,8 +12,8 @@ RUN CGO_ENABLED=0 go build -tags nodemo -trimpath -ldflags "-s -w -X main.versio
 # The data directory, made here because distroless has no shell to run mkdir. Docker gives a new named volume the
 # owner and mode of the image's directory at the mount point, or root:root 0755 when the image has none, which the
 # non-root user cannot write: the first start would fail to create postern.db. (Podman chowns new volumes to the
-# container's user either way, which hides this.) 0700: only Postern reads its database.
-RUN mkdir -p /out/data && chmod 0700 /out/data
+# container's user either way, which hides this.)
+RUN mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/postern /usr/local/bin/postern

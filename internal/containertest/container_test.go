@@ -109,6 +109,7 @@ func TestContainer(t *testing.T) {
 		checkDatabase(t, filepath.Join(mountpoint, "postern.db"))
 
 		// The image's HEALTHCHECK command, run by Podman as the orchestrator would.
+		t.Logf("HEALTHCHECK %s", strings.TrimSpace(podman(t, "inspect", "-f", "{{.Config.Healthcheck.Test}}", c.name)))
 		out, err := exec.Command("podman", "healthcheck", "run", c.name).CombinedOutput()
 		t.Logf("podman healthcheck run: %v %s", exitStatus(err), strings.TrimSpace(string(out)))
 		if err != nil {
@@ -213,6 +214,7 @@ storage:
 type container struct {
 	name    string
 	started time.Time
+	removed bool
 }
 
 // start runs the image detached, as docs/deploy.md's compose file does, with volume mounted at /var/lib/postern.
@@ -232,9 +234,11 @@ func (e *env) start(t *testing.T, name, volume string) *container {
 	c.started = time.Now()
 	podman(t, args...)
 	t.Cleanup(func() {
+		if c.removed {
+			return
+		}
 		if t.Failed() {
-			out, _ := exec.Command("podman", "logs", c.name).CombinedOutput()
-			t.Logf("podman logs %s:\n%s", c.name, out)
+			c.logs(t)
 		}
 		exec.Command("podman", "rm", "-f", "-t", "0", c.name).Run()
 	})
@@ -249,8 +253,8 @@ func (c *container) waitReady(t *testing.T) time.Duration {
 	last := "no answer yet"
 	for {
 		if running := strings.TrimSpace(podman(t, "inspect", "-f", "{{.State.Running}}", c.name)); running != "true" {
-			out, _ := exec.Command("podman", "logs", c.name).CombinedOutput()
-			t.Fatalf("container %s stopped before /readyz answered 200 (%s); its log:\n%s", c.name, last, out)
+			c.logs(t)
+			t.Fatalf("container %s stopped before /readyz answered 200 (%s)", c.name, last)
 		}
 		resp, err := http.Get(publicURL + "/readyz")
 		if err == nil {
@@ -280,7 +284,17 @@ func (c *container) stop(t *testing.T) {
 	if code := strings.TrimSpace(podman(t, "inspect", "-f", "{{.State.ExitCode}}", c.name)); code != "0" {
 		t.Errorf("container %s exited with %s after SIGTERM, want 0", c.name, code)
 	}
+	if t.Failed() {
+		c.logs(t)
+	}
 	podman(t, "rm", c.name)
+	c.removed = true
+}
+
+func (c *container) logs(t *testing.T) {
+	t.Helper()
+	out, _ := exec.Command("podman", "logs", c.name).CombinedOutput()
+	t.Logf("podman logs %s:\n%s", c.name, out)
 }
 
 // copyMountPoint gives dir the owner and mode of path in image, if the image has it: what Docker does to a new
