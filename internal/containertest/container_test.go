@@ -215,6 +215,7 @@ type container struct {
 	name    string
 	started time.Time
 	removed bool
+	logged  bool
 }
 
 // start runs the image detached, as docs/deploy.md's compose file does, with volume mounted at /var/lib/postern.
@@ -237,7 +238,7 @@ func (e *env) start(t *testing.T, name, volume string) *container {
 		if c.removed {
 			return
 		}
-		if t.Failed() {
+		if t.Failed() && !c.logged {
 			c.logs(t)
 		}
 		exec.Command("podman", "rm", "-f", "-t", "0", c.name).Run()
@@ -295,6 +296,7 @@ func (c *container) logs(t *testing.T) {
 	t.Helper()
 	out, _ := exec.Command("podman", "logs", c.name).CombinedOutput()
 	t.Logf("podman logs %s:\n%s", c.name, out)
+	c.logged = true
 }
 
 // copyMountPoint gives dir the owner and mode of path in image, if the image has it: what Docker does to a new
