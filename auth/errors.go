@@ -50,6 +50,12 @@ var (
 	// revocation_endpoint (RFC 7009), so Revoke cannot end the grant.
 	ErrRevocationUnsupported = errors.New("auth: identity provider has no revocation endpoint")
 
+	// ErrIntrospectionUnsupported means the provider advertises no
+	// introspection_endpoint (RFC 8414 §2, RFC 7662) and none is configured,
+	// so Introspect cannot be used and an unknown refresh outcome can only
+	// be probed with UserInfo.
+	ErrIntrospectionUnsupported = errors.New("auth: identity provider has no introspection endpoint")
+
 	// ErrNeedsSignIn means a grant can no longer be used (its refresh token
 	// was refused, or it was never granted offline access) and the user has
 	// to go through sign-in again. The keeper returns it; web maps it to a
@@ -147,4 +153,64 @@ func safeText(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// CallbackCode is a value of CallbackError.Code. The field stays a string
+// because a provider may send any RFC 6749 code in the callback; the codes
+// Postern knows, and the only ones it produces itself, are listed by
+// CallbackCodes, so that a caller (metrics) can bound a label by them and
+// count anything else as "other".
+type CallbackCode string
+
+// Codes of the authorization endpoint (RFC 6749 §4.1.2.1, OIDC Core §3.1.2.6),
+// passed on from the callback's error parameter.
+const (
+	CodeAccessDenied             CallbackCode = "access_denied"
+	CodeInvalidRequest           CallbackCode = "invalid_request"
+	CodeUnauthorizedClient       CallbackCode = "unauthorized_client"
+	CodeUnsupportedResponseType  CallbackCode = "unsupported_response_type"
+	CodeInvalidScope             CallbackCode = "invalid_scope"
+	CodeServerError              CallbackCode = "server_error"
+	CodeTemporarilyUnavailable   CallbackCode = "temporarily_unavailable"
+	CodeLoginRequired            CallbackCode = "login_required"
+	CodeConsentRequired          CallbackCode = "consent_required"
+	CodeInteractionRequired      CallbackCode = "interaction_required"
+	CodeAccountSelectionRequired CallbackCode = "account_selection_required"
+)
+
+// Codes of the token endpoint (RFC 6749 §5.2) during the code exchange, and
+// Postern's names for an exchange that failed without one.
+const (
+	CodeInvalidGrant         CallbackCode = "invalid_grant"
+	CodeInvalidClient        CallbackCode = "invalid_client"
+	CodeUnsupportedGrantType CallbackCode = "unsupported_grant_type"
+	CodeTokenError           CallbackCode = "token_error"          // an error response without a code
+	CodeTokenRequestFailed   CallbackCode = "token_request_failed" // no answer from the token endpoint
+)
+
+// Postern's own checks in Finish.
+const (
+	CodeFlowExpired      CallbackCode = "flow_expired"
+	CodeStateMismatch    CallbackCode = "state_mismatch"
+	CodeIssuerMismatch   CallbackCode = "issuer_mismatch"
+	CodeInvalidIDToken   CallbackCode = "invalid_id_token"
+	CodeNonceMismatch    CallbackCode = "nonce_mismatch"
+	CodeAtHashMismatch   CallbackCode = "at_hash_mismatch"
+	CodeUserinfoFailed   CallbackCode = "userinfo_failed"
+	CodeSubMismatch      CallbackCode = "sub_mismatch"
+	CodeNoEmail          CallbackCode = "no_email"
+	CodeInvalidErrorCode CallbackCode = "invalid_error_code" // the provider's code was not a valid RFC 6749 code
+)
+
+// CallbackCodes returns every CallbackCode Postern knows, in a stable order: a
+// new slice on each call.
+func CallbackCodes() []CallbackCode {
+	return []CallbackCode{
+		CodeAccessDenied, CodeInvalidRequest, CodeUnauthorizedClient, CodeUnsupportedResponseType, CodeInvalidScope,
+		CodeServerError, CodeTemporarilyUnavailable, CodeLoginRequired, CodeConsentRequired, CodeInteractionRequired,
+		CodeAccountSelectionRequired,
+		CodeInvalidGrant, CodeInvalidClient, CodeUnsupportedGrantType, CodeTokenError, CodeTokenRequestFailed,
+		CodeFlowExpired, CodeStateMismatch, CodeIssuerMismatch, CodeInvalidIDToken, CodeNonceMismatch,
+		CodeAtHashMismatch, CodeUserinfoFailed, CodeSubMismatch, CodeNoEmail, CodeInvalidErrorCode,
+	}
 }

@@ -1,239 +1,19 @@
 package auth
 
 import (
-	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"errors"
-	"log/slog"
-	"net"
-	"net/http"
-	"net/http/cookiejar"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
 
-	"github.com/postern/postern/internal/devstack/idp"
-	"github.com/postern/postern/internal/seal"
 	"github.com/postern/postern/internal/store"
 )
-
-// The keeper tests run the dev IdP in process (idp.Transport) and a real
-// SQLite store inside testing/synctest bubbles, so hours of token lifetimes
-// pass in milliseconds and the IdP's clock is the fake clock too.
-
-const (
-	keeperIssuer   = "http://idp.test"
-	keeperClient   = "postern"
-	keeperSecret   = "keeper-secret"
-	keeperRedirect = "http://127.0.0.1:9/oauth2/callback"
-)
-
-// keeperRSAKey is shared by every IdP of the keeper tests: generating it is
-// the slowest part of starting one.
-var keeperRSAKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
-
-// keeperEnv is a dev IdP, a Provider talking to it through faults, and a
-// store file. It must be built inside a synctest bubble.
-type keeperEnv struct {
-	idp     *idp.IdP
-	p       *Provider
-	faults  *faults
-	path    string
-	sealer  *seal.Sealer
-	st      *store.SQLite
-	browser *http.Client
-}
-
-func newKeeperEnv(t *testing.T) *keeperEnv {
-	t.Helper()
-	return newKeeperEnvTTL(t, 0)
-}
-
-// newKeeperEnvTTL is newKeeperEnv with the IdP's access-token lifespan set (0: the default hour).
-func newKeeperEnvTTL(t *testing.T, accessTTL time.Duration) *keeperEnv {
-	t.Helper()
-	ip, err := idp.New(idp.Options{
-		AccessTokenLifespan: accessTTL,
-		Issuer:              keeperIssuer,
-		Users:               []idp.User{{Username: "ann", Password: "pw-ann", Email: "Ann@Example.org", Name: "Ann"}},
-		Clients:             []idp.Client{{ID: keeperClient, Secret: keeperSecret, RedirectURIs: []string{keeperRedirect}}},
-		SigningKey:          keeperRSAKey(),
-	})
-	if err != nil {
-		t.Fatalf("idp.New() = %v", err)
-	}
-	f := &faults{next: ip.Transport()}
-	p, err := New(t.Context(), Config{Issuer: keeperIssuer, ClientID: keeperClient,
-		ClientSecret: keeperSecret, RedirectURL: keeperRedirect}, &http.Client{Transport: f})
-	if err != nil {
-		t.Fatalf("New() = %v", err)
-	}
-	sealer, err := seal.New(map[string][]byte{"k1": make([]byte, seal.KeySize)}, "k1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &keeperEnv{idp: ip, p: p, faults: f, path: filepath.Join(t.TempDir(), "postern.db"), sealer: sealer}
-	e.st = e.openStore(t)
-	jar, _ := cookiejar.New(nil)
-	e.browser = &http.Client{Jar: jar, Transport: ip.Transport()}
-	return e
-}
-
-// openStore opens another handle on the env's database file, as a second
-// process would.
-func (e *keeperEnv) openStore(t *testing.T) *store.SQLite {
-	t.Helper()
-	st, err := store.OpenSQLite(t.Context(), e.path, e.sealer)
-	if err != nil {
-		t.Fatalf("OpenSQLite() = %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
-
-// keeper returns a Keeper on the env's provider and st, quiet by default.
-func (e *keeperEnv) keeper(st GrantStore, opts KeeperOptions) *Keeper {
-	if opts.Logger == nil && os.Getenv("POSTERN_TEST_LOG") != "" {
-		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return NewKeeper(e.p, st, opts)
-}
-
-// start signs ann in through the IdP's pages and stores the grant.
-func (e *keeperEnv) start(t *testing.T, k *Keeper) string {
-	t.Helper()
-	f, authURL := e.p.Begin("/")
-	loc, err := idp.SignIn(t.Context(), e.browser, authURL, "ann", "pw-ann", true)
-	if err != nil {
-		t.Fatalf("idp.SignIn() = %v", err)
-	}
-	l, err := e.p.Finish(t.Context(), f, loc.Query())
-	if err != nil {
-		t.Fatalf("Finish() = %v", err)
-	}
-	id, err := k.Start(t.Context(), l)
-	if err != nil {
-		t.Fatalf("Start() = %v", err)
-	}
-	return id
-}
-
-// grant reads a grant straight from the store.
-func (e *keeperEnv) grant(t *testing.T, id string) store.Grant {
-	t.Helper()
-	g, err := e.st.Grant(context.Background(), id)
-	if err != nil {
-		t.Fatalf("store Grant(%s) = %v", id, err)
-	}
-	return g
-}
-
-// sleepUntil advances the fake clock to at.
-func sleepUntil(at time.Time) { time.Sleep(time.Until(at)) }
-
-// runKeeper runs k.Run until the test ends (or stop is called) and checks
-// that it returns nil.
-func runKeeper(t *testing.T, k *Keeper) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- k.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run() = %v, want nil", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
-// faults wraps the IdP transport to inject network failures and to watch
-// token requests.
-type faults struct {
-	next http.RoundTripper
-
-	mu          sync.Mutex
-	refuse      bool          // every request fails as connection refused (never sent)
-	resetToken  int           // this many token requests fail as reset after sending, without reaching the IdP
-	tokenDelay  time.Duration // token requests take this long
-	tokenTimes  []time.Time   // when each token request started
-	inflight    int
-	maxInflight int
-}
-
-func (f *faults) RoundTrip(req *http.Request) (*http.Response, error) {
-	token := strings.HasSuffix(req.URL.Path, "/api/oidc/token")
-	f.mu.Lock()
-	refuse, delay := f.refuse, f.tokenDelay
-	reset := token && f.resetToken > 0
-	if reset {
-		f.resetToken--
-	}
-	if token {
-		f.tokenTimes = append(f.tokenTimes, time.Now())
-		f.inflight++
-		f.maxInflight = max(f.maxInflight, f.inflight)
-	}
-	f.mu.Unlock()
-	if token {
-		defer func() { f.mu.Lock(); f.inflight--; f.mu.Unlock() }()
-	}
-	switch {
-	case refuse:
-		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
-	case reset:
-		return nil, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
-	}
-	if token && delay > 0 {
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-req.Context().Done():
-			t.Stop()
-			return nil, req.Context().Err()
-		}
-	}
-	return f.next.RoundTrip(req)
-}
-
-func (f *faults) set(fn func(f *faults)) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fn(f)
-}
-
-// refreshes is the IdP's count of successful refreshes.
-func (e *keeperEnv) refreshes() int64 { return e.idp.Stats().Refreshes }
-
-// checkNoReuse fails the test if the IdP ever saw a spent refresh token.
-func (e *keeperEnv) checkNoReuse(t *testing.T) {
-	t.Helper()
-	if s := e.idp.Stats(); s.RefreshReuses != 0 || s.FamilyRevocations != 0 {
-		t.Errorf("IdP saw %d refresh-token reuses and %d family revocations, want 0 and 0",
-			s.RefreshReuses, s.FamilyRevocations)
-	}
-}
 
 func TestKeeperStartTokenInfo(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{})
+		k := e.keeper(t, e.st, KeeperOptions{})
 		id := e.start(t, k)
 		tok, err := k.Token(t.Context(), id)
 		if err != nil {
@@ -264,7 +44,7 @@ func TestKeeperStartTokenInfo(t *testing.T) {
 func TestConcurrentTokenAfterExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{})
+		k := e.keeper(t, e.st, KeeperOptions{})
 		id := e.start(t, k)
 		time.Sleep(61 * time.Minute) // the access token has expired; the refresh token lives 90m
 		before := e.idp.Stats().TokenRequests
@@ -301,18 +81,20 @@ func TestConcurrentTokenAfterExpiry(t *testing.T) {
 func TestInvalidGrantNeedsSignIn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{})
+		k := e.keeper(t, e.st, KeeperOptions{})
 		id := e.start(t, k)
 		// Revoke the grant behind Postern's back (as an admin would).
 		if err := e.p.Revoke(t.Context(), e.grant(t, id).RefreshToken, "refresh_token"); err != nil {
 			t.Fatalf("Revoke() = %v", err)
 		}
 		time.Sleep(59 * time.Minute)
+		k.Token(t.Context(), id) // the access token is still valid: the refresh runs behind the view
+		settle(k)
 		if _, err := k.Token(t.Context(), id); !errors.Is(err, ErrNeedsSignIn) {
 			t.Fatalf("Token() after invalid_grant = %v, want ErrNeedsSignIn", err)
 		}
 		g := e.grant(t, id)
-		if g.State != store.StateNeedsSignIn || g.LastError != reasonInvalidGrant ||
+		if g.State != store.StateNeedsSignIn || Reason(g.LastError) != ReasonInvalidGrant ||
 			g.AccessToken != "" || g.RefreshToken != "" || g.IDToken != "" {
 			t.Errorf("grant = state %q, reason %q, tokens dropped %v; want needs_sign_in, invalid_grant, true",
 				g.State, g.LastError, g.AccessToken+g.RefreshToken+g.IDToken == "")
@@ -327,42 +109,65 @@ func TestInvalidGrantNeedsSignIn(t *testing.T) {
 		if n := e.idp.Stats().TokenRequests - before; n != 0 {
 			t.Errorf("token requests after needs_sign_in = %d, want 0", n)
 		}
-		if m := k.Metrics(); m.RefreshOutcomes[reasonInvalidGrant] != 1 || m.SignInRequired[reasonInvalidGrant] != 1 {
+		if m := k.Metrics(); m.RefreshOutcomes[ReasonInvalidGrant] != 1 || m.SignInRequired[ReasonInvalidGrant] != 1 {
 			t.Errorf("Metrics() = %+v", m)
 		}
 	})
 }
 
 // TestLostRefreshResponse: the IdP commits a rotation and the answer is
-// lost. The probe sees the old access token revoked, so the grant needs a
-// sign-in, and the spent refresh token is never presented again.
+// lost. The probe shows it — introspection finds the refresh token spent, or
+// userinfo finds the old access token revoked — so the grant needs a sign-in
+// with the probe's reason, and the spent refresh token is never presented
+// again.
 func TestLostRefreshResponse(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{})
-		stop := runKeeper(t, k)
-		id := e.start(t, k)
-		old := e.grant(t, id)
-		e.idp.LoseNextTokenResponse()
-		sleepUntil(old.AccessExpiry.Add(-2 * time.Minute))
-		if _, err := k.Token(t.Context(), id); !errors.Is(err, ErrNeedsSignIn) {
-			t.Fatalf("Token() after a lost refresh = %v, want ErrNeedsSignIn", err)
-		}
-		time.Sleep(3 * time.Hour) // the refresher must leave it alone
-		stop()
-		s := e.idp.Stats()
-		if s.RefreshReuses != 0 || s.TokenRequests != 2 {
-			t.Errorf("IdP: %d refresh reuses, %d token requests; want 0 and 2 (code exchange, lost refresh)",
-				s.RefreshReuses, s.TokenRequests)
-		}
-		g := e.grant(t, id)
-		if g.State != store.StateNeedsSignIn || g.LastError != reasonRefreshLost {
-			t.Errorf("grant = %q (%q), want needs_sign_in (refresh_lost)", g.State, g.LastError)
-		}
-		if m := k.Metrics(); m.Probes[probeRevoked] != 1 || m.RefreshOutcomes[reasonOutcomeUnknown] != 1 {
-			t.Errorf("Metrics() = %+v", m)
-		}
-	})
+	for _, tc := range []struct {
+		probe  probeKind
+		reason Reason
+		result ProbeResult
+	}{
+		{byIntrospection, ReasonRefreshSpent, ProbeInactive},
+		{byUserinfo, ReasonRefreshLost, ProbeRevoked},
+	} {
+		t.Run(string(tc.probe), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e := newKeeperEnv(t)
+				k := e.keeperProbing(t, e.st, KeeperOptions{}, tc.probe)
+				stop := runKeeper(t, k)
+				id := e.start(t, k)
+				old := e.grant(t, id)
+				e.idp.LoseNextTokenResponse()
+				sleepUntil(old.AccessExpiry.Add(-2 * time.Minute))
+				// The access token is still valid: the view gets it at once, and the refresh runs behind it.
+				if tok, err := k.Token(t.Context(), id); err != nil || tok.Access != old.AccessToken {
+					t.Fatalf("Token() while the access token is valid = %v, want the current token", err)
+				}
+				settle(k)
+				if _, err := k.Token(t.Context(), id); !errors.Is(err, ErrNeedsSignIn) {
+					t.Fatalf("Token() after a lost refresh = %v, want ErrNeedsSignIn", err)
+				}
+				time.Sleep(3 * time.Hour) // the refresher must leave it alone
+				stop()
+				s := e.idp.Stats()
+				if s.RefreshReuses != 0 || s.TokenRequests != 2 {
+					t.Errorf("IdP: %d refresh reuses, %d token requests; want 0 and 2 (code exchange, lost refresh)",
+						s.RefreshReuses, s.TokenRequests)
+				}
+				g := e.grant(t, id)
+				if g.State != store.StateNeedsSignIn || Reason(g.LastError) != tc.reason {
+					t.Errorf("grant = %q (%q), want needs_sign_in (%s)", g.State, g.LastError, tc.reason)
+				}
+				info, err := k.Info(t.Context(), id)
+				if err != nil || info.Reason != tc.reason {
+					t.Errorf("Info() = reason %q, %v; want %q for the Session page", info.Reason, err, tc.reason)
+				}
+				if m := k.Metrics(); m.Probes[tc.result] != 1 || m.RefreshOutcomes[ReasonOutcomeUnknown] != 1 ||
+					m.SignInRequired[tc.reason] != 1 {
+					t.Errorf("Metrics() = %+v", m)
+				}
+			})
+		})
+	}
 }
 
 // TestUnknownOutcomeNotCommitted: the refresh request dies after sending
@@ -372,17 +177,21 @@ func TestLostRefreshResponse(t *testing.T) {
 // succeeds.
 func TestUnknownOutcomeNotCommitted(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		at   time.Duration // when, after sign-in, the failing refresh happens
-		view bool          // a page view triggers it (else the background refresher)
+		name  string
+		at    time.Duration // when, after sign-in, the failing refresh happens
+		view  bool          // a page view triggers it (else the background refresher)
+		probe probeKind
+		want  ProbeResult // the result of both probes
 	}{
-		{"probe while access token valid", 58 * time.Minute, true},
-		{"idle grant, access token expired", 0, false},
+		{"probe while access token valid", 58 * time.Minute, true, byUserinfo, ProbeAlive},
+		{"idle grant, access token expired", 0, false, byUserinfo, ProbeExpired},
+		{"introspection, access token valid", 58 * time.Minute, true, byIntrospection, ProbeActive},
+		{"introspection, idle grant", 0, false, byIntrospection, ProbeActive},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				e := newKeeperEnv(t)
-				k := e.keeper(e.st, KeeperOptions{})
+				k := e.keeperProbing(t, e.st, KeeperOptions{}, tc.probe)
 				id := e.start(t, k)
 				e.faults.set(func(f *faults) { f.resetToken = 1 })
 				stop := runKeeper(t, k)
@@ -392,7 +201,8 @@ func TestUnknownOutcomeNotCommitted(t *testing.T) {
 					if err != nil || tok.Access != e.grant(t, id).AccessToken {
 						t.Fatalf("Token() during an unknown outcome = %v, want the old, still valid token", err)
 					}
-					if g := e.grant(t, id); g.State != store.StateDegraded || g.LastError != reasonOutcomeUnknown {
+					settle(k) // the view did not wait for the refresh it started
+					if g := e.grant(t, id); g.State != store.StateDegraded || Reason(g.LastError) != ReasonOutcomeUnknown {
 						t.Errorf("grant = %q (%q), want degraded (outcome_unknown) until a second probe", g.State, g.LastError)
 					}
 				}
@@ -405,11 +215,8 @@ func TestUnknownOutcomeNotCommitted(t *testing.T) {
 				}
 				e.checkNoReuse(t)
 				m := k.Metrics()
-				want := probeAlive
-				if !tc.view {
-					want = probeExpired
-				}
-				if m.Probes[want] != 2 || m.RefreshOutcomes[reasonOutcomeUnknown] != 1 {
+				want := tc.want
+				if m.Probes[want] != 2 || m.RefreshOutcomes[ReasonOutcomeUnknown] != 1 {
 					t.Errorf("Metrics() = %+v, want two %q probes: after the failure and before the retry", m, want)
 				}
 			})
@@ -425,7 +232,7 @@ func TestOutage(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				e := newKeeperEnv(t)
-				k := e.keeper(e.st, KeeperOptions{})
+				k := e.keeper(t, e.st, KeeperOptions{})
 				const grants = 10
 				ids := make([]string, grants)
 				for i := range ids {
@@ -481,7 +288,7 @@ func TestOutage(t *testing.T) {
 func TestReplace(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{})
+		k := e.keeper(t, e.st, KeeperOptions{})
 		id := e.start(t, k)
 		first := e.grant(t, id).AccessToken
 
@@ -513,7 +320,7 @@ func TestReplace(t *testing.T) {
 func TestSignOut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{})
+		k := e.keeper(t, e.st, KeeperOptions{})
 		id := e.start(t, k)
 		g := e.grant(t, id)
 		if err := k.SignOut(t.Context(), id); err != nil {
@@ -539,7 +346,7 @@ func TestSignOut(t *testing.T) {
 func TestSessionPolicy(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{IdleTimeout: 3 * time.Hour, Lifetime: 5 * time.Hour})
+		k := e.keeper(t, e.st, KeeperOptions{IdleTimeout: 3 * time.Hour, Lifetime: 5 * time.Hour})
 		idle := e.start(t, k)
 		busy := e.start(t, k)
 		stop := runKeeper(t, k)
@@ -575,7 +382,7 @@ func TestSessionPolicy(t *testing.T) {
 func TestShortLivedAccessTokens(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnvTTL(t, 12*time.Second)
-		k := e.keeper(e.st, KeeperOptions{})
+		k := e.keeper(t, e.st, KeeperOptions{})
 		id := e.start(t, k)
 		for i := range 40 { // a view every 3 s for 2 minutes: about ten rotations
 			tok, err := k.Token(t.Context(), id)

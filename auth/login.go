@@ -137,7 +137,7 @@ func (p *Provider) Finish(ctx context.Context, f Flow, q url.Values) (*Login, er
 		p.now().Sub(f.Created) > flowLifetime || f.Created.Sub(p.now()) > time.Minute {
 		return nil, &CallbackError{
 			Reason: "Your sign-in expired or was already used; please sign in again.",
-			Code:   "flow_expired", Err: ErrFlowExpired,
+			Code:   string(CodeFlowExpired), Err: ErrFlowExpired,
 		}
 	}
 
@@ -146,7 +146,7 @@ func (p *Provider) Finish(ctx context.Context, f Flow, q url.Values) (*Login, er
 	// another.
 	for _, name := range []string{"state", "iss", "code", "error"} {
 		if len(q[name]) > 1 {
-			return nil, &CallbackError{Reason: reasonSuspect, Code: "invalid_request",
+			return nil, &CallbackError{Reason: reasonSuspect, Code: string(CodeInvalidRequest),
 				Err: fmt.Errorf("auth: callback parameter %q repeated", name)}
 		}
 	}
@@ -154,7 +154,7 @@ func (p *Provider) Finish(ctx context.Context, f Flow, q url.Values) (*Login, er
 	// 2. State, in constant time so that its value cannot be learnt by
 	// timing (the lengths are public).
 	if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(f.State)) != 1 {
-		return nil, &CallbackError{Reason: reasonSuspect, Code: "state_mismatch", Err: ErrStateMismatch}
+		return nil, &CallbackError{Reason: reasonSuspect, Code: string(CodeStateMismatch), Err: ErrStateMismatch}
 	}
 
 	// 3. RFC 9207: mix-up defence. The issuer is public, so a plain
@@ -162,10 +162,10 @@ func (p *Provider) Finish(ctx context.Context, f Flow, q url.Values) (*Login, er
 	iss, hasIss := q["iss"]
 	switch {
 	case hasIss && iss[0] != p.Issuer():
-		return nil, &CallbackError{Reason: reasonSuspect, Code: "issuer_mismatch",
+		return nil, &CallbackError{Reason: reasonSuspect, Code: string(CodeIssuerMismatch),
 			Err: fmt.Errorf("%w: callback names another issuer", ErrIssuerMismatch)}
 	case !hasIss && p.meta.IssParameterSupported:
-		return nil, &CallbackError{Reason: reasonSuspect, Code: "issuer_mismatch",
+		return nil, &CallbackError{Reason: reasonSuspect, Code: string(CodeIssuerMismatch),
 			Err: fmt.Errorf("%w: callback has no iss although the provider advertises it", ErrIssuerMismatch)}
 	}
 
@@ -183,10 +183,10 @@ func (p *Provider) Finish(ctx context.Context, f Flow, q url.Values) (*Login, er
 	// 5. Exchange the code.
 	code := q.Get("code")
 	if code == "" {
-		return nil, &CallbackError{Reason: reasonRetry, Code: "invalid_request",
+		return nil, &CallbackError{Reason: reasonRetry, Code: string(CodeInvalidRequest),
 			Err: errors.New("auth: callback has neither code nor error")}
 	}
-	tok, err := p.oauth.Exchange(p.withClient(ctx), code, oauth2.VerifierOption(f.Verifier))
+	tok, err := p.oauth.Exchange(p.withTokenClient(ctx), code, oauth2.VerifierOption(f.Verifier))
 	if err != nil {
 		return nil, exchangeError(err)
 	}
@@ -194,35 +194,35 @@ func (p *Provider) Finish(ctx context.Context, f Flow, q url.Values) (*Login, er
 	// 6. The ID token (OIDC Core §3.1.3.7).
 	rawID, _ := tok.Extra("id_token").(string)
 	if rawID == "" {
-		return nil, &CallbackError{Reason: reasonRetry, Code: "invalid_id_token",
+		return nil, &CallbackError{Reason: reasonRetry, Code: string(CodeInvalidIDToken),
 			Err: errors.New("auth: token response has no id_token")}
 	}
 	idt, err := p.verifier.Verify(p.withClient(ctx), rawID)
 	if err != nil {
-		return nil, &CallbackError{Reason: reasonSuspect, Code: "invalid_id_token",
+		return nil, &CallbackError{Reason: reasonSuspect, Code: string(CodeInvalidIDToken),
 			Err: fmt.Errorf("auth: verify id token: %w", err)}
 	}
 	var extra struct {
 		AuthorizedParty string `json:"azp"`
 	}
 	if err := idt.Claims(&extra); err != nil {
-		return nil, &CallbackError{Reason: reasonSuspect, Code: "invalid_id_token",
+		return nil, &CallbackError{Reason: reasonSuspect, Code: string(CodeInvalidIDToken),
 			Err: fmt.Errorf("auth: id token claims: %w", err)}
 	}
 	// OIDC Core §3.1.3.7 steps 4 and 5: with several audiences, azp must
 	// name this client; if present, it must anyway.
 	if (len(idt.Audience) > 1 || extra.AuthorizedParty != "") && extra.AuthorizedParty != p.cfg.ClientID {
-		return nil, &CallbackError{Reason: reasonSuspect, Code: "invalid_id_token",
+		return nil, &CallbackError{Reason: reasonSuspect, Code: string(CodeInvalidIDToken),
 			Err: errors.New("auth: id token azp is not this client")}
 	}
 	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(f.Nonce)) != 1 {
-		return nil, &CallbackError{Reason: reasonSuspect, Code: "nonce_mismatch", Err: ErrNonceMismatch}
+		return nil, &CallbackError{Reason: reasonSuspect, Code: string(CodeNonceMismatch), Err: ErrNonceMismatch}
 	}
 	// OIDC Core §3.1.3.8: at_hash is optional in the code flow, but when
 	// present it must match the access token.
 	if idt.AccessTokenHash != "" {
 		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
-			return nil, &CallbackError{Reason: reasonSuspect, Code: "at_hash_mismatch",
+			return nil, &CallbackError{Reason: reasonSuspect, Code: string(CodeAtHashMismatch),
 				Err: fmt.Errorf("auth: id token at_hash: %w", err)}
 		}
 	}
@@ -230,15 +230,15 @@ func (p *Provider) Finish(ctx context.Context, f Flow, q url.Values) (*Login, er
 	// 7. Userinfo.
 	id, err := p.UserInfo(ctx, tok.AccessToken)
 	if err != nil {
-		return nil, &CallbackError{Reason: reasonRetry, Code: "userinfo_failed", Err: err}
+		return nil, &CallbackError{Reason: reasonRetry, Code: string(CodeUserinfoFailed), Err: err}
 	}
 	if id.Subject != idt.Subject {
-		return nil, &CallbackError{Reason: reasonSuspect, Code: "sub_mismatch", Err: ErrSubjectMismatch}
+		return nil, &CallbackError{Reason: reasonSuspect, Code: string(CodeSubMismatch), Err: ErrSubjectMismatch}
 	}
 	if id.Email == "" {
 		return nil, &CallbackError{
 			Reason: "Your account has no email address; ask your administrator to add one, then sign in again.",
-			Code:   "no_email", Err: ErrNoEmail,
+			Code:   string(CodeNoEmail), Err: ErrNoEmail,
 		}
 	}
 
@@ -258,10 +258,10 @@ func (p *Provider) Finish(ctx context.Context, f Flow, q url.Values) (*Login, er
 func exchangeError(err error) *CallbackError {
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) {
-		return &CallbackError{Reason: reasonRetry, Code: "token_request_failed",
+		return &CallbackError{Reason: reasonRetry, Code: string(CodeTokenRequestFailed),
 			Err: fmt.Errorf("auth: exchange code: %w", err)}
 	}
-	code := "token_error"
+	code := string(CodeTokenError)
 	if re.ErrorCode != "" {
 		code = safeCode(re.ErrorCode)
 	}
@@ -271,11 +271,11 @@ func exchangeError(err error) *CallbackError {
 	}
 	reason := reasonRetry
 	switch {
-	case code == "invalid_grant":
+	case code == string(CodeInvalidGrant):
 		// RFC 6749 §4.1.2: a code is single-use and short-lived (Authelia:
 		// one minute); a reused one also revokes what it issued.
 		reason = "This sign-in link was already used or has expired; please sign in again."
-	case code == "invalid_client", code == "unauthorized_client", status == 401, status == 403:
+	case code == string(CodeInvalidClient), code == string(CodeUnauthorizedClient), status == 401, status == 403:
 		reason = "Postern could not authenticate to the identity provider; ask your administrator to check its client secret."
 	}
 	return &CallbackError{Reason: reason, Code: code,

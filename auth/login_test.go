@@ -7,10 +7,14 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -524,5 +528,56 @@ func TestRevoke(t *testing.T) {
 				t.Errorf("second Revoke() = %v, want nil", err)
 			}
 		})
+	}
+}
+
+// TestCallbackCodes: the list is complete (every CallbackCode constant in
+// errors.go is in it, once) and covers every code Finish produces itself.
+func TestCallbackCodes(t *testing.T) {
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "errors.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	declared := map[CallbackCode]bool{}
+	for _, d := range f.Decls {
+		g, ok := d.(*ast.GenDecl)
+		if !ok || g.Tok != token.CONST {
+			continue
+		}
+		for _, s := range g.Specs {
+			vs := s.(*ast.ValueSpec)
+			if id, ok := vs.Type.(*ast.Ident); !ok || id.Name != "CallbackCode" {
+				continue
+			}
+			for _, v := range vs.Values {
+				lit := v.(*ast.BasicLit)
+				c, _ := strconv.Unquote(lit.Value)
+				declared[CallbackCode(c)] = true
+			}
+		}
+	}
+	listed := map[CallbackCode]bool{}
+	for _, c := range CallbackCodes() {
+		if listed[c] {
+			t.Errorf("CallbackCodes() lists %q twice", c)
+		}
+		listed[c] = true
+		if !declared[c] {
+			t.Errorf("CallbackCodes() lists %q, which is no constant in errors.go", c)
+		}
+	}
+	for c := range declared {
+		if !listed[c] {
+			t.Errorf("constant %q missing from CallbackCodes()", c)
+		}
+	}
+	for c := range errorReasons {
+		if !listed[CallbackCode(c)] {
+			t.Errorf("errorReasons code %q missing from CallbackCodes()", c)
+		}
+	}
+	if c := CallbackCode(safeCode("bad code!")); !listed[c] {
+		t.Errorf("safeCode's replacement %q missing from CallbackCodes()", c)
 	}
 }

@@ -7,53 +7,31 @@ import (
 	"github.com/postern/postern/internal/store"
 )
 
-// Refresh outcome reasons, as counted in Metrics.RefreshOutcomes and stored in
-// a grant's LastError. They are reason classes, never a token or a raw IdP
-// response, so they are safe to log and to show on the Session page.
-const (
-	reasonOK             = "ok"              // the token endpoint rotated the grant
-	reasonInvalidGrant   = "invalid_grant"   // the grant is gone at the IdP
-	reasonUnavailable    = "unavailable"     // 503, 429, connection refused: nothing committed
-	reasonTimeout        = "timeout"         // a deadline passed before the request was sent, or a probe cleared an unknown outcome
-	reasonRejected       = "rejected"        // another 4xx: a configuration problem; tokens kept
-	reasonOutcomeUnknown = "outcome_unknown" // sent, answer lost: the next attempt must probe first
-	reasonRefreshLost    = "refresh_lost"    // the probe showed a lost answer had rotated the grant
-	reasonNoRefreshToken = "no_refresh_token"
-	reasonUnsaved        = "unsaved_rotation" // rotated tokens could not be stored; the old refresh token is spent
-	reasonLeaseBusy      = "lease_busy"       // another process held the refresh lease for too long
-)
-
-// Probe results, as counted in Metrics.Probes.
-const (
-	probeAlive       = "alive"       // userinfo answered 200 to the old access token: the refresh did not commit
-	probeRevoked     = "revoked"     // 401/403 to an unexpired access token: the refresh committed
-	probeUnreachable = "unreachable" // the probe itself failed; try again later
-	probeExpired     = "expired"     // the old access token had expired, so no probe could tell
-)
-
 // Metrics is a snapshot of the Keeper's counters and gauges. Counters only
 // grow over the Keeper's life; GrantsByState is read from the store by Run
-// about once a minute (a full count is not a per-tick cost).
+// about once a minute (a full count is not a per-tick cost). The keys of the
+// maps come from RefreshOutcomes, ProbeResults, SignInReasons and States.
 type Metrics struct {
 	// RefreshAttempts counts calls to the token endpoint with a refresh token.
 	RefreshAttempts int64
-	// RefreshOutcomes counts those calls by result: "ok", "invalid_grant",
-	// "unavailable", "timeout", "rejected", "outcome_unknown".
-	RefreshOutcomes map[string]int64
-	// Probes counts userinfo probes after an unknown outcome or a refused
-	// mail login, by result: "alive", "revoked", "unreachable", "expired".
-	Probes map[string]int64
-	// SignInRequired counts grants moved to needs_sign_in, by reason.
-	SignInRequired map[string]int64
+	// RefreshOutcomes counts those calls by result (RefreshOutcomes()).
+	RefreshOutcomes map[Reason]int64
+	// Probes counts probes after an unknown outcome or a refused mail login,
+	// by result (ProbeResults()).
+	Probes map[ProbeResult]int64
+	// SignInRequired counts grants moved to needs_sign_in, by reason
+	// (SignInReasons()).
+	SignInRequired map[Reason]int64
 	// Expired counts grants revoked and deleted by session policy (idle
-	// timeout or absolute lifetime); SignOuts counts SignOut calls.
-	Expired, SignOuts int64
+	// timeout or absolute lifetime); Abandoned counts grants deleted after
+	// needing a sign-in for IdleTimeout; SignOuts counts SignOut calls.
+	Expired, Abandoned, SignOuts int64
 	// Ticks counts scheduler passes; Due counts grants they handed to
 	// workers.
 	Ticks, Due int64
-	// GrantsByState is the last count of grants per state ("ok",
-	// "degraded", "needs_sign_in"); nil until Run has counted once.
-	GrantsByState map[string]int
+	// GrantsByState is the last count of grants per state (States()); nil
+	// until Run has counted once.
+	GrantsByState map[State]int
 }
 
 // metrics holds the live counters behind Metrics. One mutex is plenty: every
@@ -64,13 +42,9 @@ type metrics struct {
 }
 
 // attempt counts one token-endpoint refresh call.
-func (c *metrics) attempt() {
-	c.mu.Lock()
-	c.m.RefreshAttempts++
-	c.mu.Unlock()
-}
+func (c *metrics) attempt() { c.add(&c.m.RefreshAttempts, 1) }
 
-// add increments *field by one under the lock.
+// add increments *field by n under the lock.
 func (c *metrics) add(field *int64, n int64) {
 	c.mu.Lock()
 	*field += n
@@ -78,29 +52,29 @@ func (c *metrics) add(field *int64, n int64) {
 }
 
 // count increments (*m)[key], creating the map on first use.
-func (c *metrics) count(m *map[string]int64, key string) {
+func count[K comparable](c *metrics, m *map[K]int64, key K) {
 	c.mu.Lock()
 	if *m == nil {
-		*m = make(map[string]int64)
+		*m = make(map[K]int64)
 	}
 	(*m)[key]++
 	c.mu.Unlock()
 }
 
-// outcome counts one refresh result by reason.
-func (c *metrics) outcome(reason string) { c.count(&c.m.RefreshOutcomes, reason) }
+// outcome counts one refresh result.
+func (c *metrics) outcome(r Reason) { count(c, &c.m.RefreshOutcomes, r) }
 
 // probe counts one probe result.
-func (c *metrics) probe(result string) { c.count(&c.m.Probes, result) }
+func (c *metrics) probe(r ProbeResult) { count(c, &c.m.Probes, r) }
 
 // signIn counts one grant moved to needs_sign_in.
-func (c *metrics) signIn(reason string) { c.count(&c.m.SignInRequired, reason) }
+func (c *metrics) signIn(r Reason) { count(c, &c.m.SignInRequired, r) }
 
 // setStates replaces the grants-by-state gauge.
 func (c *metrics) setStates(counts map[store.GrantState]int) {
-	g := make(map[string]int, len(counts))
+	g := make(map[State]int, len(counts))
 	for s, n := range counts {
-		g[string(s)] = n
+		g[State(s)] = n
 	}
 	c.mu.Lock()
 	c.m.GrantsByState = g

@@ -1,10 +1,3 @@
-// Package auth is Postern's OpenID Connect relying party and token keeper.
-//
-// The provider side (Provider) talks to the identity provider: discovery,
-// the authorization code flow with PKCE (Begin, Finish), refresh, userinfo and
-// revocation. The keeper side (Keeper) owns the token lifecycle of every grant.
-// Postern is registered as a confidential client using client_secret_basic
-// with PKCE S256 required, which is how Authelia 4.39 is configured for it.
 package auth
 
 import (
@@ -50,6 +43,22 @@ type Config struct {
 	// offline_access". openid is added if missing. Without offline_access
 	// there is no refresh token and a sign-in lasts one access token.
 	Scopes []string
+
+	// Timeout bounds each request that is safe to give up on early:
+	// discovery, JWKS, userinfo, introspection and revocation. Zero keeps
+	// the timeout of the client passed to New.
+	Timeout time.Duration
+	// TokenTimeout bounds each token endpoint request (code exchange,
+	// refresh). It should be far longer than Timeout: a refresh request
+	// that was sent may still be processed by a slow or stalled provider,
+	// which then rotates the refresh token and answers to nobody (issue 17).
+	// Zero keeps the timeout of the client passed to New.
+	TokenTimeout time.Duration
+	// IntrospectionURL overrides the discovery document's
+	// introspection_endpoint (RFC 7662). Authelia advertises its endpoint;
+	// Ory Hydra serves introspection only on its admin port and does not
+	// advertise it, so there it must be configured.
+	IntrospectionURL string
 }
 
 // flowLifetime bounds how long a sign-in may take between Begin and Finish.
@@ -63,13 +72,15 @@ const maxBody = 1 << 20
 // Provider is the OpenID Connect relying party for one issuer. It is safe for
 // concurrent use.
 type Provider struct {
-	cfg      Config
-	hc       *http.Client
-	oidc     *oidc.Provider
-	verifier *oidc.IDTokenVerifier
-	oauth    oauth2.Config
-	meta     metadata
-	now      func() time.Time
+	cfg Config
+	// hc serves requests bounded by Config.Timeout, tokenHC token endpoint
+	// requests bounded by Config.TokenTimeout; both share one transport.
+	hc, tokenHC *http.Client
+	oidc        *oidc.Provider
+	verifier    *oidc.IDTokenVerifier
+	oauth       oauth2.Config
+	meta        metadata
+	now         func() time.Time
 }
 
 // metadata holds the discovery fields go-oidc does not expose (OpenID
@@ -77,14 +88,16 @@ type Provider struct {
 type metadata struct {
 	UserinfoEndpoint      string   `json:"userinfo_endpoint"`
 	RevocationEndpoint    string   `json:"revocation_endpoint"`
+	IntrospectionEndpoint string   `json:"introspection_endpoint"`
 	IssParameterSupported bool     `json:"authorization_response_iss_parameter_supported"`
 	CodeChallengeMethods  []string `json:"code_challenge_methods_supported"`
 }
 
 // New fetches the issuer's discovery document and returns a Provider for it.
-// Every request the Provider makes, now and later, goes through hc; when hc is
-// nil a client with a 30-second timeout is used. hc should have a timeout: a
-// request that hangs is what turns a refresh into ErrOutcomeUnknown.
+// Every request the Provider makes, now and later, goes through hc's
+// transport; when hc is nil a client with a 30-second timeout is used.
+// Config.Timeout and Config.TokenTimeout, when set, replace hc's timeout for
+// their kinds of request.
 func New(ctx context.Context, cfg Config, hc *http.Client) (*Provider, error) {
 	var missing []string
 	for _, f := range []struct{ name, v string }{
@@ -108,6 +121,13 @@ func New(ctx context.Context, cfg Config, hc *http.Client) (*Provider, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second}
 	}
+	if cfg.IntrospectionURL != "" {
+		if u, err := url.Parse(cfg.IntrospectionURL); err != nil || !u.IsAbs() || u.Host == "" {
+			return nil, fmt.Errorf("auth: config: introspection url %q is not an absolute URL", cfg.IntrospectionURL)
+		}
+	}
+	tokenHC := withTimeout(hc, cfg.TokenTimeout)
+	hc = withTimeout(hc, cfg.Timeout)
 
 	// go-oidc keeps the client from this context for the JWKS fetches later
 	// on, and checks that the discovered issuer equals cfg.Issuer exactly
@@ -131,9 +151,13 @@ func New(ctx context.Context, cfg Config, hc *http.Client) (*Provider, error) {
 	// re-sends the request with the credentials, and the refresh token, in
 	// the body, and reports the second error instead of the first.
 	ep.AuthStyle = oauth2.AuthStyleInHeader
+	if cfg.IntrospectionURL != "" {
+		meta.IntrospectionEndpoint = cfg.IntrospectionURL
+	}
 	p := &Provider{
 		cfg:      cfg,
 		hc:       hc,
+		tokenHC:  tokenHC,
 		oidc:     op,
 		verifier: op.Verifier(&oidc.Config{ClientID: cfg.ClientID}),
 		oauth: oauth2.Config{
@@ -147,6 +171,16 @@ func New(ctx context.Context, cfg Config, hc *http.Client) (*Provider, error) {
 		now:  time.Now,
 	}
 	return p, nil
+}
+
+// withTimeout returns a copy of hc with timeout d, or hc itself when d is 0.
+func withTimeout(hc *http.Client, d time.Duration) *http.Client {
+	if d <= 0 {
+		return hc
+	}
+	c := *hc
+	c.Timeout = d
+	return &c
 }
 
 // Issuer returns the issuer identifier, as configured and as discovered.
@@ -171,13 +205,23 @@ func (p *Provider) Warnings() []string {
 	if p.meta.RevocationEndpoint == "" {
 		w = append(w, "no revocation_endpoint; sign-out cannot end grants at the identity provider")
 	}
+	if p.meta.IntrospectionEndpoint == "" {
+		w = append(w, "no introspection_endpoint (RFC 7662) and no oidc.introspection_url; after a lost refresh answer "+
+			"only the userinfo probe is left, which cannot tell once the old access token has expired")
+	}
 	return w
 }
 
 // withClient returns ctx carrying the Provider's HTTP client, which is how
-// x/oauth2 and go-oidc are told which client to use.
+// go-oidc is told which client to use.
 func (p *Provider) withClient(ctx context.Context) context.Context {
 	return context.WithValue(ctx, oauth2.HTTPClient, p.hc)
+}
+
+// withTokenClient returns ctx carrying the Provider's token endpoint client,
+// which is how x/oauth2 is told which client to use for the code exchange.
+func (p *Provider) withTokenClient(ctx context.Context) context.Context {
+	return context.WithValue(ctx, oauth2.HTTPClient, p.tokenHC)
 }
 
 // tokenResponse is a successful token endpoint response (RFC 6749 §5.1).
@@ -214,7 +258,7 @@ func (p *Provider) Refresh(ctx context.Context, refreshToken string) (TokenSet, 
 	// token cannot have been issued before the request was sent.
 	start := p.now()
 	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}}
-	resp, body, err := p.post(ctx, p.oauth.Endpoint.TokenURL, form)
+	resp, body, err := p.post(ctx, p.tokenHC, p.oauth.Endpoint.TokenURL, form)
 	if err != nil {
 		return TokenSet{}, fmt.Errorf("auth: refresh: %w", err)
 	}
@@ -285,19 +329,14 @@ func (e errorResponse) String() string {
 // post sends an RFC 6749 §2.3.1 client_secret_basic authenticated form POST
 // and reads the response. Transport errors are classified as ErrTransient
 // when the request was certainly not delivered, ErrOutcomeUnknown otherwise.
-func (p *Provider) post(ctx context.Context, endpoint string, form url.Values) (*http.Response, []byte, error) {
+func (p *Provider) post(ctx context.Context, hc *http.Client, endpoint string, form url.Values) (*http.Response, []byte, error) {
 	var tr sendTrace
 	ctx = httptrace.WithClientTrace(ctx, tr.clientTrace())
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	req, err := p.formRequest(ctx, endpoint, form)
 	if err != nil {
 		return nil, nil, err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	// Authelia (like RFC 6749 §2.3.1 requires) form-urldecodes both halves
-	// of the header, so an unescaped "+" in a secret would become a space.
-	req.SetBasicAuth(url.QueryEscape(p.cfg.ClientID), url.QueryEscape(p.cfg.ClientSecret))
-	resp, err := p.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", tr.classify(err), err)
 	}
@@ -308,6 +347,21 @@ func (p *Provider) post(ctx context.Context, endpoint string, form url.Values) (
 		return nil, nil, fmt.Errorf("%w: reading response: %w", ErrOutcomeUnknown, err)
 	}
 	return resp, body, nil
+}
+
+// formRequest builds an RFC 6749 §2.3.1 client_secret_basic authenticated
+// form POST.
+func (p *Provider) formRequest(ctx context.Context, endpoint string, form url.Values) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	// Authelia (like RFC 6749 §2.3.1 requires) form-urldecodes both halves
+	// of the header, so an unescaped "+" in a secret would become a space.
+	req.SetBasicAuth(url.QueryEscape(p.cfg.ClientID), url.QueryEscape(p.cfg.ClientSecret))
+	return req, nil
 }
 
 // sendTrace records how far a request got, to tell "never delivered" from
@@ -435,7 +489,7 @@ func (p *Provider) Revoke(ctx context.Context, token, hint string) error {
 	if hint != "" {
 		form.Set("token_type_hint", hint)
 	}
-	resp, body, err := p.post(ctx, p.meta.RevocationEndpoint, form)
+	resp, body, err := p.post(ctx, p.hc, p.meta.RevocationEndpoint, form)
 	if err != nil {
 		return fmt.Errorf("auth: revoke: %w", err)
 	}

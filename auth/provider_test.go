@@ -30,6 +30,7 @@ func fakeIdP(t *testing.T, meta map[string]any, h http.HandlerFunc) *httptest.Se
 				"token_endpoint":                   srv.URL + "/token",
 				"userinfo_endpoint":                srv.URL + "/userinfo",
 				"revocation_endpoint":              srv.URL + "/revoke",
+				"introspection_endpoint":           srv.URL + "/introspect",
 				"jwks_uri":                         srv.URL + "/jwks",
 				"code_challenge_methods_supported": []string{"S256"},
 				"authorization_response_iss_parameter_supported": true,
@@ -96,6 +97,7 @@ func TestNew(t *testing.T) {
 			"code_challenge_methods_supported":               []string{"plain"},
 			"authorization_response_iss_parameter_supported": nil,
 			"revocation_endpoint":                            nil,
+			"introspection_endpoint":                         nil,
 		}, http.NotFound)
 		if got, want := strings.Join(p.oauth.Scopes, " "), "openid profile email offline_access"; got != want {
 			t.Errorf("scopes = %q, want %q", got, want)
@@ -103,8 +105,8 @@ func TestNew(t *testing.T) {
 		if p.SupportsIssParameter() {
 			t.Error("SupportsIssParameter() = true, want false")
 		}
-		if got := len(p.Warnings()); got != 3 {
-			t.Errorf("Warnings() = %q, want 3 warnings", p.Warnings())
+		if got := len(p.Warnings()); got != 4 {
+			t.Errorf("Warnings() = %q, want 4 warnings", p.Warnings())
 		}
 		if err := p.Revoke(context.Background(), "t", ""); !errors.Is(err, ErrRevocationUnsupported) {
 			t.Errorf("Revoke() = %v, want ErrRevocationUnsupported", err)
@@ -271,6 +273,7 @@ func TestRefreshUntraced(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			q := *p
 			q.hc = &http.Client{Transport: failing{tt.err}}
+			q.tokenHC = q.hc
 			if _, err := q.Refresh(context.Background(), "rt"); !errors.Is(err, tt.want) {
 				t.Errorf("Refresh() = %v, want %v", err, tt.want)
 			}

@@ -73,6 +73,12 @@ type posternOptions struct {
 	IMAPTLS             string
 	SMTPPort            int
 	SMTPTLS             string
+	// TokenTimeout and IntrospectionURL set oidc.token_timeout (default 2m) and oidc.introspection_url.
+	TokenTimeout     time.Duration
+	IntrospectionURL string
+	// ShareWith runs a second process of another instance: same secrets, same store, same public URL (as behind a
+	// load balancer), its own Listen.
+	ShareWith *instance
 }
 
 // instance is one running `postern serve`.
@@ -124,6 +130,8 @@ oidc:
   client_secret_file: secrets/oidc_client_secret
   scopes: [openid, profile, email, offline_access]
   http_timeout: 15s
+  token_timeout: {{.TokenTimeout}}
+  introspection_url: "{{.IntrospectionURL}}"
 tokens:
   refresh_before_expiry: {{.RefreshBeforeExpiry}}
   refresh_token_lifetime: {{.RefreshLifetime}}
@@ -175,23 +183,37 @@ func startPostern(t *testing.T, tb *testbed, opts posternOptions) *instance {
 	if opts.SMTPPort == 0 {
 		opts.SMTPPort, opts.SMTPTLS = tb.SubmissionPort, "tls"
 	}
-	dir := t.TempDir()
-	for _, d := range []string{"secrets", "data"} {
-		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
-			t.Fatal(err)
-		}
+	if opts.TokenTimeout == 0 {
+		opts.TokenTimeout = 2 * time.Minute
 	}
-	key := make([]byte, 32)
-	rand.Read(key)
-	sessionSecret := make([]byte, 48)
-	rand.Read(sessionSecret)
-	writeSecret(t, filepath.Join(dir, "secrets/oidc_client_secret"), opts.Client.Secret+"\n")
-	writeSecret(t, filepath.Join(dir, "secrets/session_secret"), base64.StdEncoding.EncodeToString(sessionSecret)+"\n")
-	writeSecret(t, filepath.Join(dir, "secrets/encryption_key"), base64.StdEncoding.EncodeToString(key)+"\n")
+	publicURL := "http://" + opts.Listen
+	cfgName := "config.yml"
+	var dir string
+	var key []byte
+	if o := opts.ShareWith; o != nil {
+		// The configuration's relative paths resolve against its directory: the other instance's secrets and store.
+		dir, key, publicURL = o.Dir, o.key, o.URL
+		cfgName = "config-" + strings.ReplaceAll(opts.Listen, ":", "-") + ".yml"
+	} else {
+		dir = t.TempDir()
+		for _, d := range []string{"secrets", "data"} {
+			if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		key = make([]byte, 32)
+		rand.Read(key)
+		sessionSecret := make([]byte, 48)
+		rand.Read(sessionSecret)
+		writeSecret(t, filepath.Join(dir, "secrets/oidc_client_secret"), opts.Client.Secret+"\n")
+		writeSecret(t, filepath.Join(dir, "secrets/session_secret"), base64.StdEncoding.EncodeToString(sessionSecret)+"\n")
+		writeSecret(t, filepath.Join(dir, "secrets/encryption_key"), base64.StdEncoding.EncodeToString(key)+"\n")
+	}
 
 	var cfg bytes.Buffer
 	err := configTemplate.Execute(&cfg, map[string]any{
-		"PublicURL": "http://" + opts.Listen, "Listen": opts.Listen,
+		"PublicURL": publicURL, "Listen": opts.Listen,
+		"TokenTimeout": opts.TokenTimeout, "IntrospectionURL": opts.IntrospectionURL,
 		"Issuer": tb.Issuer, "ClientID": opts.Client.ID,
 		"RefreshBeforeExpiry": opts.RefreshBeforeExpiry, "RefreshLifetime": tb.RefreshLifetime,
 		"MailHost": tb.MailHost, "CAFile": tb.CAFile,
@@ -200,11 +222,11 @@ func startPostern(t *testing.T, tb *testbed, opts posternOptions) *instance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfgPath := filepath.Join(dir, "config.yml")
+	cfgPath := filepath.Join(dir, cfgName)
 	if err := os.WriteFile(cfgPath, cfg.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if want := "http://" + opts.Listen + "/callback"; want != opts.Client.RedirectURL {
+	if want := publicURL + "/callback"; want != opts.Client.RedirectURL {
 		t.Fatalf("client %s is registered with redirect URI %s, but this Postern's callback is %s", opts.Client.ID, opts.Client.RedirectURL, want)
 	}
 

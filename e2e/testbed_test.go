@@ -45,10 +45,13 @@ type testbed struct {
 	ShortRedirectURL           string
 	ShortTTL, RefreshLifetime  time.Duration
 	HydraLog, DovecotLog       string
-	roots                      *x509.CertPool
-	discoveryOnce              sync.Once
-	endpoints                  oidcEndpoints
-	discoveryErr               error
+	// IntrospectionURL is Hydra's RFC 7662 endpoint on its admin port, which Hydra's discovery does not advertise
+	// (Postern's oidc.introspection_url); HydraPIDFile holds the PID of Hydra's process, for tests that freeze it.
+	IntrospectionURL, HydraPIDFile string
+	roots                          *x509.CertPool
+	discoveryOnce                  sync.Once
+	endpoints                      oidcEndpoints
+	discoveryErr                   error
 }
 
 var (
@@ -135,6 +138,7 @@ func loadTestbed(path string) (*testbed, error) {
 		ShortRedirectURL: str("TB_SHORT_REDIRECT_URL"), ShortTTL: dur("TB_SHORT_TTL"),
 		RefreshLifetime: dur("TB_REFRESH_TOKEN_LIFETIME"),
 		HydraLog:        str("TB_HYDRA_LOG"), DovecotLog: str("TB_DOVECOT_LOG"),
+		IntrospectionURL: str("TB_INTROSPECTION_URL"), HydraPIDFile: str("TB_HYDRA_PID_FILE"),
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("%s: %s", path, strings.Join(problems, ", "))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base32"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"mime"
@@ -68,29 +69,6 @@ func (d Draft) Recipients() []string {
 	return out
 }
 
-// ParseAddressList parses an address list as typed into a To field (RFC
-// 5322 section 3.4): `Bob <bob@example.org>, "Nguyen, Carol"
-// <carol@example.org>, dave@example.org`. Semicolons are accepted as
-// separators and empty entries skipped. The error names the first entry
-// that is not an address; a CR or LF gives ErrHeaderInjection.
-func ParseAddressList(s string) ([]Address, error) {
-	if strings.ContainsAny(s, "\r\n") {
-		return nil, fmt.Errorf("%w: address list", ErrHeaderInjection)
-	}
-	if strings.TrimSpace(s) == "" {
-		return nil, nil
-	}
-	var out []Address
-	for _, entry := range splitAddressList(s) {
-		a, err := (&netmail.AddressParser{WordDecoder: wordDecoder}).Parse(entry)
-		if err != nil {
-			return nil, fmt.Errorf("mail: invalid address %q", entry)
-		}
-		out = append(out, Address{Name: a.Name, Email: a.Address})
-	}
-	return out, nil
-}
-
 // Build renders the draft as an RFC 5322 message with go-message: Date
 // (now), Message-ID <random@msgIDDomain>, MIME-Version (RFC 2045 section
 // 4), From, To, Cc, Subject, In-Reply-To, References, and a text/plain
@@ -110,7 +88,13 @@ func (d Draft) Build(now time.Time, msgIDDomain string) ([]byte, error) {
 	h.SetAddressList("From", goAddresses([]Address{d.From}))
 	h.SetAddressList("To", goAddresses(d.To))
 	h.SetAddressList("Cc", goAddresses(d.Cc))
-	h.SetSubject(d.Subject)
+	if strings.Contains(d.Subject, "=?") {
+		// Typed text that looks like an RFC 2047 encoded word would be decoded by the recipient's client, to
+		// anything (CR/LF included): encode it, so that it arrives as the text the user typed.
+		h.Set("Subject", encodeWords(d.Subject))
+	} else {
+		h.SetSubject(d.Subject)
+	}
 	if d.InReplyTo != "" {
 		h.SetMsgIDList("In-Reply-To", []string{d.InReplyTo})
 	}
@@ -150,7 +134,7 @@ func (d Draft) Build(now time.Time, msgIDDomain string) ([]byte, error) {
 		parts = append(parts, struct {
 			h    message.Header
 			data []byte
-		}{attachmentHeader(a.Filename, a.ContentType, "base64"), a.Data})
+		}{attachmentHeader(CleanFilename(a.Filename), a.ContentType, "base64"), a.Data})
 	}
 	if d.Forwarded != nil {
 		fwd := crlfBytes(d.Forwarded)
@@ -325,4 +309,47 @@ func randomID() string {
 func crlfBytes(b []byte) []byte {
 	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
 	return bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n"))
+}
+
+// OwnCopy returns msg (as Build made it) with a Bcc header field in front, for the copy the user keeps in Sent or
+// Drafts: Build never writes Bcc, rightly for what goes out (RFC 5322 section 3.6.3), but the user's own copy
+// should remember who was blind copied, and a resumed draft gets them back (Message.Bcc). net/mail encodes the
+// names (RFC 2047); one address per folded line. An address with a CR or LF (which Build would have refused) is
+// left out.
+func OwnCopy(msg []byte, bcc []Address) []byte {
+	var b bytes.Buffer
+	n := 0
+	for _, a := range bcc {
+		if strings.ContainsAny(a.Name+a.Email, "\r\n") {
+			continue
+		}
+		if n == 0 {
+			b.WriteString("Bcc: ")
+		} else {
+			b.WriteString(",\r\n ")
+		}
+		n++
+		b.WriteString((&netmail.Address{Name: a.Name, Address: a.Email}).String())
+	}
+	if n == 0 {
+		return msg
+	}
+	b.WriteString("\r\n")
+	b.Write(msg)
+	return b.Bytes()
+}
+
+// encodeWords encodes s as RFC 2047 "B" encoded words whatever it contains, each within the 75-character limit of
+// section 2, cut at rune boundaries; the spaces between them are dropped by decoders (section 6.2).
+func encodeWords(s string) string {
+	var words []string
+	for len(s) > 0 {
+		n := min(len(s), 45) // 45 bytes → 60 base64 characters + "=?utf-8?b??=" = 72
+		for n < len(s) && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		words = append(words, "=?utf-8?b?"+base64.StdEncoding.EncodeToString([]byte(s[:n]))+"?=")
+		s = s[n:]
+	}
+	return strings.Join(words, " ")
 }

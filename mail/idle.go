@@ -15,9 +15,9 @@ import (
 // or must sign in again): a watch then stops instead of retrying.
 var ErrNoCredentials = errors.New("mail: no credentials any more")
 
-// ErrWatchLimit is returned by Pool.Watch when the key already has as many
-// watches as it may: watches hold connections, and at least one of the
-// key's MaxPerKey sessions must stay available for Do.
+// ErrWatchLimit is returned by Pool.Watch when the user already has as many
+// watches as they may: watches hold connections, and at least one of the
+// user's MaxPerUser sessions must stay available for Do.
 var ErrWatchLimit = errors.New("mail: too many watches for this key")
 
 const (
@@ -36,35 +36,50 @@ const (
 )
 
 // watch is one running Watch loop.
-type watch struct{ cancel context.CancelFunc }
+type watch struct {
+	cancel context.CancelFunc
+	user   string
+}
 
 // Watch reports changes to box: it opens a dedicated IMAP connection for
-// key (not taken from nor returned to the idle sessions, but counted
-// against MaxPerKey and MaxTotal), EXAMINEs box and waits with IDLE (RFC
-// 2177, RFC 9051 section 6.3.13), re-issued every 25 minutes. Each EXISTS,
-// EXPUNGE or FETCH the server sends unilaterally (new mail, deletions,
-// flag changes from other sessions) puts a value on the returned channel;
-// values coalesce, so a slow reader sees one for several changes. A server
-// without IDLE is polled with NOOP every minute.
+// key (a grant id; the connection is not taken from nor returned to the
+// idle sessions, but counted against the user's MaxPerUser and MaxTotal),
+// EXAMINEs box and waits with IDLE (RFC 2177, RFC 9051 section 6.3.13),
+// re-issued every 25 minutes. Each EXISTS, EXPUNGE or FETCH the server sends
+// unilaterally (new mail, deletions, flag changes from other sessions) puts
+// a value on the returned channel; values coalesce, so a slow reader sees
+// one for several changes. A server without IDLE is polled with NOOP every
+// minute.
 //
-// Watch returns once the first connection is up, or its error
-// (ErrAuthFailed, ErrNoMailbox, ErrWatchLimit, ...). After that, a lost
-// connection is re-established with backoff, using creds for a current
-// token, and a value is sent since changes may have been missed. The
-// channel is closed when ctx ends (after DONE and LOGOUT), on CloseKey(key)
-// or Close, or when reconnecting fails for good (the token or the mailbox
-// is gone).
-func (p *Pool) Watch(ctx context.Context, key string, creds func(context.Context) (Credentials, error), box string) (<-chan struct{}, error) {
+// Watch returns once the first connection is up (after at most one retry
+// with a replaced token, as in WithToken), or its error (ErrAuthFailed,
+// ErrNoMailbox, ErrWatchLimit, ...). After that, a lost connection is
+// re-established with backoff, using ts for a current token, and a value
+// is sent since changes may have been missed. The channel is closed when
+// ctx ends (after DONE and LOGOUT), on CloseKey(key) or Close, or when
+// reconnecting fails for good (the token or the mailbox is gone).
+func (p *Pool) Watch(ctx context.Context, key string, ts TokenSource, box string) (<-chan struct{}, error) {
 	if err := checkMailboxName(box); err != nil {
 		return nil, err
 	}
+	var out <-chan struct{}
+	err := WithToken(ctx, ts, func(c Credentials) error {
+		var err error
+		out, err = p.watch(ctx, key, c, ts, box)
+		return err
+	})
+	return out, err
+}
+
+func (p *Pool) watch(ctx context.Context, key string, c Credentials, ts TokenSource, box string) (<-chan struct{}, error) {
+	user := c.userKey()
 	ctx, cancel := context.WithCancel(ctx)
-	w := &watch{cancel: cancel}
+	w := &watch{cancel: cancel, user: user}
 	if err := p.addWatch(key, w); err != nil {
 		cancel()
 		return nil, err
 	}
-	if err := p.reserve(ctx, key); err != nil {
+	if err := p.reserve(ctx, user); err != nil {
 		p.removeWatch(key, w)
 		cancel()
 		return nil, err
@@ -76,26 +91,26 @@ func (p *Pool) Watch(ctx context.Context, key string, creds func(context.Context
 		default:
 		}
 	}
-	s, err := p.watchDial(ctx, creds, box, notify)
+	s, err := p.watchDial(ctx, c, box, notify)
 	if err != nil {
-		p.unreserve(key)
+		p.unreserve(user)
 		p.removeWatch(key, w)
 		cancel()
 		return nil, err
 	}
 	go func() {
 		defer close(out)
-		defer p.unreserve(key)
+		defer p.unreserve(user)
 		defer p.removeWatch(key, w)
 		defer cancel()
-		p.watchLoop(ctx, key, creds, box, s, notify)
+		p.watchLoop(ctx, key, ts, box, s, notify)
 	}()
 	return out, nil
 }
 
 // watchLoop idles on s until ctx ends, reconnecting when the connection
 // is lost.
-func (p *Pool) watchLoop(ctx context.Context, key string, creds func(context.Context) (Credentials, error), box string, s *Session, notify func()) {
+func (p *Pool) watchLoop(ctx context.Context, key string, ts TokenSource, box string, s *Session, notify func()) {
 	backoff := time.Second
 	for {
 		err := p.idleOn(ctx, s)
@@ -113,7 +128,12 @@ func (p *Pool) watchLoop(ctx context.Context, key string, creds func(context.Con
 			case <-t.C:
 			}
 			backoff = min(2*backoff, watchBackoffMax)
-			s, err = p.watchDial(ctx, creds, box, notify)
+			var c Credentials
+			if c, err = ts.Token(ctx); err != nil {
+				err = fmt.Errorf("mail: credentials for imap: %w", err)
+			} else {
+				s, err = p.watchDial(ctx, c, box, notify)
+			}
 			if err == nil {
 				backoff = time.Second
 				notify()
@@ -131,13 +151,9 @@ func (p *Pool) watchLoop(ctx context.Context, key string, creds func(context.Con
 	}
 }
 
-// watchDial opens and authenticates a connection whose unilateral updates
-// call notify, and EXAMINEs box.
-func (p *Pool) watchDial(ctx context.Context, creds func(context.Context) (Credentials, error), box string, notify func()) (*Session, error) {
-	c, err := creds(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("mail: credentials for imap: %w", err)
-	}
+// watchDial opens a connection authenticated with c whose unilateral
+// updates call notify, and EXAMINEs box.
+func (p *Pool) watchDial(ctx context.Context, c Credentials, box string, notify func()) (*Session, error) {
 	// Updates that belong to our own EXAMINE are not changes.
 	var armed atomic.Bool
 	h := &imapclient.UnilateralDataHandler{
@@ -266,8 +282,8 @@ func (p *Pool) poll(ctx context.Context, s *Session) error {
 }
 
 // addWatch registers w under key. Watches hold connections that Do cannot evict, so they are bounded twice: at most
-// MaxPerKey-1 per key (a key with MaxPerKey 1 gets none: its one connection is for page views), and at most a
-// quarter of MaxTotal in all, so that watches can never starve other keys' page views.
+// MaxPerUser-1 per user, over all the user's grants (with MaxPerUser 1 none: the one connection is for page views),
+// and at most a quarter of MaxTotal in all, so that watches can never starve other users' page views.
 func (p *Pool) addWatch(key string, w *watch) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -277,11 +293,16 @@ func (p *Pool) addWatch(key string, w *watch) error {
 	if p.watches == nil {
 		p.watches = map[string]map[*watch]struct{}{}
 	}
-	total := 0
+	total, mine := 0, 0
 	for _, set := range p.watches {
 		total += len(set)
+		for o := range set {
+			if o.user == w.user {
+				mine++
+			}
+		}
 	}
-	if len(p.watches[key]) >= p.opts.MaxPerKey-1 || total >= max(p.opts.MaxTotal/4, 1) {
+	if mine >= p.opts.MaxPerUser-1 || total >= max(p.opts.MaxTotal/4, 1) {
 		return ErrWatchLimit
 	}
 	if p.watches[key] == nil {
@@ -320,9 +341,9 @@ func (p *Pool) takeWatchesLocked(key string) func() {
 	}
 }
 
-// reserve takes a session slot for key outside the idle set, closing an
+// reserve takes a session slot for user outside the idle set, closing an
 // idle session to make room if needed, or waiting for one to free up.
-func (p *Pool) reserve(ctx context.Context, key string) error {
+func (p *Pool) reserve(ctx context.Context, user string) error {
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -332,20 +353,17 @@ func (p *Pool) reserve(ctx context.Context, key string) error {
 			p.mu.Unlock()
 			return ErrPoolClosed
 		}
-		if p.count[key] < p.opts.MaxPerKey && p.total < p.opts.MaxTotal {
-			p.count[key]++
+		if p.count[user] < p.opts.MaxPerUser && p.total < p.opts.MaxTotal {
+			p.count[user]++
 			p.total++
 			p.mu.Unlock()
 			return nil
 		}
 		var victim *pooled
-		if p.count[key] >= p.opts.MaxPerKey {
-			if list := p.idle[key]; len(list) > 0 {
-				victim = list[0]
-				p.setIdle(key, list[1:])
-			}
+		if p.count[user] >= p.opts.MaxPerUser {
+			victim = p.takeLRU(user)
 		} else {
-			victim = p.takeLRU()
+			victim = p.takeLRU("")
 		}
 		wake := p.wake
 		p.mu.Unlock()
@@ -361,8 +379,8 @@ func (p *Pool) reserve(ctx context.Context, key string) error {
 	}
 }
 
-func (p *Pool) unreserve(key string) {
+func (p *Pool) unreserve(user string) {
 	p.mu.Lock()
-	p.unreserveLocked(key)
+	p.unreserveLocked(user)
 	p.mu.Unlock()
 }

@@ -110,8 +110,8 @@ func TestWatchRestartsIdle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conns := e.srv.Stats().IMAPConnections
-	time.Sleep(200 * time.Millisecond) // several DONE / IDLE rounds
+	conns, idles := e.srv.Stats().IMAPConnections, e.srv.Stats().IdleCommands
+	waitFor(t, "three more IDLE rounds", func() bool { return e.srv.Stats().IdleCommands >= idles+3 })
 	noSignal(t, ch, "re-IDLE")
 	if err := other.Append(ctxT(t), "INBOX", nil, bulkMessage(1)); err != nil {
 		t.Fatal(err)
@@ -180,7 +180,7 @@ func TestWatchErrors(t *testing.T) {
 
 func TestWatchLimit(t *testing.T) {
 	e, _ := seededSession(t, mailserver.Options{})
-	p := newTestPool(t, e, PoolOptions{MaxPerKey: 3})
+	p := newTestPool(t, e, PoolOptions{MaxPerUser: 3})
 	for i := range 2 {
 		if _, err := p.Watch(t.Context(), "k1", credsFor(alice, aliceToken), "INBOX"); err != nil {
 			t.Fatalf("Watch() #%d error = %v", i+1, err)
@@ -197,7 +197,7 @@ func TestWatchLimit(t *testing.T) {
 
 func TestWatchTakesRoomFromIdleSessions(t *testing.T) {
 	e, _ := seededSession(t, mailserver.Options{})
-	p := newTestPool(t, e, PoolOptions{MaxPerKey: 2, MaxTotal: 2})
+	p := newTestPool(t, e, PoolOptions{MaxPerUser: 2, MaxTotal: 2})
 	for _, key := range []string{"k1", "k2"} {
 		if err := p.Do(ctxT(t), key, credsFor(alice, aliceToken), noop(ctxT(t))); err != nil {
 			t.Fatal(err)
@@ -211,24 +211,46 @@ func TestWatchTakesRoomFromIdleSessions(t *testing.T) {
 	}
 }
 
-// TestWatchLimitsLeaveRoomForPageViews: a key whose only connection is for page views gets no watch, and watches
-// of all keys together take at most a quarter of MaxTotal, so they cannot starve other keys' Do.
+// TestWatchLimitsLeaveRoomForPageViews: a user whose only connection is for page views gets no watch, however many
+// grants ask; and watches of all users together take at most a quarter of MaxTotal, so they cannot starve other
+// users' Do.
 func TestWatchLimitsLeaveRoomForPageViews(t *testing.T) {
 	e, _ := seededSession(t, mailserver.Options{})
-	t.Run("MaxPerKey 1", func(t *testing.T) {
-		p := newTestPool(t, e, PoolOptions{MaxPerKey: 1})
+	for _, u := range []string{bobAddr, carolAddr} {
+		if err := e.srv.Seed(u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("MaxPerUser 1", func(t *testing.T) {
+		p := newTestPool(t, e, PoolOptions{MaxPerUser: 1})
 		if _, err := p.Watch(t.Context(), "k1", credsFor(alice, aliceToken), "INBOX"); !errors.Is(err, ErrWatchLimit) {
-			t.Errorf("Watch() with MaxPerKey 1 = %v, want ErrWatchLimit", err)
+			t.Errorf("Watch() with MaxPerUser 1 = %v, want ErrWatchLimit", err)
 		}
 	})
-	t.Run("a quarter of MaxTotal", func(t *testing.T) {
-		p := newTestPool(t, e, PoolOptions{MaxPerKey: 4, MaxTotal: 8})
+	t.Run("per user over grants", func(t *testing.T) {
+		p := newTestPool(t, e, PoolOptions{MaxPerUser: 3})
 		for i, key := range []string{"k1", "k2"} {
 			if _, err := p.Watch(t.Context(), key, credsFor(alice, aliceToken), "INBOX"); err != nil {
 				t.Fatalf("Watch() #%d = %v", i+1, err)
 			}
 		}
-		if _, err := p.Watch(t.Context(), "k3", credsFor(alice, aliceToken), "INBOX"); !errors.Is(err, ErrWatchLimit) {
+		// A third sign-in of the same user is the same user.
+		if _, err := p.Watch(t.Context(), "k3", credsFor("Alice@Example.test", aliceToken), "INBOX"); !errors.Is(err, ErrWatchLimit) {
+			t.Errorf("third watch of one user from a third grant = %v, want ErrWatchLimit", err)
+		}
+		if _, err := p.Watch(t.Context(), "k4", credsFor(bobAddr, bobToken), "INBOX"); err != nil {
+			t.Errorf("another user's watch = %v", err)
+		}
+	})
+	t.Run("a quarter of MaxTotal", func(t *testing.T) {
+		p := newTestPool(t, e, PoolOptions{MaxPerUser: 4, MaxTotal: 8})
+		if _, err := p.Watch(t.Context(), "k1", credsFor(alice, aliceToken), "INBOX"); err != nil {
+			t.Fatalf("Watch() #1 = %v", err)
+		}
+		if _, err := p.Watch(t.Context(), "k2", credsFor(bobAddr, bobToken), "INBOX"); err != nil {
+			t.Fatalf("Watch() #2 = %v", err)
+		}
+		if _, err := p.Watch(t.Context(), "k3", credsFor(carolAddr, carolToken), "INBOX"); !errors.Is(err, ErrWatchLimit) {
 			t.Errorf("third watch with MaxTotal 8 = %v, want ErrWatchLimit", err)
 		}
 	})
@@ -237,9 +259,9 @@ func TestWatchLimitsLeaveRoomForPageViews(t *testing.T) {
 func TestWatchWithoutCredentials(t *testing.T) {
 	e, _ := seededSession(t, mailserver.Options{})
 	p := newTestPool(t, e, PoolOptions{})
-	gone := func(context.Context) (Credentials, error) {
+	gone := tokenFunc(func(context.Context) (Credentials, error) {
 		return Credentials{}, fmt.Errorf("%w: signed out", ErrNoCredentials)
-	}
+	})
 	if _, err := p.Watch(t.Context(), "k1", gone, "INBOX"); !errors.Is(err, ErrNoCredentials) {
 		t.Errorf("Watch() without credentials = %v, want ErrNoCredentials", err)
 	}
@@ -254,12 +276,12 @@ func TestWatchWithoutCredentials(t *testing.T) {
 func TestWatchReconnectsAfterDrop(t *testing.T) {
 	e, p, _ := watchEnv(t)
 	var gone atomic.Bool
-	creds := func(ctx context.Context) (Credentials, error) {
+	creds := tokenFunc(func(ctx context.Context) (Credentials, error) {
 		if gone.Load() {
 			return Credentials{}, fmt.Errorf("%w: signed out", ErrNoCredentials)
 		}
 		return Credentials{Address: alice, Token: aliceToken}, nil
-	}
+	})
 	ch, err := p.Watch(t.Context(), "k1", creds, "INBOX")
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -24,6 +25,10 @@ import (
 type Session struct {
 	c    *imapclient.Client
 	conn net.Conn
+	// dc bounds the server's silence during a command (run); timeout is
+	// Server.CommandTimeout.
+	dc      *deadlineConn
+	timeout time.Duration
 	// broken is set once the connection is known to be unusable (I/O error,
 	// context cancellation mid-command); the Pool then discards the session.
 	broken atomic.Bool
@@ -72,7 +77,8 @@ func dial(ctx context.Context, srv Server, c Credentials, unilateral *imapclient
 	defer acancel()
 	stop := context.AfterFunc(actx, func() { raw.Close() })
 	defer stop()
-	conn := raw
+	dc := &deadlineConn{Conn: raw}
+	conn := net.Conn(dc)
 
 	opts := &imapclient.Options{WordDecoder: wordDecoder, UnilateralDataHandler: unilateral}
 	var client *imapclient.Client
@@ -100,7 +106,7 @@ func dial(ctx context.Context, srv Server, c Credentials, unilateral *imapclient
 		conn.Close()
 		return nil, fmt.Errorf("mail: unknown tls mode %q", srv.TLS)
 	}
-	s := &Session{c: client, conn: conn}
+	s := &Session{c: client, conn: conn, dc: dc, timeout: srv.commandTimeout()}
 
 	if err := client.WaitGreeting(); err != nil {
 		client.Close()
@@ -221,7 +227,9 @@ func (s *Session) run(ctx context.Context, what string, f func() error) error {
 		s.broken.Store(true)
 		s.conn.Close()
 	})
+	s.dc.arm(s.timeout)
 	err := f()
+	s.dc.disarm()
 	if !stop() {
 		return fmt.Errorf("mail: imap %s: %w", what, ctx.Err())
 	}
@@ -231,6 +239,11 @@ func (s *Session) run(ctx context.Context, what string, f func() error) error {
 	var ie *imap.Error
 	if !errors.As(err, &ie) && !keepsConnection(err) {
 		s.broken.Store(true)
+		if s.dc.expired.Load() {
+			// imapclient flattens the read error into text; say it was the server's silence, as a net.Error
+			// (os.ErrDeadlineExceeded), so that callers see a connection failure.
+			return fmt.Errorf("mail: imap %s: the server stopped answering: %w (%v)", what, os.ErrDeadlineExceeded, err)
+		}
 	}
 	return fmt.Errorf("mail: imap %s: %w", what, err)
 }

@@ -63,7 +63,10 @@ type Message struct {
 	UID uint32
 
 	From, To, Cc, ReplyTo []Address
-	Subject               string
+	// Bcc is set only on the user's own copies (Drafts, Sent), which keep
+	// it; a delivered message has none (RFC 5322 section 3.6.3).
+	Bcc     []Address
+	Subject string
 	// Date is the Date header, else the INTERNALDATE.
 	Date time.Time
 	// MessageID and InReplyTo are without angle brackets, as are the
@@ -412,6 +415,7 @@ func readHeader(m *Message, h gomail.Header) {
 	m.To = headerAddresses(h, "To")
 	m.Cc = headerAddresses(h, "Cc")
 	m.ReplyTo = headerAddresses(h, "Reply-To")
+	m.Bcc = headerAddresses(h, "Bcc")
 	if s, err := h.Subject(); err == nil {
 		m.Subject = s
 	} else {
@@ -434,12 +438,8 @@ func headerAddresses(h gomail.Header, key string) []Address {
 	if err != nil {
 		// One bad entry fails the whole list in net/mail; keep the
 		// entries that parse on their own.
-		list = nil
-		for _, part := range splitAddressList(h.Get(key)) {
-			if a, err := gomail.ParseAddress(part); err == nil {
-				list = append(list, a)
-			}
-		}
+		out, _ := parseAddresses(h.Get(key))
+		return out
 	}
 	out := make([]Address, 0, len(list))
 	for _, a := range list {

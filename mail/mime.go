@@ -161,7 +161,7 @@ func newLeaf(path string, h message.Header) leaf {
 	if name == "" {
 		name = param(h.Get("Content-Type"), "name", params)
 	}
-	l.filename = cleanFilename(name)
+	l.filename = CleanFilename(name)
 
 	cid := strings.TrimSpace(h.Get("Content-Id"))
 	cid = strings.TrimSuffix(strings.TrimPrefix(cid, "<"), ">")
@@ -248,12 +248,12 @@ func rfc822Name(msg []byte) string {
 			subject = dec
 		}
 	}
-	subject = cleanFilename(strings.Join(strings.Fields(subject), " "))
+	subject = CleanFilename(strings.Join(strings.Fields(subject), " "))
 	if subject == "" {
 		subject = "message"
 	}
 	if len(subject) > 200 {
-		subject = cleanFilename(subject[:200])
+		subject = CleanFilename(subject[:200])
 	}
 	return subject + ".eml"
 }

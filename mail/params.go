@@ -6,44 +6,9 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/emersion/go-message/charset"
 )
-
-// cleanFilename decodes RFC 2047 encoded words left in a file name (Outlook
-// and Gmail use them inside parameters, against RFC 2047 section 5), drops
-// any directory part and control characters, and bounds the length.
-func cleanFilename(name string) string {
-	if strings.Contains(name, "=?") {
-		if dec, err := wordDecoder.DecodeHeader(name); err == nil {
-			name = dec
-		}
-	}
-	name = strings.ToValidUTF8(name, "\uFFFD")
-	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
-		name = name[i+1:]
-	}
-	name = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return -1
-		}
-		return r
-	}, name)
-	name = strings.TrimSpace(name)
-	if name == "." || name == ".." {
-		return ""
-	}
-	if len(name) > 255 {
-		cut := 255
-		for cut > 0 && !utf8.RuneStart(name[cut]) {
-			cut--
-		}
-		name = name[:cut]
-	}
-	return name
-}
 
 // param returns parameter name of a header value, as parsed by
 // go-message (parsed) or, when that lost it or the value uses RFC 2231
@@ -189,50 +154,5 @@ func percentDecode(s string) []byte {
 		}
 		out = append(out, s[i])
 	}
-	return out
-}
-
-// splitAddressList splits an address list at commas (and semicolons, which
-// people type) outside quoted strings, comments and angle brackets.
-func splitAddressList(s string) []string {
-	var (
-		out     []string
-		b       strings.Builder
-		quoted  bool
-		escaped bool
-		comment int
-		angle   bool
-	)
-	flush := func() {
-		if t := strings.TrimSpace(b.String()); t != "" {
-			out = append(out, t)
-		}
-		b.Reset()
-	}
-	for _, r := range s {
-		switch {
-		case escaped:
-			escaped = false
-		case r == '\\' && (quoted || comment > 0):
-			escaped = true
-		case r == '"' && comment == 0:
-			quoted = !quoted
-		case quoted:
-		case r == '(':
-			comment++
-		case r == ')' && comment > 0:
-			comment--
-		case comment > 0:
-		case r == '<':
-			angle = true
-		case r == '>':
-			angle = false
-		case (r == ',' || r == ';') && !angle:
-			flush()
-			continue
-		}
-		b.WriteRune(r)
-	}
-	flush()
 	return out
 }

@@ -3,7 +3,6 @@ package mail
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -17,9 +16,12 @@ var ErrPoolClosed = errors.New("mail: pool closed")
 
 // PoolOptions tune a Pool. Zero values take the defaults noted per field.
 type PoolOptions struct {
-	// MaxPerKey bounds the sessions of one key (one grant); default 4.
-	// Stalwart 0.16 allows 16 concurrent IMAP sessions per account.
-	MaxPerKey int
+	// MaxPerUser bounds the sessions of one user (one mail account, see
+	// Credentials), over all of the user's grants; default 4. Every sign-in
+	// makes a new grant, so a cap per grant would let one user with many
+	// sign-ins take the whole pool. Stalwart 0.16 allows 16 concurrent IMAP
+	// sessions per account.
+	MaxPerUser int
 	// MaxTotal bounds all sessions; default 200.
 	MaxTotal int
 	// IdleTimeout is how long an unused session is kept; default 5m, well
@@ -48,24 +50,26 @@ type PoolStats struct {
 	AuthFailures int64
 }
 
-// Pool keeps authenticated IMAP sessions per key, so that a page view does
+// Pool keeps authenticated IMAP sessions per grant, so that a page view does
 // not cost a login, and therefore a userinfo round trip from the mail server
-// to the identity provider. It starts no goroutines: the owner calls Reap
-// from its own ticker.
+// to the identity provider. Sessions are kept apart per grant (a sign-out
+// closes exactly the sessions its tokens opened) but counted per user, so
+// that the caps hold however many times one user signs in. It starts no
+// goroutines: the owner calls Reap from its own ticker.
 type Pool struct {
 	srv  Server
 	opts PoolOptions
 	log  *slog.Logger
 
 	mu     sync.Mutex
-	idle   map[string][]*pooled // per key, least recently used first
-	count  map[string]int       // per key: idle + busy + dialling
-	gen    map[string]uint64    // bumped by CloseKey: busy sessions of an older generation are not returned
+	idle   map[string][]*pooled // per grant, least recently used first
+	count  map[string]int       // per user: idle + busy + dialling
+	gen    map[string]uint64    // per grant, bumped by CloseKey: busy sessions of an older generation are not returned
 	total  int
 	wake   chan struct{} // closed (and replaced) whenever capacity frees up
 	closed bool
 
-	// watches are the running Pool.Watch loops per key (see idle.go);
+	// watches are the running Pool.Watch loops per grant (see idle.go);
 	// CloseKey and Close stop them.
 	watches map[string]map[*watch]struct{}
 	// idleRestart and watchPoll tune Watch; zero means the defaults.
@@ -80,21 +84,22 @@ type Pool struct {
 
 type pooled struct {
 	s        *Session
-	key      string
+	key      string // the grant
+	user     string // Credentials.userKey
 	gen      uint64
 	lastUsed time.Time
 }
 
 // NewPool returns an empty pool of sessions to srv. It does no I/O.
 func NewPool(srv Server, opts PoolOptions) *Pool {
-	if opts.MaxPerKey <= 0 {
-		opts.MaxPerKey = 4
+	if opts.MaxPerUser <= 0 {
+		opts.MaxPerUser = 4
 	}
 	if opts.MaxTotal <= 0 {
 		opts.MaxTotal = 200
 	}
-	if opts.MaxPerKey > opts.MaxTotal {
-		opts.MaxPerKey = opts.MaxTotal
+	if opts.MaxPerUser > opts.MaxTotal {
+		opts.MaxPerUser = opts.MaxTotal
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 5 * time.Minute
@@ -118,20 +123,28 @@ func NewPool(srv Server, opts PoolOptions) *Pool {
 	}
 }
 
-// Do runs fn on an authenticated session for key (a grant id). It reuses an
-// idle session of that key, checked with NOOP if it sat idle longer than
-// CheckAfter, or else dials a new one with the credentials creds returns,
-// which should be the current token. A session on which fn hit a
-// connection-level error is discarded, not pooled.
+// Do runs fn on an authenticated session for key (a grant id). It asks ts
+// for the grant's credentials, reuses an idle session of that grant,
+// checked with NOOP if it sat idle longer than CheckAfter, or else dials a
+// new one with those credentials; if the server refuses them, it asks ts
+// for their replacement and tries once more (see WithToken). A session on
+// which fn hit a connection-level error is discarded, not pooled.
 //
-// Sessions are bounded per key and in total. When the total is reached the
-// least recently used idle session of any key is closed to make room; when
-// nothing is idle, Do waits until a session frees up or ctx is done.
+// Sessions are bounded per user (the credentials' address, over all the
+// user's grants) and in total. When the total is reached the least
+// recently used idle session of any grant is closed to make room; when the
+// user's cap is reached, an idle session of another of the user's grants;
+// when nothing is idle, Do waits until a session frees up or ctx is done.
 //
 // Do returns fn's error as is, or a dial error (ErrAuthFailed and
-// ErrAuthUnavailable wrapped) without calling fn.
-func (p *Pool) Do(ctx context.Context, key string, creds func(context.Context) (Credentials, error), fn func(*Session) error) error {
-	pe, err := p.acquire(ctx, key, creds)
+// ErrAuthUnavailable wrapped) without calling fn. fn must not return
+// ErrAuthFailed itself (no Session method does), or it would run twice.
+func (p *Pool) Do(ctx context.Context, key string, ts TokenSource, fn func(*Session) error) error {
+	return WithToken(ctx, ts, func(c Credentials) error { return p.do(ctx, key, c, fn) })
+}
+
+func (p *Pool) do(ctx context.Context, key string, c Credentials, fn func(*Session) error) error {
+	pe, err := p.acquire(ctx, key, c)
 	if err != nil {
 		return err
 	}
@@ -147,7 +160,8 @@ func (p *Pool) Do(ctx context.Context, key string, creds func(context.Context) (
 	return err
 }
 
-func (p *Pool) acquire(ctx context.Context, key string, creds func(context.Context) (Credentials, error)) (*pooled, error) {
+func (p *Pool) acquire(ctx context.Context, key string, c Credentials) (*pooled, error) {
+	user := c.userKey()
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -172,21 +186,27 @@ func (p *Pool) acquire(ctx context.Context, key string, creds func(context.Conte
 			p.reuses.Add(1)
 			return pe, nil
 		}
-		if p.count[key] < p.opts.MaxPerKey {
-			if p.total < p.opts.MaxTotal {
-				p.count[key]++
-				p.total++
-				g := p.gen[key]
-				p.mu.Unlock()
-				return p.open(ctx, key, g, creds)
-			}
+		var victim *pooled
+		switch {
+		case p.count[user] < p.opts.MaxPerUser && p.total < p.opts.MaxTotal:
+			p.count[user]++
+			p.total++
+			g := p.gen[key]
+			p.mu.Unlock()
+			return p.open(ctx, key, user, g, c)
+		case p.count[user] < p.opts.MaxPerUser:
 			// Full: make room by closing the least recently used idle
-			// session of another key.
-			if victim := p.takeLRU(); victim != nil {
-				p.mu.Unlock()
-				p.discard(victim)
-				continue
-			}
+			// session of anyone.
+			victim = p.takeLRU("")
+		default:
+			// The user's cap: an idle session of another of their grants
+			// makes room.
+			victim = p.takeLRU(user)
+		}
+		if victim != nil {
+			p.mu.Unlock()
+			p.discard(victim)
+			continue
 		}
 		wake := p.wake
 		p.mu.Unlock()
@@ -199,24 +219,18 @@ func (p *Pool) acquire(ctx context.Context, key string, creds func(context.Conte
 }
 
 // open dials a session for a slot already reserved in the counts.
-func (p *Pool) open(ctx context.Context, key string, gen uint64, creds func(context.Context) (Credentials, error)) (*pooled, error) {
-	c, err := creds(ctx)
+func (p *Pool) open(ctx context.Context, key, user string, gen uint64, c Credentials) (*pooled, error) {
+	s, err := p.dial(ctx, p.srv, c)
 	if err == nil {
-		var s *Session
-		s, err = p.dial(ctx, p.srv, c)
-		if err == nil {
-			p.logins.Add(1)
-			p.log.Debug("mail: imap login", "key", key)
-			return &pooled{s: s, key: key, gen: gen}, nil
-		}
-		if errors.Is(err, ErrAuthFailed) || errors.Is(err, ErrAuthUnavailable) {
-			p.authFailures.Add(1)
-		}
-	} else {
-		err = fmt.Errorf("mail: credentials for imap: %w", err)
+		p.logins.Add(1)
+		p.log.Debug("mail: imap login", "key", key)
+		return &pooled{s: s, key: key, user: user, gen: gen}, nil
+	}
+	if errors.Is(err, ErrAuthFailed) || errors.Is(err, ErrAuthUnavailable) {
+		p.authFailures.Add(1)
 	}
 	p.mu.Lock()
-	p.unreserveLocked(key)
+	p.unreserveLocked(user)
 	p.mu.Unlock()
 	return nil, err
 }
@@ -254,17 +268,17 @@ func isConnError(err error) bool {
 // slot.
 func (p *Pool) discard(pe *pooled) {
 	p.mu.Lock()
-	p.unreserveLocked(pe.key)
+	p.unreserveLocked(pe.user)
 	p.mu.Unlock()
 	if err := pe.s.Close(); err != nil {
 		p.log.Debug("mail: closing imap session", "key", pe.key, "err", err)
 	}
 }
 
-func (p *Pool) unreserveLocked(key string) {
-	p.count[key]--
-	if p.count[key] <= 0 {
-		delete(p.count, key)
+func (p *Pool) unreserveLocked(user string) {
+	p.count[user]--
+	if p.count[user] <= 0 {
+		delete(p.count, user)
 	}
 	p.total--
 	p.broadcastLocked()
@@ -283,12 +297,12 @@ func (p *Pool) setIdle(key string, list []*pooled) {
 	p.idle[key] = list
 }
 
-// takeLRU removes and returns the least recently used idle session of any
-// key, or nil.
-func (p *Pool) takeLRU() *pooled {
+// takeLRU removes and returns the least recently used idle session of user
+// ("" for anyone), or nil.
+func (p *Pool) takeLRU(user string) *pooled {
 	var victim *pooled
 	for _, list := range p.idle {
-		if len(list) > 0 && (victim == nil || list[0].lastUsed.Before(victim.lastUsed)) {
+		if len(list) > 0 && (user == "" || list[0].user == user) && (victim == nil || list[0].lastUsed.Before(victim.lastUsed)) {
 			victim = list[0]
 		}
 	}
@@ -298,8 +312,8 @@ func (p *Pool) takeLRU() *pooled {
 	return victim
 }
 
-// CloseKey logs out and closes every idle session of key, stops its
-// watches, and makes sure sessions of key now in use are closed when they
+// CloseKey logs out and closes every idle session of key (a grant id),
+// stops its watches, and makes sure sessions of key now in use are closed when they
 // are released. Call it at
 // sign-out: an authenticated IMAP session outlives the revocation of the
 // token it was opened with.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,9 +14,22 @@ import (
 	"github.com/postern/postern/internal/devstack/mailserver"
 )
 
-// credsFor returns a creds callback for a fixed address and token.
-func credsFor(addr, token string) func(context.Context) (Credentials, error) {
-	return func(context.Context) (Credentials, error) { return Credentials{addr, token}, nil }
+// errNoReplacement is what the test token sources answer to Replace: they have no other token, so their token
+// stays refused.
+var errNoReplacement = fmt.Errorf("%w: test source has no other token", ErrAuthFailed)
+
+// tokenFunc is a TokenSource whose Token is the function and that has nothing to replace a refused token with.
+type tokenFunc func(context.Context) (Credentials, error)
+
+func (f tokenFunc) Token(ctx context.Context) (Credentials, error) { return f(ctx) }
+
+func (f tokenFunc) Replace(context.Context, Credentials) (Credentials, error) {
+	return Credentials{}, errNoReplacement
+}
+
+// credsFor returns a token source for a fixed address and token.
+func credsFor(addr, token string) TokenSource {
+	return tokenFunc(func(context.Context) (Credentials, error) { return Credentials{addr, token}, nil })
 }
 
 func newTestPool(t *testing.T, e *env, opts PoolOptions) *Pool {
@@ -109,9 +123,9 @@ func TestPoolReap(t *testing.T) {
 	waitFor(t, "server to see no session", func() bool { return e.srv.Stats().Sessions == 0 })
 }
 
-func TestPoolMaxPerKey(t *testing.T) {
+func TestPoolMaxPerUser(t *testing.T) {
 	e := newEnv(t, mailserver.Options{})
-	p := newTestPool(t, e, PoolOptions{MaxPerKey: 2})
+	p := newTestPool(t, e, PoolOptions{MaxPerUser: 2})
 	ctx := ctxT(t)
 	var cur, peak atomic.Int64
 	var wg sync.WaitGroup
@@ -170,7 +184,7 @@ func TestPoolMaxTotalEvictsLeastRecentlyUsed(t *testing.T) {
 
 func TestPoolWaitsWhenFull(t *testing.T) {
 	e := newEnv(t, mailserver.Options{})
-	p := newTestPool(t, e, PoolOptions{MaxPerKey: 1})
+	p := newTestPool(t, e, PoolOptions{MaxPerUser: 1})
 	ctx := ctxT(t)
 	inUse, release := make(chan struct{}), make(chan struct{})
 	done := make(chan error)
@@ -274,17 +288,17 @@ func TestPoolAuthFailure(t *testing.T) {
 	credsErr := errors.New("needs sign-in")
 	tests := []struct {
 		name      string
-		creds     func(context.Context) (Credentials, error)
+		creds     TokenSource
 		want      error
 		wantFails int64
 	}{
 		{"refused token", credsFor(alice, "revoked"), ErrAuthFailed, 1},
-		{"no credentials", func(context.Context) (Credentials, error) { return Credentials{}, credsErr }, credsErr, 0},
+		{"no credentials", tokenFunc(func(context.Context) (Credentials, error) { return Credentials{}, credsErr }), credsErr, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, mailserver.Options{})
-			p := newTestPool(t, e, PoolOptions{MaxPerKey: 1})
+			p := newTestPool(t, e, PoolOptions{MaxPerUser: 1})
 			ctx := ctxT(t)
 			called := false
 			err := p.Do(ctx, "alice", tt.creds, func(*Session) error { called = true; return nil })
@@ -292,7 +306,7 @@ func TestPoolAuthFailure(t *testing.T) {
 				t.Fatalf("Do() = %v (fn called %v), want %v", err, called, tt.want)
 			}
 			checkStats(t, p, PoolStats{AuthFailures: tt.wantFails})
-			// The slot was freed: a good token works with MaxPerKey 1.
+			// The slot was freed: a good token works with MaxPerUser 1.
 			if err := p.Do(ctx, "alice", credsFor(alice, aliceToken), noop(ctx)); err != nil {
 				t.Fatal(err)
 			}
@@ -319,7 +333,7 @@ func TestPoolClose(t *testing.T) {
 
 func TestPoolFnPanics(t *testing.T) {
 	e := newEnv(t, mailserver.Options{})
-	p := newTestPool(t, e, PoolOptions{MaxPerKey: 1})
+	p := newTestPool(t, e, PoolOptions{MaxPerUser: 1})
 	ctx := ctxT(t)
 	func() {
 		defer func() {
@@ -332,5 +346,38 @@ func TestPoolFnPanics(t *testing.T) {
 	checkStats(t, p, PoolStats{Logins: 1})
 	if err := p.Do(ctx, "alice", credsFor(alice, aliceToken), noop(ctx)); err != nil {
 		t.Fatalf("Do() after a panic = %v", err)
+	}
+}
+
+// TestPoolServerStopsAnswering: a server that stops answering in the middle of a page view fails the command
+// after Server.CommandTimeout and frees the connection, instead of holding a pooled slot for ever (issue 10,
+// finding 2); once it answers again, so does the pool.
+func TestPoolServerStopsAnswering(t *testing.T) {
+	e := newEnv(t, mailserver.Options{})
+	if err := e.srv.Seed(alice); err != nil {
+		t.Fatal(err)
+	}
+	srv := e.imapServer(TLSNone, MechOAuthBearer)
+	srv.CommandTimeout = 100 * time.Millisecond
+	p := NewPool(srv, PoolOptions{MaxPerUser: 1})
+	t.Cleanup(func() { p.Close() })
+	// A long deadline, only so that a regression fails instead of hanging: the command timeout must end the wait.
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	list := func(s *Session) error { _, err := s.Mailboxes(ctx); return err }
+	if err := p.Do(ctx, "g1", credsFor(alice, aliceToken), list); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.Stall(true)
+	err := p.Do(ctx, "g1", credsFor(alice, aliceToken), list)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || !isConnError(err) {
+		t.Fatalf("Do() against a stalled server = %v, want the command timeout (a connection error)", err)
+	}
+	if st := p.Stats(); st.Open != 0 {
+		t.Errorf("Stats() = %+v after the timeout, want the connection released", st)
+	}
+	e.srv.Stall(false)
+	if err := p.Do(ctx, "g1", credsFor(alice, aliceToken), list); err != nil {
+		t.Errorf("Do() once the server answers again = %v", err)
 	}
 }

@@ -19,8 +19,11 @@ import (
 //
 // A refused token (535) gives an error wrapping ErrAuthFailed, a temporary
 // failure (454, e.g. the mail server cannot reach the identity provider) one
-// wrapping ErrAuthUnavailable. Other SMTP replies come back as
-// *smtp.SMTPError wrapped with context.
+// wrapping ErrAuthUnavailable; nothing was submitted then, so the caller may
+// retry with a replaced token (see WithToken). Every other failure is a
+// *SendError wrapping one of the submission outcomes (ErrRecipientRefused,
+// ErrRecipientFull, ErrSenderRefused, ErrMessageTooBig, ErrSubmitBusy,
+// ErrMessageRefused, ErrServerUnavailable), or ErrMaybeSent.
 func Send(ctx context.Context, srv Server, c Credentials, from string, to []string, msg io.Reader) error {
 	if len(to) == 0 {
 		return errors.New("mail: smtp send: no recipients")
@@ -36,7 +39,7 @@ func Send(ctx context.Context, srv Server, c Credentials, from string, to []stri
 	d := net.Dialer{}
 	conn, err := d.DialContext(dctx, "tcp", srv.addr())
 	if err != nil {
-		return fmt.Errorf("mail: smtp dial %s: %w", srv.addr(), err)
+		return sendError("dial "+srv.addr(), "", err)
 	}
 	// go-smtp has no context support: a cancelled ctx closes the connection,
 	// which fails whatever command is in flight.
@@ -49,14 +52,14 @@ func Send(ctx context.Context, srv Server, c Credentials, from string, to []stri
 		tc := tls.Client(conn, srv.tlsConfig(""))
 		if err := tc.HandshakeContext(dctx); err != nil {
 			conn.Close()
-			return fmt.Errorf("mail: smtp tls handshake with %s: %w", srv.addr(), err)
+			return sendError("tls handshake with "+srv.addr(), "", err)
 		}
 		client = smtp.NewClient(tc)
 	case TLSStartTLS:
 		client, err = smtp.NewClientStartTLS(conn, srv.tlsConfig(""))
 		if err != nil {
 			conn.Close()
-			return fmt.Errorf("mail: smtp starttls with %s: %w", srv.addr(), ctxErr(ctx, err))
+			return sendError("starttls with "+srv.addr(), "", ctxErr(ctx, err))
 		}
 	case TLSNone:
 		client = smtp.NewClient(conn)
@@ -65,9 +68,12 @@ func Send(ctx context.Context, srv Server, c Credentials, from string, to []stri
 		return fmt.Errorf("mail: unknown tls mode %q", srv.TLS)
 	}
 	defer client.Close()
+	// A server that stops answering fails the command instead of holding the request (go-smtp sets the deadline
+	// per command; the end of data has its own, longer SubmissionTimeout).
+	client.CommandTimeout = srv.commandTimeout()
 
 	if err := client.Hello("localhost"); err != nil {
-		return fmt.Errorf("mail: smtp ehlo: %w", ctxErr(ctx, err))
+		return sendError("ehlo", "", ctxErr(ctx, err))
 	}
 	if ok, _ := client.Extension("AUTH"); !ok || !client.SupportsAuth(mechName) {
 		return fmt.Errorf("mail: smtp server %s does not offer AUTH %s", srv.addr(), mechName)
@@ -76,20 +82,20 @@ func Send(ctx context.Context, srv Server, c Credentials, from string, to []stri
 		return ctxErr(ctx, smtpAuthError(err, sc, c.Token))
 	}
 	if err := client.Mail(from, nil); err != nil {
-		return fmt.Errorf("mail: smtp mail from: %w", ctxErr(ctx, err))
+		return sendError("mail from", "", ctxErr(ctx, err))
 	}
 	for _, rcpt := range to {
 		if err := client.Rcpt(rcpt, nil); err != nil {
-			return fmt.Errorf("mail: smtp rcpt to: %w", ctxErr(ctx, err))
+			return sendError("rcpt to", rcpt, ctxErr(ctx, err))
 		}
 	}
 	w, err := client.Data()
 	if err != nil {
-		return fmt.Errorf("mail: smtp data: %w", ctxErr(ctx, err))
+		return sendError("data", "", ctxErr(ctx, err))
 	}
 	if _, err := io.Copy(w, msg); err != nil {
 		w.Close()
-		return fmt.Errorf("mail: smtp data: %w", ctxErr(ctx, err))
+		return sendError("data", "", ctxErr(ctx, err))
 	}
 	if err := w.Close(); err != nil {
 		// The final "." went out. A reply refusing the message means it was not taken; no reply at all (a reset,
@@ -98,7 +104,7 @@ func Send(ctx context.Context, srv Server, c Credentials, from string, to []stri
 		if !errors.As(err, &se) {
 			return fmt.Errorf("%w: %w", ErrMaybeSent, ctxErr(ctx, err))
 		}
-		return fmt.Errorf("mail: smtp end of data: %w", err)
+		return sendError("end of data", "", err)
 	}
 	// The message was accepted at the end of DATA (RFC 5321 section 4.1.1.4);
 	// a failed QUIT does not undo that.

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/emersion/go-smtp"
-
 	"github.com/postern/postern/internal/devstack/mailserver"
 )
 
@@ -63,14 +61,15 @@ func TestSendErrors(t *testing.T) {
 		want     error // sentinel, or nil to check wantCode
 		wantCode int   // SMTP reply code when want is nil
 		wantAcks int64
+		wantRcpt string // the refused recipient the SendError names
 	}{
-		{"wrong sender", mailserver.Options{}, aliceToken, bobAddr, []string{bobAddr}, 0, nil, 501, 0},
-		{"unknown domain", mailserver.Options{}, aliceToken, alice, []string{"someone@elsewhere.example"}, 0, nil, 550, 0},
-		{"bad token", mailserver.Options{}, "wrong", alice, []string{bobAddr}, 0, ErrAuthFailed, 0, 0},
-		{"idp 503", mailserver.Options{}, aliceToken, alice, []string{bobAddr}, 1, ErrAuthUnavailable, 0, 0},
-		{"idp unreachable", mailserver.Options{}, aliceToken, alice, []string{bobAddr}, 2, ErrAuthUnavailable, 0, 0},
-		{"dovecot bad token", mailserver.Options{ErrorChallenge: true}, "wrong", alice, []string{bobAddr}, 0, ErrAuthFailed, 0, 1},
-		{"xoauth2 not offered", mailserver.Options{Mechanisms: []string{"OAUTHBEARER"}}, aliceToken, alice, []string{bobAddr}, 0, nil, 0, 0},
+		{"wrong sender", mailserver.Options{}, aliceToken, bobAddr, []string{bobAddr}, 0, ErrSenderRefused, 501, 0, ""},
+		{"unknown domain", mailserver.Options{}, aliceToken, alice, []string{bobAddr, "someone@elsewhere.example"}, 0, ErrRecipientRefused, 550, 0, "someone@elsewhere.example"},
+		{"bad token", mailserver.Options{}, "wrong", alice, []string{bobAddr}, 0, ErrAuthFailed, 0, 0, ""},
+		{"idp 503", mailserver.Options{}, aliceToken, alice, []string{bobAddr}, 1, ErrAuthUnavailable, 0, 0, ""},
+		{"idp unreachable", mailserver.Options{}, aliceToken, alice, []string{bobAddr}, 2, ErrAuthUnavailable, 0, 0, ""},
+		{"dovecot bad token", mailserver.Options{ErrorChallenge: true}, "wrong", alice, []string{bobAddr}, 0, ErrAuthFailed, 0, 1, ""},
+		{"xoauth2 not offered", mailserver.Options{Mechanisms: []string{"OAUTHBEARER"}}, aliceToken, alice, []string{bobAddr}, 0, nil, 0, 0, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,9 +97,9 @@ func TestSendErrors(t *testing.T) {
 				t.Errorf("Send() error = %v, want no auth sentinel", err)
 			}
 			if tt.wantCode != 0 {
-				var se *smtp.SMTPError
-				if !errors.As(err, &se) || se.Code != tt.wantCode {
-					t.Errorf("Send() error = %v, want SMTP %d", err, tt.wantCode)
+				var se *SendError
+				if !errors.As(err, &se) || se.Code != tt.wantCode || se.Recipient != tt.wantRcpt {
+					t.Errorf("Send() error = %v, want SMTP %d naming recipient %q", err, tt.wantCode, tt.wantRcpt)
 				}
 			}
 			if got := e.srv.Stats().ChallengeAcks; got != tt.wantAcks {

@@ -66,10 +66,24 @@ type Server struct {
 	Mechanism Mechanism
 	// DialTimeout bounds the TCP connect and TLS handshake; default 15s.
 	DialTimeout time.Duration
+	// CommandTimeout bounds the silence within one command: an IMAP command
+	// (or SMTP command) during which the server neither answers nor takes
+	// what we send for this long fails, and its connection is closed, so
+	// that a server that stops answering cannot hold a pooled connection
+	// (or a request) for ever. It is renewed by every read and write, so a
+	// long download that makes progress is not cut. Default 60s.
+	CommandTimeout time.Duration
 }
 
 func (srv Server) addr() string {
 	return net.JoinHostPort(srv.Host, strconv.Itoa(srv.Port))
+}
+
+func (srv Server) commandTimeout() time.Duration {
+	if srv.CommandTimeout > 0 {
+		return srv.CommandTimeout
+	}
+	return 60 * time.Second
 }
 
 func (srv Server) dialTimeout() time.Duration {

@@ -1,10 +1,8 @@
 package web
 
 import (
-	"bytes"
 	"context"
 	"net/http"
-	netmail "net/mail"
 	"strconv"
 	"strings"
 
@@ -156,32 +154,23 @@ func forwardNote(d mail.Draft) string {
 }
 
 // resumeDraft loads a saved draft into the editor. Its attachments go to the stash, so that the draft can be saved
-// again or sent with them (dropped counts those the full stash refused); Bcc is read from the raw header since the
-// parsed message does not carry it.
+// again or sent with them (dropped counts those the full stash refused); Bcc comes back from the draft's own header
+// (mail.OwnCopy).
 func (s *Server) resumeDraft(ctx context.Context, ms *mail.Session, grant, drafts string, uid uint32) (f composeForm, dropped int, err error) {
 	m, err := ms.Message(ctx, drafts, uid)
 	if err != nil {
 		return composeForm{}, 0, err
 	}
 	f = composeForm{
-		To: formatAddresses(m.To), Cc: formatAddresses(m.Cc), Subject: m.Subject, Body: m.Text,
+		To: formatAddresses(m.To), Cc: formatAddresses(m.Cc), Bcc: formatAddresses(m.Bcc), Subject: m.Subject, Body: m.Text,
 		InReplyTo: m.InReplyTo, References: strings.Join(m.References, " "), Draft: uid,
-	}
-	if raw, err := ms.Raw(ctx, drafts, uid); err == nil {
-		if hm, err := netmail.ReadMessage(bytes.NewReader(raw)); err == nil {
-			if bcc, err := hm.Header.AddressList("Bcc"); err == nil {
-				for _, a := range bcc {
-					f.Bcc = joinNonEmpty(f.Bcc, formatAddress(mail.Address{Name: a.Name, Email: a.Address}))
-				}
-			}
-		}
 	}
 	for _, p := range m.Attachments {
 		part, data, err := ms.Part(ctx, drafts, uid, p.Path)
 		if err != nil {
 			return composeForm{}, 0, err
 		}
-		k, ok := s.uploads.put(grant, mail.Attachment{Filename: cleanFilename(part.Filename), ContentType: part.ContentType, Data: data})
+		k, ok := s.uploads.put(userOfCtx(ctx, grant), grant, mail.Attachment{Filename: cleanFilename(part.Filename), ContentType: part.ContentType, Data: data})
 		if !ok {
 			dropped++
 			continue
@@ -236,7 +225,7 @@ func parseMsgRef(ref string) (string, uint32, bool) {
 		return "", 0, false
 	}
 	n, err := strconv.ParseUint(ref[i+1:], 10, 32)
-	if err != nil || n == 0 {
+	if err != nil || n == 0 || !validBoxName(ref[:i]) {
 		return "", 0, false
 	}
 	return ref[:i], uint32(n), true

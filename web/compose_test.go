@@ -146,6 +146,12 @@ func TestSendRefusals(t *testing.T) {
 		if r.status != http.StatusUnprocessableEntity || !strings.Contains(r.body, "refused a recipient") || formFields(t, r.body)["body"] != typed {
 			t.Errorf("unknown recipient = %d: %s", r.status, r.body)
 		}
+		// The page names the refused address and marks the field that holds it (issue 15 item 1).
+		fields := [][2]string{{"to", "bob@example.test"}, {"cc", "someone@elsewhere.invalid"}, {"bcc", ""}, {"subject", "Out"}, {"body", typed}}
+		r = u.b.postMultipart(s.ts.URL+"/send", fields, nil)
+		if !strings.Contains(r.body, "“someone@elsewhere.invalid”") || !strings.Contains(r.body, `id="cc" name="cc" value="someone@elsewhere.invalid" spellcheck="false" aria-invalid="true"`) {
+			t.Errorf("refused Cc = %d, want the address named and the Cc field marked: %s", r.status, r.body)
+		}
 	})
 	t.Run("cross-site POST refused", func(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPost, s.ts.URL+"/send", strings.NewReader(url.Values{"to": {"bob@example.test"}, "subject": {"csrf"}, "body": {"x"}}.Encode()))

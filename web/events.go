@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,10 +15,11 @@ import (
 )
 
 const (
-	// maxWatchersPerGrant bounds the open live-update streams (browser tabs) of one user: each holds an IMAP
-	// connection of its own out of the pool's per-grant allowance (mail.PoolOptions.MaxPerKey, default 4), and page
-	// views need the rest. A further tab simply gets no live updates.
-	maxWatchersPerGrant = 2
+	// maxWatchersPerUser bounds the open live-update streams (browser tabs) of one user, over all their sign-ins
+	// (each sign-in is a new grant, so a per-grant bound alone let one user take every slot): each holds an IMAP
+	// connection of its own out of the pool's per-user allowance (mail.PoolOptions.MaxPerUser, which the pool also
+	// enforces for watches), and page views need the rest. A further tab simply gets no live updates.
+	maxWatchersPerUser = 3
 	// maxWatchersTotal bounds all streams together, at a quarter of the pool's default total (200 connections): every
 	// sign-in makes a new grant, so without it a scripted client could tie up the whole pool with IDLE connections
 	// and make every other user's page view wait.
@@ -43,44 +43,21 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		box = "INBOX"
 	}
 	log := s.log(r)
-	if !s.watchers.acquire(grant) {
-		log.Info("events: too many streams for this grant")
+	user := userOf(r)
+	if !s.watchers.acquire(user) {
+		log.Info("events: too many streams for this user")
 		w.WriteHeader(http.StatusTooManyRequests)
 		return
 	}
-	defer s.watchers.release(grant)
+	defer s.watchers.release(user)
 
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	stop := context.AfterFunc(s.watchers.closing(), cancel)
 	defer stop()
 
-	// used is the last token handed to the mail server, to tell the keeper which one it refused. Watch may call
-	// creds again from its own goroutine to reconnect, hence the lock.
-	var (
-		mu   sync.Mutex
-		used string
-	)
-	creds := func(ctx context.Context) (mail.Credentials, error) {
-		tok, err := s.tokens.Token(ctx, grant)
-		if errors.Is(err, auth.ErrNeedsSignIn) {
-			err = fmt.Errorf("%w: %w", mail.ErrNoCredentials, err) // the watch stops; the page leads to sign-in
-		}
-		mu.Lock()
-		used = tok.Access
-		mu.Unlock()
-		return mail.Credentials{Address: tok.Address, Token: tok.Access}, err
-	}
-	ch, err := s.mail.Watch(ctx, grant, creds, box)
-	if errors.Is(err, mail.ErrAuthFailed) {
-		// As in withMail: one retry with the token that replaced the refused one, never more.
-		mu.Lock()
-		rejected := used
-		mu.Unlock()
-		if _, err = s.tokens.Replace(ctx, grant, rejected); err == nil {
-			ch, err = s.mail.Watch(ctx, grant, creds, box)
-		}
-	}
+	// The watch retries once with a replaced token after a refused login, like every mail call (mail.WithToken).
+	ch, err := s.mail.Watch(ctx, grant, s.grantTokens(grant), box)
 	h := w.Header()
 	switch {
 	case errors.Is(err, mail.ErrWatchLimit):
@@ -148,7 +125,7 @@ func (s *Server) signedInStream(h http.HandlerFunc) http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), grantKey{}, sess.GrantID())))
+		h(w, withGrant(r, sess))
 	})
 }
 
@@ -156,7 +133,7 @@ func (s *Server) signedInStream(h http.HandlerFunc) http.Handler {
 // would otherwise wait for these until its deadline; cmd registers it with RegisterOnShutdown.
 func (s *Server) CloseStreams() { s.watchers.close() }
 
-// watchLimiter counts streams per grant and ends them all at shutdown.
+// watchLimiter counts streams per user and in all, and ends them all at shutdown.
 type watchLimiter struct {
 	mu      sync.Mutex
 	n       map[string]int

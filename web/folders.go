@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/postern/postern/mail"
@@ -180,8 +181,10 @@ func checkFolderName(name, delim string) string {
 		return "Enter a folder name."
 	case len(name) > 200:
 		return "This name is too long; keep it under 200 characters."
-	case !utf8.ValidString(name) || hasControl(name):
-		return "Folder names cannot contain control characters."
+	case !utf8.ValidString(name) || strings.IndexFunc(name, invisible) >= 0:
+		// C0 and C1 controls, bidi controls (a U+202E makes "Invoices" and "Archive" trade places in the list) and
+		// invisible characters (two folders that look alike): display.go.
+		return "Folder names cannot contain control, invisible or text-direction characters."
 	case strings.ContainsAny(name, "*%"):
 		return "Folder names cannot contain * or %."
 	case strings.EqualFold(name, "INBOX"):
@@ -195,6 +198,17 @@ func checkFolderName(name, delim string) string {
 		}
 	}
 	return ""
+}
+
+// errNoFolder answers a request for a folder that does not exist, or that no folder could be called.
+var errNoFolder = &Error{Status: http.StatusNotFound, Msg: "There is no folder with this name.", Retry: defaultReturnTo}
+
+// validBoxName reports whether name could name a folder at all: valid UTF-8 (IMAP4rev2 names are UTF-8, RFC 9051
+// section 5.1), no C0 or C1 control character (no server accepts them, and some answer BAD rather than "no such
+// mailbox"), and a sane length. Others are answered 404 here, before any IMAP command: a name no folder can have is
+// a missing page, not a mail-server failure (502).
+func validBoxName(name string) bool {
+	return name != "" && len(name) <= 1000 && utf8.ValidString(name) && strings.IndexFunc(name, unicode.IsControl) < 0
 }
 
 // delimiterOf returns the account's hierarchy delimiter ("/" on Stalwart, "." on some Dovecot setups).

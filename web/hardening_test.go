@@ -14,37 +14,8 @@ import (
 	"github.com/postern/postern/mail"
 )
 
-// TestPreLoginSessionIsShortLived: an anonymous /login leaves a row that expires with the flow, not a day later.
-func TestPreLoginSessionIsShortLived(t *testing.T) {
-	s := newStack(t)
-	b := newBrowser(t)
-	s.startLogin(b, "/mail/INBOX")
-	var raw []byte
-	if err := s.web.sessions.codec.Decode(s.web.cfg.CookieName, sessionCookie(t, b, s), &raw); err != nil {
-		t.Fatal(err)
-	}
-	row, err := s.store.Session(context.Background(), rowID(string(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if left := time.Until(row.ExpiresAt); left > preLoginLifetime || left < preLoginLifetime-time.Minute {
-		t.Errorf("pre-login session expires in %v, want about %v", left, preLoginLifetime)
-	}
-	// Signed in, the same browser's session gets the idle timeout.
-	s.signIn(b, "alice", "/mail/INBOX")
-	if err := s.web.sessions.codec.Decode(s.web.cfg.CookieName, sessionCookie(t, b, s), &raw); err != nil {
-		t.Fatal(err)
-	}
-	row, err = s.store.Session(context.Background(), rowID(string(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if left := time.Until(row.ExpiresAt); left < s.web.cfg.IdleTimeout-time.Minute {
-		t.Errorf("signed-in session expires in %v, want the idle timeout %v", left, s.web.cfg.IdleTimeout)
-	}
-}
-
-// TestHTTPSCookieHasHostPrefix: on an https public URL the default cookie is __Host-postern_session and Secure.
+// TestHTTPSCookieHasHostPrefix: on an https public URL the default cookies are __Host-postern_session and its flow
+// cookie, Secure.
 func TestHTTPSCookieHasHostPrefix(t *testing.T) {
 	s := newStack(t)
 	public, _ := url.Parse("https://mail.example.test")
@@ -56,9 +27,26 @@ func TestHTTPSCookieHasHostPrefix(t *testing.T) {
 	}
 	rec := httptest.NewRecorder()
 	w.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "https://mail.example.test/login", nil))
-	cookies := rec.Result().Cookies()
-	if len(cookies) != 1 || cookies[0].Name != "__Host-postern_session" || !cookies[0].Secure || cookies[0].Domain != "" || cookies[0].Path != "/" {
-		t.Fatalf("cookies = %+v, want one Secure __Host-postern_session with Path=/ and no Domain", cookies)
+	req := httptest.NewRequest(http.MethodGet, "https://mail.example.test/", nil)
+	sess, err := w.session(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.SignIn(context.Background(), w.sessions, "grant", "user"); err != nil {
+		t.Fatal(err)
+	}
+	rec2 := httptest.NewRecorder()
+	if err := sess.s.Save(req, rec2); err != nil {
+		t.Fatal(err)
+	}
+	cookies := append(rec.Result().Cookies(), rec2.Result().Cookies()...)
+	if len(cookies) != 2 {
+		t.Fatalf("cookies = %+v, want the flow and the session cookie", cookies)
+	}
+	for i, want := range []string{"__Host-postern_session_flow", "__Host-postern_session"} {
+		if c := cookies[i]; c.Name != want || !c.Secure || c.Domain != "" || c.Path != "/" {
+			t.Errorf("cookie = %+v, want a Secure %s with Path=/ and no Domain", c, want)
+		}
 	}
 }
 
@@ -123,7 +111,7 @@ func TestCIDReferencesAreBounded(t *testing.T) {
 	})
 }
 
-// TestUploadStashCannotBeFilledByOneUser: one grant's failed forms evict its own older files, and a full stash evicts
+// TestUploadStashCannotBeFilledByOneUser: one user's failed forms evict its own older files, and a full stash evicts
 // the oldest files rather than refusing the next user's attachment.
 func TestUploadStashCannotBeFilledByOneUser(t *testing.T) {
 	const max = 1000
@@ -131,31 +119,31 @@ func TestUploadStashCannotBeFilledByOneUser(t *testing.T) {
 	file := func(n int) mail.Attachment { return mail.Attachment{Filename: "f", Data: make([]byte, n)} }
 	var alice []keptFile
 	for i := 0; i < 10; i++ {
-		k, ok := u.put("alice", file(600))
+		k, ok := u.put("alice", "alice-grant", file(600))
 		if !ok {
 			t.Fatalf("put %d for alice refused", i)
 		}
 		alice = append(alice, k)
 	}
-	if got := u.grantSize("alice"); got > u.perGrant {
-		t.Errorf("alice holds %d bytes, over the per-grant bound %d", got, u.perGrant)
+	if got := u.users["alice"].size; got > u.perUser {
+		t.Errorf("alice holds %d bytes, over the per-user bound %d", got, u.perUser)
 	}
-	if _, ok := u.get("alice", alice[len(alice)-1].ID); !ok {
+	if _, ok := u.get("alice-grant", alice[len(alice)-1].ID); !ok {
 		t.Error("alice's newest file was evicted")
 	}
-	if _, ok := u.get("alice", alice[0].ID); ok {
+	if _, ok := u.get("alice-grant", alice[0].ID); ok {
 		t.Error("alice's oldest file survived ten forms")
 	}
 	for _, g := range []string{"bob", "carol", "dave"} {
-		if _, ok := u.put(g, file(900)); !ok {
+		if _, ok := u.put(g, g, file(900)); !ok {
 			t.Fatalf("put for %s refused with the stash full of others' files", g)
 		}
 	}
 	if u.size > u.limit {
 		t.Errorf("stash holds %d bytes, over its bound %d", u.size, u.limit)
 	}
-	if _, ok := u.put("erin", file(2*max+1)); ok {
-		t.Error("a file over the per-grant bound was stashed")
+	if _, ok := u.put("erin", "erin", file(2*max+1)); ok {
+		t.Error("a file over the per-user bound was stashed")
 	}
 }
 

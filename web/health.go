@@ -1,21 +1,16 @@
 package web
 
 import (
-	"bufio"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/postern/postern/auth"
 	"github.com/postern/postern/mail"
 )
 
@@ -169,86 +164,31 @@ func (c *cachedCheck) Check(ctx context.Context) error {
 	return c.last
 }
 
-// DiscoveryCheck fetches the identity provider's discovery document (OpenID Connect Discovery 1.0 §4) through hc,
-// within 2 seconds, and requires HTTP 200 and a JSON document naming issuer, byte for byte. The outcome is cached
-// for ttl (10 s when ttl is 0), so probes every second cost the IdP one request per ttl.
+// DiscoveryCheck fetches the identity provider's discovery document with auth.ProbeDiscovery through hc, within 2
+// seconds: HTTP 200 and a JSON document naming issuer, byte for byte. The outcome is cached for ttl (10 s when ttl is
+// 0), so probes every second cost the IdP one request per ttl. cmd/postern uses (*auth.Provider).Probe, the same
+// probe through the Provider's client.
 func DiscoveryCheck(hc *http.Client, issuer string, ttl time.Duration) Checker {
 	if ttl <= 0 {
 		ttl = 10 * time.Second
 	}
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	wellKnown := strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
 	return CacheCheck(CheckFunc(func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, wellKnown, nil)
-		if err != nil {
-			return fmt.Errorf("idp: %w", err)
-		}
-		req.Header.Set("Accept", "application/json")
-		resp, err := hc.Do(req)
-		if err != nil {
-			return fmt.Errorf("idp: discovery: %w", err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("idp: discovery: HTTP %d", resp.StatusCode)
-		}
-		var doc struct {
-			Issuer string `json:"issuer"`
-		}
-		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&doc); err != nil {
-			return fmt.Errorf("idp: discovery: %w", err)
-		}
-		if doc.Issuer != issuer {
-			return fmt.Errorf("idp: discovery names issuer %q, not %q", doc.Issuer, issuer)
-		}
-		return nil
+		return auth.ProbeDiscovery(ctx, hc, issuer)
 	}), ttl)
 }
 
-// IMAPCheck connects to the IMAP server, with TLS when srv.TLS is "tls" (verified like every connection Postern
-// makes), reads the greeting (RFC 9051 §7.1) and logs out. It does not authenticate: readiness must not depend on
-// any user's token, nor cost the mail server a call to the IdP.
+// IMAPCheck probes the IMAP server with mail.Probe (connect, TLS as configured and verified, greeting, capabilities,
+// logout), within 2 seconds. It does not authenticate: readiness must not depend on any user's token, nor cost the
+// mail server a call to the IdP.
 func IMAPCheck(srv mail.Server) Checker {
-	addr := net.JoinHostPort(srv.Host, strconv.Itoa(srv.Port))
 	return CheckFunc(func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
+		if _, err := mail.Probe(ctx, srv); err != nil {
 			return fmt.Errorf("imap: %w", err)
 		}
-		defer conn.Close()
-		if dl, ok := ctx.Deadline(); ok {
-			_ = conn.SetDeadline(dl)
-		}
-		if srv.TLS == mail.TLSImplicit || srv.TLS == "" {
-			cfg := &tls.Config{}
-			if srv.TLSConfig != nil {
-				cfg = srv.TLSConfig.Clone()
-			}
-			if cfg.ServerName == "" {
-				cfg.ServerName = srv.Host
-			}
-			tc := tls.Client(conn, cfg)
-			if err := tc.HandshakeContext(ctx); err != nil {
-				return fmt.Errorf("imap: tls: %w", err)
-			}
-			conn = tc
-		}
-		line, err := bufio.NewReader(conn).ReadString('\n')
-		if err != nil {
-			return fmt.Errorf("imap: greeting from %s: %w", addr, err)
-		}
-		fields := strings.Fields(line)
-		if len(fields) < 2 || fields[0] != "*" || !slices.Contains([]string{"OK", "PREAUTH"}, strings.ToUpper(fields[1])) {
-			return fmt.Errorf("imap: %s greeted with %q", addr, truncate(strings.TrimSpace(line), 80))
-		}
-		_, _ = io.WriteString(conn, "r1 LOGOUT\r\n")
 		return nil
 	})
 }

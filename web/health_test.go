@@ -102,7 +102,7 @@ func TestReadyz(t *testing.T) {
 		var p *idp.IdP
 		var err error
 		for range 50 { // the port may linger for a moment after Close
-			if p, err = idp.Start(idpAddr, idp.Options{SigningKey: signingKey(t)}); err == nil {
+			if p, err = idp.Start(idpAddr, idp.Options{}); err == nil {
 				return p
 			}
 			time.Sleep(20 * time.Millisecond)

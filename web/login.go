@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -10,12 +11,33 @@ import (
 	"github.com/postern/postern/auth"
 )
 
-type grantKey struct{}
+type (
+	grantKey struct{}
+	userCtx  struct{}
+)
 
 // grantID returns the grant bound to this request by signedIn.
 func grantID(r *http.Request) string {
 	id, _ := r.Context().Value(grantKey{}).(string)
 	return id
+}
+
+// userOf returns the user (a userKey) bound to this request by signedIn; for a session signed in before users were
+// recorded, the grant stands in for the user.
+func userOf(r *http.Request) string { return userOfCtx(r.Context(), grantID(r)) }
+
+// userOfCtx is userOf for code that has only the request's context and grant.
+func userOfCtx(ctx context.Context, grant string) string {
+	if u, _ := ctx.Value(userCtx{}).(string); u != "" {
+		return u
+	}
+	return grant
+}
+
+// withGrant binds a signed-in session's grant and user to the request.
+func withGrant(r *http.Request, sess session) *http.Request {
+	ctx := context.WithValue(r.Context(), grantKey{}, sess.GrantID())
+	return r.WithContext(context.WithValue(ctx, userCtx{}, sess.UserKey()))
 }
 
 // lastSeenEvery limits session writes: a page view refreshes the idle timer at most once a minute.
@@ -49,7 +71,7 @@ func (s *Server) signedIn(h handlerFunc) http.Handler {
 				return err
 			}
 		}
-		return h(w, r.WithContext(context.WithValue(r.Context(), grantKey{}, id)))
+		return h(w, withGrant(r, sess))
 	})
 }
 
@@ -70,16 +92,12 @@ func (s *Server) handleHome(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// handleLogin starts an authorization-code flow. The flow (state, nonce, PKCE verifier, return_to) is kept in the
-// server-side session, so the callback can only be completed by the browser that started it.
+// handleLogin starts an authorization-code flow. The flow (state, nonce, PKCE verifier, return_to) is sealed into a
+// cookie of this browser (flowcookie.go), so the callback can only be completed by the browser that started it, and
+// an anonymous request writes nothing on the server.
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
-	sess, err := s.session(r)
-	if err != nil {
-		return err
-	}
 	flow, authURL := s.auth.Begin(safeReturnTo(r.URL.Query().Get("return_to")))
-	sess.SetFlow(flow)
-	if err := sess.s.Save(r, w); err != nil {
+	if err := s.flows.set(w, flow); err != nil {
 		return err
 	}
 	http.Redirect(w, r, authURL, http.StatusSeeOther)
@@ -87,21 +105,19 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) error {
-	sess, err := s.session(r)
-	if err != nil {
-		return err
-	}
-	flow, ok := sess.Flow()
-	// The flow is single-use whatever happens next: a replayed callback finds nothing to complete.
-	sess.ClearFlow()
-	if ok {
-		if err := sess.s.Save(r, w); err != nil {
-			return err
-		}
-	}
+	flow, ok := s.flows.get(r)
 	if !ok {
 		return &Error{Status: http.StatusBadRequest, Msg: "This sign-in link has expired or was already used. Please start again.", Retry: "/login"}
 	}
+	// A callback whose state is not this flow's (RFC 6749 section 10.12) was not started by this browser: anyone can
+	// make a browser load /callback?state=x from another site. Refuse it without touching the flow, so that such a
+	// request cannot cancel the user's sign-in in progress. auth.Finish compares again, with the other checks.
+	if subtle.ConstantTimeCompare([]byte(r.URL.Query().Get("state")), []byte(flow.State)) != 1 {
+		return &Error{Status: http.StatusBadRequest, Msg: "This sign-in response does not belong to the sign-in started in this browser. If you are signing in, go back to that tab; otherwise please try again.",
+			Retry: "/login?return_to=" + urlQueryEscape(flow.ReturnTo), Err: auth.ErrStateMismatch}
+	}
+	// From here the flow is single-use whatever happens next: a replayed callback finds nothing to complete.
+	s.flows.clear(w)
 	login, err := s.auth.Finish(r.Context(), flow, r.URL.Query())
 	if err != nil {
 		var ce *auth.CallbackError
@@ -114,6 +130,10 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	sess, err := s.session(r)
+	if err != nil {
+		return err
+	}
 	if old := sess.GrantID(); old != "" && old != id {
 		// Signing in again (the old grant ended, or "sign in again" from the Session page): retire the old grant so
 		// it neither lingers in the store nor keeps pooled connections.
@@ -122,7 +142,7 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) error {
 		}
 		s.mail.CloseKey(old)
 	}
-	if err := sess.SignIn(r.Context(), s.sessions, id); err != nil {
+	if err := sess.SignIn(r.Context(), s.sessions, id, userKey(login.Identity.Issuer, login.Identity.Subject)); err != nil {
 		return err
 	}
 	if err := sess.s.Save(r, w); err != nil {

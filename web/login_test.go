@@ -10,16 +10,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/auth"
 	"github.com/postern/postern/internal/devstack/idp"
+	"github.com/postern/postern/internal/store"
 )
 
 func TestSignInShowsInbox(t *testing.T) {
 	s := newStack(t)
 	b := newBrowser(t)
 	authURL := s.startLogin(b, "/mail/INBOX")
-	pre := sessionCookie(t, b, s)
-	if pre == "" {
-		t.Fatal("no session cookie after /login: the flow must be bound to the browser")
+	if cookieOf(b, s, "postern_session_flow") == "" {
+		t.Fatal("no flow cookie after /login: the flow must be bound to the browser")
+	}
+	if pre := sessionCookie(t, b, s); pre != "" {
+		t.Fatal("a session cookie after an anonymous /login: nothing may be stored before sign-in")
 	}
 	cb, err := idp.SignIn(context.Background(), b.hc, authURL, "alice", "alice-password", true)
 	if err != nil {
@@ -32,15 +36,14 @@ func TestSignInShowsInbox(t *testing.T) {
 	if r.status != http.StatusSeeOther || r.location != "/mail/INBOX" {
 		t.Fatalf("callback = %d to %q, want 303 to /mail/INBOX; body: %s", r.status, r.location, r.body)
 	}
-	post := sessionCookie(t, b, s)
-	if post == "" || post == pre {
-		t.Error("the session id must change at sign-in (session fixation)")
+	if sessionCookie(t, b, s) == "" || cookieOf(b, s, "postern_session_flow") != "" {
+		t.Error("after sign-in, want a session cookie and no flow cookie")
 	}
 	inbox := b.get(s.ts.URL + "/mail/INBOX")
 	if inbox.status != http.StatusOK {
 		t.Fatalf("GET /mail/INBOX = %d; body: %s", inbox.status, inbox.body)
 	}
-	for _, want := range []string{"alice@example.test", "data-uid=", `aria-current="page">Inbox`} {
+	for _, want := range []string{"alice@example.test", "data-uid=", `aria-current="page"><bdi>Inbox</bdi>`} {
 		if !strings.Contains(inbox.body, want) {
 			t.Errorf("inbox page lacks %q", want)
 		}
@@ -59,21 +62,30 @@ func TestSignInShowsInbox(t *testing.T) {
 func TestSessionCookieAttributes(t *testing.T) {
 	s := newStack(t)
 	b := newBrowser(t)
-	r := b.get(s.ts.URL + "/login")
-	var c *http.Cookie
-	for _, x := range (&http.Response{Header: r.header}).Cookies() {
-		if x.Name == "postern_session" {
-			c = x
-		}
+	authURL := s.startLogin(b, "/mail/INBOX")
+	cb, err := idp.SignIn(context.Background(), b.hc, authURL, "alice", "alice-password", true)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if c == nil {
-		t.Fatal("no postern_session cookie set by /login")
-	}
-	if !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" {
-		t.Errorf("cookie HttpOnly=%v SameSite=%v Path=%q, want true, Lax, /", c.HttpOnly, c.SameSite, c.Path)
-	}
-	if c.Secure {
-		t.Error("cookie is Secure on an http public URL; browsers would drop it")
+	r := b.get(cb.String())
+	for _, name := range []string{"postern_session_flow", "postern_session"} {
+		t.Run(name, func(t *testing.T) {
+			var c *http.Cookie
+			for _, x := range (&http.Response{Header: r.header}).Cookies() {
+				if x.Name == name {
+					c = x
+				}
+			}
+			if c == nil {
+				t.Fatalf("no %s cookie set by the callback", name)
+			}
+			if !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" {
+				t.Errorf("cookie HttpOnly=%v SameSite=%v Path=%q, want true, Lax, /", c.HttpOnly, c.SameSite, c.Path)
+			}
+			if c.Secure {
+				t.Error("cookie is Secure on an http public URL; browsers would drop it")
+			}
+		})
 	}
 }
 
@@ -296,6 +308,30 @@ func TestSignedOutUserIsSentToSignInAndBack(t *testing.T) {
 	}
 }
 
+// TestSessionPageSaysWhy: a grant the keeper moved to needs_sign_in (here: a refresh whose answer was lost, which
+// introspection showed had committed) says so in words on the Session page, not only as a state name.
+func TestSessionPageSaysWhy(t *testing.T) {
+	s := newStack(t)
+	b := newBrowser(t)
+	s.signIn(b, "alice", "/session")
+	if page := b.get(s.ts.URL + "/session"); !strings.Contains(page.body, auth.ReasonOK.Message()) {
+		t.Errorf("session page of a fresh grant lacks %q", auth.ReasonOK.Message())
+	}
+	ids, _ := s.store.GrantsBySubject(context.Background(), s.idp.Issuer(), idp.Subject("alice"))
+	g, err := s.store.Grant(context.Background(), ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.State, g.LastError = store.StateNeedsSignIn, string(auth.ReasonRefreshSpent)
+	if _, err := s.store.UpdateGrant(context.Background(), g); err != nil {
+		t.Fatal(err)
+	}
+	page := b.get(s.ts.URL + "/session")
+	if !strings.Contains(page.body, `class="state needs_sign_in"`) || !strings.Contains(page.body, auth.ReasonRefreshSpent.Message()) {
+		t.Errorf("session page of an ended grant = %d, want the state and %q:\n%s", page.status, auth.ReasonRefreshSpent.Message(), page.body)
+	}
+}
+
 func TestEndedGrantLeadsToSignIn(t *testing.T) {
 	s := newStack(t)
 	b := newBrowser(t)
@@ -319,8 +355,12 @@ func TestEndedGrantLeadsToSignIn(t *testing.T) {
 
 func sessionCookie(t *testing.T, b *browser, s *stack) string {
 	t.Helper()
+	return cookieOf(b, s, "postern_session")
+}
+
+func cookieOf(b *browser, s *stack, name string) string {
 	for _, c := range b.hc.Jar.Cookies(mustURL(s.ts.URL)) {
-		if c.Name == "postern_session" {
+		if c.Name == name {
 			return c.Value
 		}
 	}

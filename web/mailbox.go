@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,39 +11,63 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/mail"
 )
 
-// withMail runs fn on a pooled IMAP session of the request's grant and returns the user's address.
-//
-// Every view asks the keeper for the current token first, even when the pool will reuse a connection: that is how
-// the keeper learns the grant is in use (the refresher keeps active grants' access tokens fresh) and how a grant
-// that ended (revoked, signed out elsewhere, refresh token expired) stops serving mail at once instead of riding on
-// an already-authenticated IMAP connection.
-//
-// Each new IMAP login costs Stalwart one userinfo call to the IdP, so the pool reuses authenticated connections. If
-// the server refuses a token that the grant has since replaced (a refresh revokes every older access token), the
-// work is retried exactly once with the current token: Stalwart disconnects after 3 failures and 0.16 bans after
-// 100 a day, so never more.
+// withMail runs fn on a pooled IMAP session of the request's grant and returns the user's address. The pool asks
+// the keeper for the grant's token on every call and retries once with a replaced token after a refused login
+// (mail.WithToken); it counts connections per user (the address), over all of the user's grants.
 func (s *Server) withMail(ctx context.Context, grant string, fn func(*mail.Session) error) (string, error) {
-	tok, err := s.tokens.Token(ctx, grant)
+	ts := s.grantTokens(grant)
+	err := s.mail.Do(ctx, grant, ts, fn)
+	return ts.address(), err
+}
+
+// grantTokens adapts the keeper to mail.TokenSource for one grant. It remembers the last address handed out, for
+// the page header. A grant that needs a new sign-in has no credentials any more (mail.ErrNoCredentials, which stops
+// a watch), and still says auth.ErrNeedsSignIn for serveError.
+type grantTokens struct {
+	t     Tokens
+	grant string
+	mu    sync.Mutex
+	addr  string
+}
+
+func (s *Server) grantTokens(grant string) *grantTokens {
+	return &grantTokens{t: s.tokens, grant: grant}
+}
+
+// Token implements mail.TokenSource.
+func (g *grantTokens) Token(ctx context.Context) (mail.Credentials, error) {
+	return g.credentials(g.t.Token(ctx, g.grant))
+}
+
+// Replace implements mail.TokenSource.
+func (g *grantTokens) Replace(ctx context.Context, rejected mail.Credentials) (mail.Credentials, error) {
+	return g.credentials(g.t.Replace(ctx, g.grant, rejected.Token))
+}
+
+func (g *grantTokens) credentials(tok auth.Token, err error) (mail.Credentials, error) {
+	if errors.Is(err, auth.ErrNeedsSignIn) {
+		return mail.Credentials{}, fmt.Errorf("%w: %w", mail.ErrNoCredentials, err)
+	}
 	if err != nil {
-		return "", err
+		return mail.Credentials{}, err
 	}
-	creds := func(context.Context) (mail.Credentials, error) {
-		return mail.Credentials{Address: tok.Address, Token: tok.Access}, nil
-	}
-	err = s.mail.Do(ctx, grant, creds, fn)
-	if errors.Is(err, mail.ErrAuthFailed) {
-		if tok, err = s.tokens.Replace(ctx, grant, tok.Access); err != nil {
-			return "", err
-		}
-		err = s.mail.Do(ctx, grant, creds, fn)
-	}
-	return tok.Address, err
+	g.mu.Lock()
+	g.addr = tok.Address
+	g.mu.Unlock()
+	return mail.Credentials{Address: tok.Address, Token: tok.Access}, nil
+}
+
+func (g *grantTokens) address() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.addr
 }
 
 // mailboxPage is the data of templates/mailbox.html: one page of a folder, or of a search in it.
@@ -83,6 +108,9 @@ func (s *Server) handleMailbox(w http.ResponseWriter, r *http.Request) error {
 	box := r.PathValue("box")
 	if box == "" {
 		box = "INBOX"
+	}
+	if !validBoxName(box) {
+		return errNoFolder
 	}
 	q := r.URL.Query()
 	before := parseBefore(q.Get("before"))

@@ -46,7 +46,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"unicode"
+	"time"
 
 	"github.com/postern/postern/internal/sanitize"
 	"github.com/postern/postern/mail"
@@ -62,7 +62,7 @@ func messagePath(box string, uid uint32) string {
 func msgTarget(r *http.Request) (box string, uid uint32, err error) {
 	box = r.PathValue("box")
 	n, perr := strconv.ParseUint(r.PathValue("uid"), 10, 32)
-	if box == "" || perr != nil || n == 0 {
+	if box == "" || !validBoxName(box) || perr != nil || n == 0 {
 		return "", 0, &Error{Status: http.StatusNotFound, Msg: "There is no message at this address.", Retry: defaultReturnTo}
 	}
 	return box, uint32(n), nil
@@ -337,7 +337,14 @@ func (s *Server) handlePart(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The part streams from the IMAP literal to the response: an attachment's size never becomes Postern's memory.
 	// Once the status is out, a failure can only be logged (the browser sees a truncated download).
+	//
+	// The stream holds a pooled IMAP connection, so a client that stops reading must not hold it for ever (issue 10,
+	// finding 2): every write gets a deadline of StallTimeout, and a write that makes no progress for that long
+	// fails, which ends WritePart and discards the connection (its literal is half read).
 	started := false
+	rc := http.NewResponseController(w)
+	defer rc.SetWriteDeadline(time.Time{}) // the connection may serve another request
+	out := &stallWriter{w: w, rc: rc, stall: s.cfg.StallTimeout}
 	_, err = s.withMail(r.Context(), grantID(r), func(ms *mail.Session) error {
 		return ms.WritePart(r.Context(), box, uid, pp, func(p mail.Part) (io.Writer, error) {
 			ctype := "application/octet-stream"
@@ -350,9 +357,10 @@ func (s *Server) handlePart(w http.ResponseWriter, r *http.Request) error {
 			}
 			h.Set("Content-Type", ctype)
 			h.Set("Content-Disposition", contentDisposition(disp, downloadName(p, pp)))
+			out.deadline()
 			w.WriteHeader(http.StatusOK)
 			started = true
-			return w, nil
+			return out, nil
 		})
 	})
 	if err != nil && started {
@@ -365,6 +373,26 @@ func (s *Server) handlePart(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// stallWriter sets a write deadline of stall from now before each write to an HTTP response, so that a client
+// that takes no more bytes for that long ends the response with an error (RFC 9110 leaves slow readers to the
+// server; http.Server's WriteTimeout would bound the whole download instead, which a big file on a slow link
+// legitimately exceeds).
+type stallWriter struct {
+	w     io.Writer
+	rc    *http.ResponseController
+	stall time.Duration
+}
+
+func (s *stallWriter) deadline() {
+	// ErrNotSupported (a ResponseWriter without deadlines, e.g. in tests) leaves the write unbounded.
+	_ = s.rc.SetWriteDeadline(time.Now().Add(s.stall))
+}
+
+func (s *stallWriter) Write(p []byte) (int, error) {
+	s.deadline()
+	return s.w.Write(p)
+}
+
 // contentDisposition formats the header with mime.FormatMediaType, which quotes the filename and switches to the
 // RFC 2231 extended form (a filename* parameter in UTF-8) for non-ASCII names, as RFC 6266 section 4.3 asks.
 func contentDisposition(disp, name string) string {
@@ -374,15 +402,16 @@ func contentDisposition(disp, name string) string {
 	return disp
 }
 
-// downloadName is the filename a part is saved under: the sender's name cut to its last path element, without
-// control or bidi-override characters (which can make "evil‮fdp.exe" look like "evil.exe.pdf"), else "part-1.2".
+// downloadName is the filename a part is saved under: the sender's name as mail.CleanFilename leaves it (last path
+// element, no control, bidi-override or zero-width characters, which can make "evil‮fdp.exe" look like
+// "evil.exe.pdf"), without quotes, else "part-1.2".
 func downloadName(p mail.Part, pp string) string {
 	name := strings.Map(func(r rune) rune {
 		if r == '/' || r == '\\' || r == '"' {
 			return -1
 		}
 		return r
-	}, cleanName(p.Filename))
+	}, mail.CleanFilename(p.Filename))
 	name = strings.TrimLeft(strings.TrimSpace(path.Base("/"+name)), ".")
 	if name == "" || name == "/" {
 		name = "part-" + pp
@@ -396,18 +425,8 @@ func downloadName(p mail.Part, pp string) string {
 	return strings.ToValidUTF8(name, "")
 }
 
-// cleanName removes control and bidi-override characters from a name the sender chose.
-func cleanName(s string) string {
-	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
-			return -1
-		}
-		return r
-	}, s)
-}
-
 func displayName(p mail.Part) string {
-	if n := cleanName(p.Filename); n != "" {
+	if n := mail.CleanFilename(p.Filename); n != "" {
 		return n
 	}
 	return fmt.Sprintf("part %s (%s)", p.Path, p.ContentType)

@@ -184,7 +184,7 @@ func TestMessagePlainText(t *testing.T) {
 	for _, want := range []string{
 		`Plain &lt;b&gt;text&lt;/b&gt;`, // subject escaped, in the heading and the title
 		`<title>Plain &lt;b&gt;text&lt;/b&gt; · Postern</title>`,
-		`Bob &lt;bob@example.test&gt;`,
+		`<span class="person"><bdi class="name">Bob</bdi> <bdi class="email" dir="ltr">&lt;bob@example.test&gt;</bdi></span>`,
 		`<a href="https://example.org/a?b=1&amp;c=2" target="_blank" rel="noopener noreferrer">https://example.org/a?b=1&amp;c=2</a>.`,
 		`<a href="https://en.wikipedia.org/wiki/Go_%28programming_language%29" target="_blank" rel="noopener noreferrer">https://en.wikipedia.org/wiki/Go_(programming_language)</a>).`,
 		`<a href="mailto:carol@example.test" target="_blank" rel="noopener noreferrer">mailto:carol@example.test</a>!`,
@@ -221,9 +221,9 @@ func TestMessageHTMLIsFramed(t *testing.T) {
 	for _, want := range []string{
 		`<iframe class="msg-html" id="msg-html" title="Message content" src="` + self + `/html" sandbox="allow-popups allow-popups-to-escape-sandbox"`,
 		`Übersicht &lt;b&gt;Q4&lt;/b&gt;`,
-		`Grüße Team &lt;team@example.org&gt;`,
-		`Alice &lt;alice@example.test&gt;, bob@example.test`,
-		`Carol &lt;carol@example.test&gt;`,
+		`<span class="person"><bdi class="name">Grüße Team</bdi> <bdi class="email" dir="ltr">&lt;team@example.org&gt;</bdi></span>`,
+		`<span class="person"><bdi class="name">Alice</bdi> <bdi class="email" dir="ltr">&lt;alice@example.test&gt;</bdi></span>, <span class="person"><bdi class="email" dir="ltr">&lt;bob@example.test&gt;</bdi></span>`,
+		`<span class="person"><bdi class="name">Carol</bdi> <bdi class="email" dir="ltr">&lt;carol@example.test&gt;</bdi></span>`,
 		`1 remote reference was blocked`,
 		`href="` + self + `?remote=1" id="show-remote"`,
 		`page.html`, `Rechnung März.pdf`, `application/pdf`,
@@ -460,6 +460,45 @@ func TestHostileCorpusEndToEnd(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("hostile corpus: %v, %d files", err, len(files))
 	}
+	// named are the checks particular to one message of the corpus; each message must be there, or its check would
+	// silently stop running.
+	named := map[string]func(t *testing.T, c shown){
+		"encoded-word-headers.eml": func(t *testing.T, c shown) {
+			if !strings.Contains(c.page.body, `<h1 id="msg-subject" class="boxname"><bdi>&lt;script&gt;document.title=`) {
+				t.Error("the encoded-word subject is not shown decoded and escaped")
+			}
+		},
+		"html-attachment.eml": func(t *testing.T, c shown) {
+			if len(c.links) != 3 {
+				t.Errorf("attachment links = %v, want 3", c.links)
+			}
+		},
+		"cid-smuggling.eml": func(t *testing.T, c shown) {
+			if n := strings.Count(c.frame, `src="data:image/gif;base64,`); n != 1 || strings.Count(c.frame, "src=") != 1 {
+				t.Errorf("frame inlines %d GIFs and %d sources, want only the one real image:\n%s", n, strings.Count(c.frame, "src="), c.frame)
+			}
+		},
+		"tracking-pixel.eml": func(t *testing.T, c shown) {
+			if !strings.Contains(c.page.body, "4 remote references were blocked") {
+				t.Error("the page does not say that 4 remote references were blocked")
+			}
+			// multipart/alternative: the plain-text version is one click away, and back.
+			if !strings.Contains(c.page.body, `href="`+c.self+`?text=1" id="view-text"`) {
+				t.Error("no link to the plain-text version")
+			}
+			txt := c.rd.get(t, c.self+"?text=1").body
+			if strings.Contains(txt, "<iframe") || !strings.Contains(txt, `<a href="https://news.example/weekly?id=1"`) ||
+				!strings.Contains(txt, `href="`+c.self+`" id="view-html"`) {
+				t.Error("?text=1 does not show the linkified text part with a way back")
+			}
+		},
+		"broken-boundary.eml": func(t *testing.T, c shown) {
+			if !strings.Contains(c.page.body, `id="malformed"`) || !strings.Contains(c.page.body, "wrong boundary") {
+				t.Error("a message with a broken MIME structure is not shown as raw text")
+			}
+		},
+	}
+	seen := map[string]bool{}
 	rd := newReader(t)
 	for _, f := range files {
 		raw, err := os.ReadFile(f)
@@ -467,6 +506,7 @@ func TestHostileCorpusEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		name := filepath.Base(f)
+		seen[name] = true
 		box := "Hostile/" + strings.TrimSuffix(name, ".eml")
 		uid := rd.deliverAlone(t, box, raw)
 		t.Run(name, func(t *testing.T) {
@@ -501,40 +541,24 @@ func TestHostileCorpusEndToEnd(t *testing.T) {
 			if strings.ContainsRune(page.body, '\u202e') {
 				t.Error("the page shows a bidi override from the message")
 			}
-			frame := rd.get(t, self+"/html").body
-			switch name {
-			case "encoded-word-headers.eml":
-				if !strings.Contains(page.body, `<h1 id="msg-subject" class="boxname">&lt;script&gt;document.title=`) {
-					t.Error("the encoded-word subject is not shown decoded and escaped")
-				}
-			case "html-attachment.eml":
-				if len(links) != 3 {
-					t.Errorf("attachment links = %v, want 3", links)
-				}
-			case "cid-smuggling.eml":
-				if n := strings.Count(frame, `src="data:image/gif;base64,`); n != 1 || strings.Count(frame, "src=") != 1 {
-					t.Errorf("frame inlines %d GIFs and %d sources, want only the one real image:\n%s", n, strings.Count(frame, "src="), frame)
-				}
-			case "tracking-pixel.eml":
-				if !strings.Contains(page.body, "4 remote references were blocked") {
-					t.Error("the page does not say that 4 remote references were blocked")
-				}
-				// multipart/alternative: the plain-text version is one click away, and back.
-				if !strings.Contains(page.body, `href="`+self+`?text=1" id="view-text"`) {
-					t.Error("no link to the plain-text version")
-				}
-				txt := rd.get(t, self+"?text=1").body
-				if strings.Contains(txt, "<iframe") || !strings.Contains(txt, `<a href="https://news.example/weekly?id=1"`) ||
-					!strings.Contains(txt, `href="`+self+`" id="view-html"`) {
-					t.Error("?text=1 does not show the linkified text part with a way back")
-				}
-			case "broken-boundary.eml":
-				if !strings.Contains(page.body, `id="malformed"`) || !strings.Contains(page.body, "wrong boundary") {
-					t.Error("a message with a broken MIME structure is not shown as raw text")
-				}
+			if check, ok := named[name]; ok {
+				check(t, shown{rd: rd, page: page, frame: rd.get(t, self+"/html").body, self: self, links: links})
 			}
 		})
 	}
+	for name := range named {
+		if !seen[name] {
+			t.Errorf("testdata/hostile/%s is missing: its named check did not run", name)
+		}
+	}
+}
+
+// shown is what TestHostileCorpusEndToEnd saw of one message: its page, its frame document, its path and part links.
+type shown struct {
+	rd          *reader
+	page        response
+	frame, self string
+	links       []string
 }
 
 // ownAsset reports whether a link or script element loads one of Postern's static assets.

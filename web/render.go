@@ -82,8 +82,11 @@ func loadPages() (*pages, error) {
 			// Content-hashed URL: the asset can be cached forever, and a new build changes the URL.
 			return "/static/" + name + "?v=" + a.hash, nil
 		},
-		"date": formatDate,
-		"size": formatSize,
+		"date":    formatDate,
+		"text":    text,
+		"isolate": isolate,
+		"people":  people,
+		"size":    formatSize,
 	}
 	names, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {

@@ -22,8 +22,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /folders", s.signedIn(s.handleFolders))
 	mux.Handle("POST /folders", s.signedIn(s.handleFolderAction))
 	mux.Handle("GET /compose", s.signedIn(s.handleCompose))
-	mux.Handle("POST /send", s.signedIn(s.handleSend))
-	mux.Handle("POST /drafts", s.signedIn(s.handleSaveDraft))
+	mux.Handle("POST /send", s.signedIn(s.withUploadTime(s.handleSend)))
+	mux.Handle("POST /drafts", s.signedIn(s.withUploadTime(s.handleSaveDraft)))
 	mux.Handle("GET /events/{box...}", s.signedInStream(s.handleEvents))
 
 	// Reading (message.go): the message page, its sandboxed HTML frame, one part, the source. {box} is one

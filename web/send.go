@@ -7,11 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	netmail "net/mail"
 	"strings"
 	"time"
-
-	"github.com/emersion/go-smtp"
 
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/mail"
@@ -48,327 +45,347 @@ func (s *Server) handleSaveDraft(w http.ResponseWriter, r *http.Request) error {
 	return s.submitCompose(w, r, false)
 }
 
+// submitCompose runs the four steps of a compose form: parse it (with its attachments and addresses), build the
+// draft (folders and a forward's original from IMAP, then the message), then either store it in Drafts, or send it
+// and do what follows a send. A step that cannot go on returns a *formProblem, and the form comes back with
+// everything typed and attached, and the reason.
 func (s *Server) submitCompose(w http.ResponseWriter, r *http.Request, send bool) error {
-	ctx := r.Context()
-	grant := grantID(r)
+	j, err := s.parseCompose(w, r, send)
+	if err == nil {
+		err = j.draft()
+	}
+	if err == nil && !send {
+		err = j.saveDraft()
+	}
+	if err == nil && send {
+		if err = j.send(); err == nil {
+			j.afterSend()
+		}
+	}
+	var fp *formProblem
+	if errors.As(err, &fp) {
+		var f composeForm
+		if j != nil {
+			f = j.f
+		}
+		s.renderCompose(w, r, fp.status, s.addressOf(r.Context(), grantID(r)), nil, composePage{Form: f, Problem: fp.msg, Field: fp.field})
+		return nil
+	}
+	return err
+}
+
+// formProblem is why a compose form comes back: a status, the input at fault ("" for none, or "attach") and the
+// words for the user.
+type formProblem struct {
+	status     int
+	field, msg string
+}
+
+func (p *formProblem) Error() string { return "web: compose: " + p.msg }
+
+func problem(status int, field, msg string) error { return &formProblem{status, field, msg} }
+
+// composeJob is one submitted compose form on its way to Drafts or out.
+type composeJob struct {
+	s     *Server
+	w     http.ResponseWriter
+	r     *http.Request
+	ctx   context.Context
+	grant string
+	f     composeForm
+	d     mail.Draft
+	rcpts []string
+	// boxes are the account's folders and drafts the Drafts folder ("" if none), from the draft step.
+	boxes  []mail.Mailbox
+	drafts string
+	// msg is the built message, without Bcc.
+	msg []byte
+}
+
+// parseCompose reads the form: the attachments go to the stash so that they survive a re-shown form, and the
+// address fields are parsed. The job it returns carries the form even with an error, for the re-shown page.
+func (s *Server) parseCompose(w http.ResponseWriter, r *http.Request, send bool) (*composeJob, error) {
+	j := &composeJob{s: s, w: w, r: r, ctx: r.Context(), grant: grantID(r)}
 	vals, files, rerr := readComposeForm(w, r, s.cfg.MaxUpload)
-	f := composeFrom(vals)
-	// What the user attached must survive a re-shown form: stash the new files, keep the old ids.
+	j.f = composeFrom(vals)
 	var stashFull bool
 	keepIDs := vals["keep"]
 	for _, id := range keepIDs {
-		if a, ok := s.uploads.get(grant, id); ok {
-			f.Kept = append(f.Kept, keptFile{ID: id, Name: a.Filename, Size: int64(len(a.Data))})
+		if a, ok := s.uploads.get(j.grant, id); ok {
+			j.f.Kept = append(j.f.Kept, keptFile{ID: id, Name: a.Filename, Size: int64(len(a.Data))})
 		}
 	}
-	lostKept := len(f.Kept) < len(keepIDs)
+	lostKept := len(j.f.Kept) < len(keepIDs)
 	for _, a := range files {
-		k, ok := s.uploads.put(grant, a)
+		k, ok := s.uploads.put(userOf(r), j.grant, a)
 		if !ok {
 			stashFull = true
 			continue
 		}
-		f.Kept = append(f.Kept, k)
-	}
-	again := func(status int, field, problem string) error {
-		s.renderCompose(w, r, status, s.addressOf(ctx, grant), nil, composePage{Form: f, Problem: problem, Field: field})
-		return nil
+		j.f.Kept = append(j.f.Kept, k)
 	}
 	switch {
 	case errors.Is(rerr, errTooBig):
 		s.log(r).Info("compose form too big", slog.Int64("limit", s.cfg.MaxUpload))
-		return again(http.StatusRequestEntityTooLarge, "attach", "The attachments are too big: at most "+formatSize(s.cfg.MaxUpload)+
+		return j, problem(http.StatusRequestEntityTooLarge, "attach", "The attachments are too big: at most "+formatSize(s.cfg.MaxUpload)+
 			" in all. Your text is kept below; attach smaller files, or share big ones by link.")
+	case errors.As(rerr, new(*formError)):
+		s.log(r).Info("compose form refused", slog.Any("err", rerr))
+		return j, problem(http.StatusBadRequest, "attach", formErrorText(rerr))
 	case rerr != nil:
 		s.log(r).Info("compose form unreadable", slog.Any("err", rerr))
-		return again(http.StatusBadRequest, "", "The form could not be read completely. Your text is kept below; please try again.")
+		return j, problem(http.StatusBadRequest, "", "The form could not be read completely. Your text is kept below; please try again.")
 	case stashFull:
-		return again(http.StatusServiceUnavailable, "attach", "The server is short of room for attachments right now. Please attach your files again in a moment.")
+		return j, problem(http.StatusServiceUnavailable, "attach", "The server is short of room for attachments right now. Please attach your files again in a moment.")
 	case lostKept:
-		return again(http.StatusBadRequest, "attach", "An attachment you added earlier has expired. Please attach it again.")
+		return j, problem(http.StatusBadRequest, "attach", "An attachment you added earlier has expired. Please attach it again.")
 	}
 
-	var d mail.Draft
 	for _, fld := range []struct {
 		id, label, value string
 		dst              *[]mail.Address
-	}{{"to", "To", f.To, &d.To}, {"cc", "Cc", f.Cc, &d.Cc}, {"bcc", "Bcc", f.Bcc, &d.Bcc}} {
-		if strings.TrimSpace(fld.value) == "" {
-			continue
-		}
+	}{{"to", "To", j.f.To, &j.d.To}, {"cc", "Cc", j.f.Cc, &j.d.Cc}, {"bcc", "Bcc", j.f.Bcc, &j.d.Bcc}} {
 		list, err := mail.ParseAddressList(fld.value)
 		if errors.Is(err, mail.ErrHeaderInjection) {
 			s.log(r).Info("compose: header injection refused", slog.String("field", fld.id))
-			return again(http.StatusBadRequest, fld.id, "The "+fld.label+" field contains a line break, which mail headers cannot carry. Please remove it.")
+			return j, problem(http.StatusBadRequest, fld.id, "The "+fld.label+" field contains a line break, which mail headers cannot carry. Please remove it.")
 		}
 		if err != nil {
-			return again(http.StatusBadRequest, fld.id, "Check the "+fld.label+" field: "+addressProblem(fld.value)+" Separate addresses with commas, like ana@example.com, Bo <bo@example.org>.")
+			return j, problem(http.StatusBadRequest, fld.id, "Check the "+fld.label+" field: "+addressProblem(err)+" Separate addresses with commas, like ana@example.com, Bo <bo@example.org>.")
 		}
 		*fld.dst = list
 	}
-	rcpts := d.Recipients()
-	if send && len(rcpts) == 0 {
-		return again(http.StatusBadRequest, "to", "Add at least one recipient.")
+	j.rcpts = j.d.Recipients()
+	if send && len(j.rcpts) == 0 {
+		return j, problem(http.StatusBadRequest, "to", "Add at least one recipient.")
 	}
 	if send && s.cfg.Sender == nil {
-		return again(http.StatusServiceUnavailable, "", "Sending mail is not set up on this Postern server. You can save the message as a draft.")
+		return j, problem(http.StatusServiceUnavailable, "", "Sending mail is not set up on this Postern server. You can save the message as a draft.")
 	}
-	d.Subject, d.Text = f.Subject, f.Body
-	d.InReplyTo = strings.Trim(strings.TrimSpace(f.InReplyTo), "<>")
-	for _, ref := range strings.Fields(f.References) {
-		d.References = append(d.References, strings.Trim(ref, "<>"))
+	j.d.Subject, j.d.Text = j.f.Subject, j.f.Body
+	j.d.InReplyTo = strings.Trim(strings.TrimSpace(j.f.InReplyTo), "<>")
+	for _, ref := range strings.Fields(j.f.References) {
+		j.d.References = append(j.d.References, strings.Trim(ref, "<>"))
 	}
-	for _, k := range f.Kept {
-		a, _ := s.uploads.get(grant, k.ID)
-		d.Attachments = append(d.Attachments, a)
+	for _, k := range j.f.Kept {
+		a, _ := s.uploads.get(j.grant, k.ID)
+		j.d.Attachments = append(j.d.Attachments, a)
 	}
+	return j, nil
+}
 
-	tok, err := s.tokens.Token(ctx, grant)
-	if err != nil {
-		st, msg := sendProblem(err)
-		s.log(r).Info("compose: no token", slog.Any("err", err))
-		return again(st, "", msg)
-	}
-	d.From = mail.Address{Name: s.selfName(ctx, grant), Email: tok.Address}
-
-	// First IMAP round: the folders, and what a forward carries from its original.
-	var boxes []mail.Mailbox
-	_, err = s.withMail(ctx, grant, func(ms *mail.Session) error {
+// draft completes the draft in one IMAP round (the folders, and what a forward carries from its original; the
+// round also yields the grant's address, the only From the mail server accepts) and builds the message.
+func (j *composeJob) draft() error {
+	s, ctx := j.s, j.ctx
+	var (
+		orig *mail.Message
+		raw  []byte
+	)
+	addr, err := s.withMail(ctx, j.grant, func(ms *mail.Session) error {
 		var err error
-		if boxes, err = ms.Mailboxes(ctx); err != nil {
+		if j.boxes, err = ms.Mailboxes(ctx); err != nil {
 			return err
 		}
-		if f.Fwd == "" {
-			return nil
-		}
-		box, uid, ok := parseMsgRef(f.Fwd)
+		box, uid, ok := parseMsgRef(j.f.Fwd)
 		if !ok {
 			return nil
 		}
-		m, err := ms.Message(ctx, box, uid)
-		if err != nil {
+		if orig, err = ms.Message(ctx, box, uid); err != nil {
 			return err
 		}
-		raw, err := ms.Raw(ctx, box, uid)
-		if err != nil {
+		raw, err = ms.Raw(ctx, box, uid)
+		return err
+	})
+	if err != nil {
+		fp := sendProblem(err)
+		if errors.Is(err, mail.ErrNoMessage) {
+			fp.msg = "The message you are forwarding is no longer there (moved or deleted elsewhere), so it cannot be attached. Your text is kept below."
+		}
+		s.log(j.r).Warn("compose: imap before send failed", slog.Any("err", err))
+		return fp
+	}
+	if orig != nil {
+		fwd := mail.Forward(orig, mail.Address{Email: addr}, raw, j.f.FwdAs != "inline")
+		j.d.Forwarded = fwd.Forwarded
+		j.d.Attachments = append(j.d.Attachments, fwd.Attachments...)
+	}
+	j.drafts = specialMailbox(j.boxes, mail.SpecialDrafts)
+	j.d.From = mail.Address{Name: s.selfName(ctx, j.grant), Email: addr}
+
+	j.msg, err = j.d.Build(time.Now(), domainOf(addr))
+	if errors.Is(err, mail.ErrHeaderInjection) {
+		s.log(j.r).Info("compose: header injection refused")
+		return problem(http.StatusBadRequest, "subject", "The subject or an address contains a line break, which mail headers cannot carry. Please remove it.")
+	}
+	if err != nil {
+		s.log(j.r).Error("compose: build failed", slog.Any("err", err))
+		return problem(http.StatusInternalServerError, "", "The message could not be put together. Your text is kept below; please try again.")
+	}
+	return nil
+}
+
+// saveDraft stores the message in Drafts with \Draft and \Seen, replacing the draft it was resumed from, and
+// goes to the Drafts folder.
+func (j *composeJob) saveDraft() error {
+	s, ctx := j.s, j.ctx
+	if j.drafts == "" {
+		return problem(http.StatusConflict, "", "Your account has no Drafts folder, so the draft cannot be saved.")
+	}
+	_, err := s.withMail(ctx, j.grant, func(ms *mail.Session) error {
+		if err := ms.Append(ctx, j.drafts, []mail.Flag{mail.FlagDraft, mail.FlagSeen}, mail.OwnCopy(j.msg, j.d.Bcc)); err != nil {
 			return err
 		}
-		orig := mail.Forward(m, mail.Address{Email: tok.Address}, raw, f.FwdAs != "inline")
-		d.Forwarded = orig.Forwarded
-		d.Attachments = append(d.Attachments, orig.Attachments...)
+		if j.f.Draft != 0 {
+			// The new copy is stored; the old one would be a stale duplicate.
+			if err := ms.Expunge(ctx, j.drafts, []uint32{j.f.Draft}); err != nil && !errors.Is(err, mail.ErrNoMessage) {
+				s.log(j.r).Warn("compose: old draft not deleted", slog.Any("err", err))
+			}
+		}
 		return nil
 	})
 	if err != nil {
-		st, msg := sendProblem(err)
-		if errors.Is(err, mail.ErrNoMessage) {
-			msg = "The message you are forwarding is no longer there (moved or deleted elsewhere), so it cannot be attached. Your text is kept below."
+		fp := sendProblem(err)
+		if errors.Is(err, mail.ErrQuota) {
+			fp.msg = "Your mailbox is full, so the draft cannot be saved. Your text is kept below."
 		}
-		s.log(r).Warn("compose: imap before send failed", slog.Any("err", err))
-		return again(st, "", msg)
+		s.log(j.r).Warn("compose: saving draft failed", slog.Any("err", err))
+		return fp
 	}
-	drafts := specialMailbox(boxes, mail.SpecialDrafts)
-	if !send && drafts == "" {
-		return again(http.StatusConflict, "", "Your account has no Drafts folder, so the draft cannot be saved.")
-	}
+	s.uploads.drop(j.grant, idsOf(j.f.Kept))
+	http.Redirect(j.w, j.r, mailboxURL(j.drafts)+"?notice=draft", http.StatusSeeOther)
+	return nil
+}
 
-	msg, err := d.Build(time.Now(), domainOf(tok.Address))
-	if errors.Is(err, mail.ErrHeaderInjection) {
-		s.log(r).Info("compose: header injection refused")
-		return again(http.StatusBadRequest, "subject", "The subject or an address contains a line break, which mail headers cannot carry. Please remove it.")
-	}
+// send submits the message from the grant's address to To, Cc and Bcc, with the one retry on a refused token that
+// every mail call has (mail.WithToken): a refused AUTH comes before MAIL FROM, so nothing can go out twice.
+func (j *composeJob) send() error {
+	s, ctx := j.s, j.ctx
+	err := mail.WithToken(ctx, s.grantTokens(j.grant), func(c mail.Credentials) error {
+		return s.cfg.Sender.Send(ctx, c, c.Address, j.rcpts, bytes.NewReader(j.msg))
+	})
 	if err != nil {
-		s.log(r).Error("compose: build failed", slog.Any("err", err))
-		return again(http.StatusInternalServerError, "", "The message could not be put together. Your text is kept below; please try again.")
-	}
-
-	if !send {
-		_, err = s.withMail(ctx, grant, func(ms *mail.Session) error {
-			if err := ms.Append(ctx, drafts, []mail.Flag{mail.FlagDraft, mail.FlagSeen}, withBcc(msg, d.Bcc)); err != nil {
-				return err
-			}
-			if f.Draft != 0 {
-				// The new copy is stored; the old one would be a stale duplicate.
-				if err := ms.Expunge(ctx, drafts, []uint32{f.Draft}); err != nil && !errors.Is(err, mail.ErrNoMessage) {
-					s.log(r).Warn("compose: old draft not deleted", slog.Any("err", err))
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			st, m := sendProblem(err)
-			if errors.Is(err, mail.ErrQuota) {
-				m = "Your mailbox is full, so the draft cannot be saved. Your text is kept below."
-			}
-			s.log(r).Warn("compose: saving draft failed", slog.Any("err", err))
-			return again(st, "", m)
+		fp := sendProblem(err)
+		var se *mail.SendError
+		if errors.As(err, &se) && se.Recipient != "" {
+			fp.field = j.fieldOf(se.Recipient)
 		}
-		s.uploads.drop(grant, idsOf(f.Kept))
-		http.Redirect(w, r, mailboxURL(drafts)+"?notice=draft", http.StatusSeeOther)
-		return nil
+		s.log(j.r).Warn("compose: send failed", slog.Int("recipients", len(j.rcpts)), slog.Any("err", err))
+		return fp
 	}
+	s.uploads.drop(j.grant, idsOf(j.f.Kept))
+	s.log(j.r).Info("message sent", slog.Int("recipients", len(j.rcpts)), slog.Int("bytes", len(j.msg)))
+	return nil
+}
 
-	// Send, with the same single retry on a refused token as withMail.
-	creds := mail.Credentials{Address: tok.Address, Token: tok.Access}
-	err = s.cfg.Sender.Send(ctx, creds, tok.Address, rcpts, bytes.NewReader(msg))
-	if errors.Is(err, mail.ErrAuthFailed) {
-		if tok, err = s.tokens.Replace(ctx, grant, tok.Access); err == nil {
-			creds = mail.Credentials{Address: tok.Address, Token: tok.Access}
-			err = s.cfg.Sender.Send(ctx, creds, tok.Address, rcpts, bytes.NewReader(msg))
+// fieldOf names the address field (to, cc, bcc) that holds addr, for the form to mark.
+func (j *composeJob) fieldOf(addr string) string {
+	for _, fld := range []struct {
+		id   string
+		list []mail.Address
+	}{{"to", j.d.To}, {"cc", j.d.Cc}, {"bcc", j.d.Bcc}} {
+		for _, a := range fld.list {
+			if strings.EqualFold(a.Email, addr) {
+				return fld.id
+			}
 		}
 	}
-	if err != nil {
-		st, m := sendProblem(err)
-		s.log(r).Warn("compose: send failed", slog.Int("recipients", len(rcpts)), slog.Any("err", err))
-		return again(st, "", m)
-	}
-	s.uploads.drop(grant, idsOf(f.Kept))
-	s.log(r).Info("message sent", slog.Int("recipients", len(rcpts)), slog.Int("bytes", len(msg)))
+	return ""
+}
 
-	// The message is gone; from here on nothing may look like a failure to send, or the user would send it twice.
+// afterSend keeps a copy in Sent with \Seen, flags the original of a reply \Answered, deletes a resumed draft,
+// and goes back to where the user came from. The message is gone: from here on nothing may look like a failure to
+// send, or the user would send it twice; a missing copy in Sent is a notice.
+func (j *composeJob) afterSend() {
+	s, ctx := j.s, j.ctx
 	notice := "sent"
-	_, err = s.withMail(ctx, grant, func(ms *mail.Session) error {
+	_, err := s.withMail(ctx, j.grant, func(ms *mail.Session) error {
 		var errs []error
-		if sent := specialMailbox(boxes, mail.SpecialSent); sent != "" {
-			errs = append(errs, ms.Append(ctx, sent, []mail.Flag{mail.FlagSeen}, withBcc(msg, d.Bcc)))
+		if sent := specialMailbox(j.boxes, mail.SpecialSent); sent != "" {
+			errs = append(errs, ms.Append(ctx, sent, []mail.Flag{mail.FlagSeen}, mail.OwnCopy(j.msg, j.d.Bcc)))
 		} else {
 			errs = append(errs, errors.New("web: no Sent folder"))
 		}
-		if box, uid, ok := parseMsgRef(f.Orig); ok {
+		if box, uid, ok := parseMsgRef(j.f.Orig); ok {
 			if err := ms.SetFlag(ctx, box, []uint32{uid}, mail.FlagAnswered, true); err != nil && !errors.Is(err, mail.ErrNoMessage) && !errors.Is(err, mail.ErrNoMailbox) {
-				s.log(r).Warn("compose: could not flag the original answered", slog.Any("err", err))
+				s.log(j.r).Warn("compose: could not flag the original answered", slog.Any("err", err))
 			}
 		}
-		if f.Draft != 0 && drafts != "" {
-			if err := ms.Expunge(ctx, drafts, []uint32{f.Draft}); err != nil && !errors.Is(err, mail.ErrNoMessage) {
-				s.log(r).Warn("compose: sent draft not deleted", slog.Any("err", err))
+		if j.f.Draft != 0 && j.drafts != "" {
+			if err := ms.Expunge(ctx, j.drafts, []uint32{j.f.Draft}); err != nil && !errors.Is(err, mail.ErrNoMessage) {
+				s.log(j.r).Warn("compose: sent draft not deleted", slog.Any("err", err))
 			}
 		}
 		return errors.Join(errs...)
 	})
 	if err != nil {
-		s.log(r).Warn("compose: copy to Sent failed", slog.Any("err", err))
+		s.log(j.r).Warn("compose: copy to Sent failed", slog.Any("err", err))
 		notice = "sent-nocopy"
 	}
 	back := defaultReturnTo
-	if box, _, ok := parseMsgRef(f.Orig); ok {
+	if box, _, ok := parseMsgRef(j.f.Orig); ok {
 		back = mailboxURL(box)
-	} else if box, _, ok := parseMsgRef(f.Fwd); ok {
+	} else if box, _, ok := parseMsgRef(j.f.Fwd); ok {
 		back = mailboxURL(box)
 	}
-	http.Redirect(w, r, back+"?notice="+notice, http.StatusSeeOther)
-	return nil
+	http.Redirect(j.w, j.r, back+"?notice="+notice, http.StatusSeeOther)
 }
 
-// sendProblem says why a message was not sent or saved, specifically, in the user's terms; the status goes with it.
-func sendProblem(err error) (int, string) {
+// sendProblem says why a message was not sent or saved, specifically, in the user's terms, with the status that
+// goes with it. mail names the outcome (mail.SendError); the words are here.
+func sendProblem(err error) *formProblem {
 	const kept = " Your message was not sent; it is kept below."
-	var se *smtp.SMTPError
+	p := func(status int, msg string) *formProblem { return &formProblem{status: status, msg: msg} }
+	var se *mail.SendError
+	errors.As(err, &se)
 	switch {
 	case errors.Is(err, auth.ErrNeedsSignIn):
-		return http.StatusUnauthorized, "Your sign-in has ended, so nothing was sent. Copy your text somewhere safe, then sign in again."
+		return p(http.StatusUnauthorized, "Your sign-in has ended, so nothing was sent. Copy your text somewhere safe, then sign in again.")
 	case errors.Is(err, mail.ErrAuthFailed):
-		return http.StatusBadGateway, "The mail server did not accept your sign-in." + kept + " Signing in again usually fixes this (copy your text first)."
+		return p(http.StatusBadGateway, "The mail server did not accept your sign-in."+kept+" Signing in again usually fixes this (copy your text first).")
 	case errors.Is(err, mail.ErrAuthUnavailable):
-		return http.StatusServiceUnavailable, "The mail server could not check your sign-in just now (is the identity provider down?)." + kept + " Try again in a minute."
+		return p(http.StatusServiceUnavailable, "The mail server could not check your sign-in just now (is the identity provider down?)."+kept+" Try again in a minute.")
 	case errors.Is(err, mail.ErrQuota):
-		return http.StatusInsufficientStorage, "Your mailbox is full." + kept + " Delete some messages, then try again."
+		return p(http.StatusInsufficientStorage, "Your mailbox is full."+kept+" Delete some messages, then try again.")
 	case errors.Is(err, mail.ErrMaybeSent):
-		return http.StatusGatewayTimeout, "The connection to the mail server broke just as your message was handed over, so it may " +
-			"have been sent. Check with the recipient (or your Sent folder) before you send it again; your text is kept below."
-	case errors.As(err, &se):
-		switch {
-		case se.Code == 552 && (se.EnhancedCode == smtp.EnhancedCode{5, 2, 2}):
-			return http.StatusUnprocessableEntity, "A recipient's mailbox is full." + kept
-		case se.Code == 552 || se.EnhancedCode == smtp.EnhancedCode{5, 3, 4} || se.EnhancedCode == smtp.EnhancedCode{5, 2, 3}:
-			return http.StatusRequestEntityTooLarge, "The message is too big for the mail server." + kept + " Remove or shrink an attachment."
-		case se.Code == 501 && se.EnhancedCode == smtp.EnhancedCode{5, 5, 4}, se.Code == 553 && se.EnhancedCode[1] == 7:
-			return http.StatusBadGateway, "The mail server does not let your account send from its address." + kept
-		case se.Code == 550 || se.Code == 551 || se.Code == 553 || se.EnhancedCode[1] == 1:
-			return http.StatusUnprocessableEntity, "The mail server refused a recipient (the address may not exist)." + kept + " Check the addresses."
-		case se.Temporary():
-			return http.StatusServiceUnavailable, "The mail server is busy or refusing mail for a moment." + kept + " Try again in a minute."
+		return p(http.StatusGatewayTimeout, "The connection to the mail server broke just as your message was handed over, so it may "+
+			"have been sent. Check with the recipient (or your Sent folder) before you send it again; your text is kept below.")
+	case errors.Is(err, mail.ErrRecipientFull):
+		if se != nil && se.Recipient != "" {
+			return p(http.StatusUnprocessableEntity, "The mailbox of “"+se.Recipient+"” is full."+kept)
 		}
-		return http.StatusBadGateway, "The mail server refused the message." + kept
-	case unreachable(err):
-		return http.StatusBadGateway, "The mail server cannot be reached right now." + kept + " Try again in a moment."
+		return p(http.StatusUnprocessableEntity, "A recipient's mailbox is full."+kept)
+	case errors.Is(err, mail.ErrMessageTooBig):
+		return p(http.StatusRequestEntityTooLarge, "The message is too big for the mail server."+kept+" Remove or shrink an attachment.")
+	case errors.Is(err, mail.ErrSenderRefused):
+		return p(http.StatusBadGateway, "The mail server does not let your account send from its address."+kept)
+	case errors.Is(err, mail.ErrRecipientRefused):
+		if se != nil && se.Recipient != "" {
+			return p(http.StatusUnprocessableEntity, "The mail server refused a recipient, “"+se.Recipient+"” (the address may not exist)."+kept+" Check the addresses.")
+		}
+		return p(http.StatusUnprocessableEntity, "The mail server refused a recipient (the address may not exist)."+kept+" Check the addresses.")
+	case errors.Is(err, mail.ErrSubmitBusy):
+		return p(http.StatusServiceUnavailable, "The mail server is busy or refusing mail for a moment."+kept+" Try again in a minute.")
+	case errors.Is(err, mail.ErrMessageRefused):
+		return p(http.StatusBadGateway, "The mail server refused the message."+kept)
+	case errors.Is(err, mail.ErrServerUnavailable), unreachable(err):
+		return p(http.StatusBadGateway, "The mail server cannot be reached right now."+kept+" Try again in a moment.")
 	}
 	var e *Error
 	if errors.As(mailError(err), &e) {
-		return e.Status, e.Msg
+		return p(e.Status, e.Msg)
 	}
-	return http.StatusBadGateway, "Something went wrong talking to the mail server." + kept
+	return p(http.StatusBadGateway, "Something went wrong talking to the mail server."+kept)
 }
 
-// addressProblem names the first entry of an address field that is not an address, found by parsing the entries
-// one by one, so that the page never carries a library's error text.
-func addressProblem(field string) string {
-	for _, entry := range splitAddresses(field) {
-		if _, err := mail.ParseAddressList(entry); err != nil {
-			if len(entry) > 200 || hasControl(entry) {
-				break
-			}
-			return "“" + entry + "” is not an email address."
-		}
+// addressProblem names the entry of an address field that is not an address (mail.AddressError), so that the page
+// never carries a library's error text; an entry too long or with control characters is not repeated.
+func addressProblem(err error) string {
+	var ae *mail.AddressError
+	if errors.As(err, &ae) && len(ae.Entry) <= 200 && !hasControl(ae.Entry) {
+		return "“" + ae.Entry + "” is not an email address."
 	}
 	return "one of the addresses is not valid."
-}
-
-// splitAddresses cuts an address field at the commas and semicolons that separate entries, not at those inside a
-// quoted display name or angle brackets.
-func splitAddresses(s string) []string {
-	var (
-		out         []string
-		cur         strings.Builder
-		quoted, esc bool
-		angle       int
-	)
-	flush := func() {
-		if e := strings.TrimSpace(cur.String()); e != "" {
-			out = append(out, e)
-		}
-		cur.Reset()
-	}
-	for _, r := range s {
-		switch {
-		case esc:
-			esc = false
-		case quoted && r == '\\':
-			esc = true
-		case r == '"':
-			quoted = !quoted
-		case !quoted && r == '<':
-			angle++
-		case !quoted && r == '>' && angle > 0:
-			angle--
-		case !quoted && angle == 0 && (r == ',' || r == ';'):
-			flush()
-			continue
-		}
-		cur.WriteRune(r)
-	}
-	flush()
-	return out
-}
-
-// withBcc puts a Bcc header field on the copy of a message kept in Sent or Drafts: mail.Draft.Build never writes
-// Bcc, rightly for what goes out (RFC 5322 section 3.6.3), but the user's own copy should remember who was blind
-// copied, and a resumed draft must get them back. The addresses come from mail.ParseAddressList (no CR or LF), and
-// net/mail encodes the names (RFC 2047) and folds one address per line.
-func withBcc(msg []byte, bcc []mail.Address) []byte {
-	if len(bcc) == 0 {
-		return msg
-	}
-	var b bytes.Buffer
-	b.WriteString("Bcc: ")
-	for i, a := range bcc {
-		if i > 0 {
-			b.WriteString(",\r\n ")
-		}
-		b.WriteString((&netmail.Address{Name: a.Name, Address: a.Email}).String())
-	}
-	b.WriteString("\r\n")
-	b.Write(msg)
-	return b.Bytes()
 }
 
 // domainOf is the right-hand side of an address, used for Message-ID (RFC 5322 section 3.6.4 suggests a domain

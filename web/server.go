@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/postern/postern/auth"
@@ -32,13 +34,14 @@ type Tokens interface {
 	SignOut(ctx context.Context, grantID string) error
 }
 
-// Mailer runs IMAP work on a pooled, authenticated connection; *mail.Pool implements it.
+// Mailer runs IMAP work on a pooled, authenticated connection; *mail.Pool implements it. key is the grant id; ts
+// gives the grant's credentials (grantTokens adapts Tokens), and the retry rule on a refused token is mail's.
 type Mailer interface {
-	Do(ctx context.Context, key string, creds func(context.Context) (mail.Credentials, error), fn func(*mail.Session) error) error
+	Do(ctx context.Context, key string, ts mail.TokenSource, fn func(*mail.Session) error) error
 	CloseKey(key string)
 	// Watch reports changes to a mailbox (IMAP IDLE on a connection of its own) until ctx ends; the live-update
 	// stream of the list page (events.go) uses it.
-	Watch(ctx context.Context, key string, creds func(context.Context) (mail.Credentials, error), box string) (<-chan struct{}, error)
+	Watch(ctx context.Context, key string, ts mail.TokenSource, box string) (<-chan struct{}, error)
 }
 
 // Config is what the web layer needs to know; cmd maps the YAML config onto it.
@@ -58,11 +61,28 @@ type Config struct {
 	// Sender submits composed mail over SMTP with the user's bearer token; cmd sets an SMTPSender. Without one the
 	// compose page still saves drafts but refuses to send, with a message saying why.
 	Sender Sender
+	// StallTimeout is how long a streamed download (a message part) may wait for the client to take more bytes
+	// before it is cut: the stream holds a pooled IMAP connection, which a client that never reads must not keep;
+	// default DefaultStallTimeout.
+	StallTimeout time.Duration
 	// MaxUpload bounds the body of a compose form (text plus attachments) in bytes; default DefaultMaxUpload. Keep it
 	// at or below the submission server's message size limit, so that a message too big to send is refused here,
 	// before the upload, rather than after it.
 	MaxUpload int64
+	// Observer, when set, is told of every request, sign-in and submission (observe.go); cmd passes the metrics.
+	Observer Observer
+	// BrowserSessionCookie makes the session cookie a browser-session cookie (no Max-Age): it ends when the browser
+	// does. The default is a cookie that lasts Lifetime, so that phones, whose browsers end sessions whenever the
+	// system reclaims memory, do not sign their users out several times a day; the server-side idle timeout and
+	// lifetime end the session either way, and signing out ends it at once.
+	BrowserSessionCookie bool
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client in the access log (clientIP).
+	TrustedProxies []netip.Prefix
 }
+
+// DefaultStallTimeout is Config.StallTimeout's default: a minute without progress is a client gone, not a slow link
+// (even 10 kB/s moves a 32 kB write in seconds).
+const DefaultStallTimeout = time.Minute
 
 // Server holds the web layer's dependencies. It is safe for concurrent use.
 type Server struct {
@@ -79,8 +99,12 @@ type Server struct {
 	ops operations
 	// uploads keeps a compose form's attachments across a re-shown form (compose.go).
 	uploads *uploadStash
-	// watchers bounds the live-update streams per grant (events.go).
+	// flows carries sign-in flows in sealed cookies (flowcookie.go).
+	flows *flowCookies
+	// watchers bounds the live-update streams per user and in all (events.go).
 	watchers *watchLimiter
+	// obs is told what happened (observe.go); never nil.
+	obs Observer
 }
 
 // New checks the configuration, parses every template (a broken template fails here, at start-up, not on a user's
@@ -92,14 +116,14 @@ func New(cfg Config, a Authenticator, t Tokens, m Mailer, ss SessionStore) (*Ser
 	if len(cfg.SessionSecret) < 32 {
 		return nil, errors.New("web: SessionSecret must be at least 32 bytes")
 	}
-	if cfg.CookieName == "" || (cfg.CookieName == "postern_session" && cfg.PublicURL.Scheme == "https") {
-		// On https the default name takes the __Host- prefix: browsers then accept the cookie only from this exact
-		// host, Secure, Path=/ and without Domain, so a sibling subdomain cannot plant its own (signed-in) session
-		// cookie here (login CSRF through cookie tossing).
+	if cfg.CookieName == "" {
 		cfg.CookieName = "postern_session"
-		if cfg.PublicURL.Scheme == "https" {
-			cfg.CookieName = "__Host-postern_session"
-		}
+	}
+	if cfg.PublicURL.Scheme == "https" && !strings.HasPrefix(cfg.CookieName, "__Host-") {
+		// On https every name, the default or a custom one, takes the __Host- prefix (RFC 6265bis section 4.1.3.2):
+		// browsers then accept the cookie only from this exact host, Secure, Path=/ and without Domain, so a sibling
+		// subdomain cannot plant its own (signed-in) session cookie here (login CSRF through cookie tossing).
+		cfg.CookieName = "__Host-" + cfg.CookieName
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 24 * time.Hour
@@ -116,6 +140,9 @@ func New(cfg Config, a Authenticator, t Tokens, m Mailer, ss SessionStore) (*Ser
 	if cfg.MaxUpload <= 0 {
 		cfg.MaxUpload = DefaultMaxUpload
 	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = DefaultStallTimeout
+	}
 	p, err := loadPages()
 	if err != nil {
 		return nil, fmt.Errorf("web: %w", err)
@@ -129,9 +156,11 @@ func New(cfg Config, a Authenticator, t Tokens, m Mailer, ss SessionStore) (*Ser
 		secure: cfg.PublicURL.Scheme == "https",
 		pages:  p,
 	}
+	s.observe(cfg.Observer)
 	s.uploads = newUploadStash(cfg.MaxUpload)
-	s.watchers = newWatchLimiter(maxWatchersPerGrant, maxWatchersTotal)
-	s.sessions = newServerStore(ss, cfg.SessionSecret, cfg.CookieName, s.secure, cfg.IdleTimeout, cfg.Lifetime)
+	s.watchers = newWatchLimiter(maxWatchersPerUser, maxWatchersTotal)
+	s.flows = newFlowCookies(cfg.SessionSecret, cfg.CookieName, s.secure)
+	s.sessions = newServerStore(ss, cfg.SessionSecret, cfg.CookieName, s.secure, cfg.IdleTimeout, cfg.Lifetime, cfg.BrowserSessionCookie)
 	s.handler = s.routes()
 	return s, nil
 }

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/gob"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,7 +15,6 @@ import (
 	"github.com/gorilla/securecookie"
 	"github.com/gorilla/sessions"
 
-	"github.com/postern/postern/auth"
 	"github.com/postern/postern/internal/store"
 )
 
@@ -29,25 +27,27 @@ type SessionStore interface {
 
 // serverStore is a gorilla sessions.Store that keeps everything on the server. The cookie carries only a random
 // 256-bit id, signed with the session secret (HMAC) so that a forged or truncated id is rejected before any
-// database lookup. The data row holds the login flow (state, nonce, PKCE verifier) and the grant id: none of it ever
-// reaches the browser.
+// database lookup. The data row holds the grant id and the user: none of it ever reaches the browser. A session is
+// written only once signed in; the sign-in flow before that lives in a sealed cookie (flowcookie.go).
 type serverStore struct {
 	db       SessionStore
 	codec    *securecookie.SecureCookie
 	opts     sessions.Options
 	idle     time.Duration
 	lifetime time.Duration
+	// browserSession: the cookie has no Max-Age (Config.BrowserSessionCookie).
+	browserSession bool
 }
 
 // Values keys. The typed wrapper below is the only code that touches them.
 const (
-	keyFlow     = "flow"
 	keyGrant    = "grant"
+	keyUser     = "user"
 	keyCreated  = "created"
 	keyLastSeen = "seen"
 )
 
-func newServerStore(db SessionStore, secret []byte, cookieName string, secure bool, idle, lifetime time.Duration) *serverStore {
+func newServerStore(db SessionStore, secret []byte, cookieName string, secure bool, idle, lifetime time.Duration, browserSession bool) *serverStore {
 	codec := securecookie.New(secret, nil) // signed, not encrypted: the value is a random id with no meaning
 	codec.MaxAge(int(lifetime / time.Second))
 	codec.SetSerializer(securecookie.NopEncoder{})
@@ -62,8 +62,9 @@ func newServerStore(db SessionStore, secret []byte, cookieName string, secure bo
 			// stored in this session must be sent with it.
 			SameSite: http.SameSiteLaxMode,
 		},
-		idle:     idle,
-		lifetime: lifetime,
+		idle:           idle,
+		lifetime:       lifetime,
+		browserSession: browserSession,
 	}
 }
 
@@ -158,6 +159,9 @@ func (st *serverStore) Save(r *http.Request, w http.ResponseWriter, s *sessions.
 	opts := *s.Options
 	// The cookie lives as long as the absolute lifetime allows; the idle limit is enforced server-side.
 	opts.MaxAge = int(time.Until(created.Add(st.lifetime)) / time.Second)
+	if st.browserSession {
+		opts.MaxAge = 0 // no Max-Age, no Expires: the browser drops it when its session ends
+	}
 	http.SetCookie(w, sessions.NewCookie(s.Name(), enc, &opts))
 	return nil
 }
@@ -170,40 +174,27 @@ type session struct {
 	s *sessions.Session
 }
 
-func (x session) Flow() (auth.Flow, bool) {
-	raw, ok := x.s.Values[keyFlow].([]byte)
-	if !ok {
-		return auth.Flow{}, false
-	}
-	var f auth.Flow
-	if json.Unmarshal(raw, &f) != nil {
-		return auth.Flow{}, false
-	}
-	return f, true
-}
-
-func (x session) SetFlow(f auth.Flow) {
-	raw, _ := json.Marshal(f)
-	x.s.Values[keyFlow] = raw
-}
-
-func (x session) ClearFlow() { delete(x.s.Values, keyFlow) }
-
 func (x session) GrantID() string {
 	id, _ := x.s.Values[keyGrant].(string)
 	return id
 }
 
-// SignIn binds the session to a grant under a new id: the pre-login id, which an attacker may have planted, dies
-// here (session fixation).
-func (x session) SignIn(ctx context.Context, st *serverStore, grantID string) error {
+// UserKey is the user the grant belongs to (userKey), "" for sessions signed in before it was recorded.
+func (x session) UserKey() string {
+	id, _ := x.s.Values[keyUser].(string)
+	return id
+}
+
+// SignIn binds the session to a grant of user (a userKey) under a new id: the pre-login id, which an attacker may
+// have planted, dies here (session fixation).
+func (x session) SignIn(ctx context.Context, st *serverStore, grantID, user string) error {
 	if x.s.ID != "" {
 		if err := st.db.DeleteSession(ctx, rowID(x.s.ID)); err != nil {
 			return fmt.Errorf("drop pre-login session: %w", err)
 		}
 	}
 	x.s.ID = ""
-	x.s.Values = map[any]any{keyGrant: grantID}
+	x.s.Values = map[any]any{keyGrant: grantID, keyUser: user}
 	return nil
 }
 

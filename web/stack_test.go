@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"crypto/rand"
-	"crypto/rsa"
 	"io"
 	"log/slog"
 	"net"
@@ -13,7 +12,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -45,6 +43,8 @@ type stackOptions struct {
 	maxUpload int64
 	sender    Sender
 	quota     int64
+	pool      mail.PoolOptions
+	stall     time.Duration
 }
 
 // stackOption is an option of newStack.
@@ -56,24 +56,14 @@ func withMaxUpload(n int64) stackOption { return func(o *stackOptions) { o.maxUp
 // withSender replaces the SMTP sender, e.g. with one that fails.
 func withSender(snd Sender) stackOption { return func(o *stackOptions) { o.sender = snd } }
 
+// withPool sets the IMAP pool's options (its caps).
+func withPool(p mail.PoolOptions) stackOption { return func(o *stackOptions) { o.pool = p } }
+
+// withStallTimeout sets Config.StallTimeout.
+func withStallTimeout(d time.Duration) stackOption { return func(o *stackOptions) { o.stall = d } }
+
 // withQuota gives every account of the dev mail server a storage quota (APPEND over it fails with OVERQUOTA).
 func withQuota(bytes int64) stackOption { return func(o *stackOptions) { o.quota = bytes } }
-
-var (
-	keyOnce sync.Once
-	rsaKey  *rsa.PrivateKey
-)
-
-func signingKey(t testing.TB) *rsa.PrivateKey {
-	keyOnce.Do(func() {
-		var err error
-		rsaKey, err = rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			panic(err)
-		}
-	})
-	return rsaKey
-}
 
 const clientSecret = "a+secret/with%odd:chars"
 
@@ -94,8 +84,7 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 			{Username: "alice", Password: "alice-password", Email: "alice@example.test", Name: "Alice Liddell"},
 			{Username: "bob", Password: "bob-password", Email: "bob@example.test", Name: "Bob Marley"},
 		},
-		Clients:    []idp.Client{{ID: "postern", Secret: clientSecret, RedirectURIs: []string{RedirectURL(public)}}},
-		SigningKey: signingKey(t),
+		Clients: []idp.Client{{ID: "postern", Secret: clientSecret, RedirectURIs: []string{RedirectURL(public)}}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +135,7 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 	s.keeper = auth.NewKeeper(prov, s.store, auth.KeeperOptions{})
 	s.imapAddr = imapAddr.String()
 	host, port := splitHostPort(t, imapAddr.String())
-	s.pool = mail.NewPool(mail.Server{Host: host, Port: port, TLS: mail.TLSNone}, mail.PoolOptions{})
+	s.pool = mail.NewPool(mail.Server{Host: host, Port: port, TLS: mail.TLSNone}, o.pool)
 	t.Cleanup(func() { s.pool.Close() })
 
 	s.web, err = New(Config{
@@ -156,11 +145,16 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Sender:        o.sender,
 		MaxUpload:     o.maxUpload,
+		StallTimeout:  o.stall,
 	}, prov, s.keeper, s.pool, s.store)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.ts.Config.Handler = s.web
+	// The server's timeouts as cmd sets them, but shorter, so that the slow-client tests end in seconds (the
+	// compose form's extension, withUploadTime, keeps its production length).
+	ConfigureTimeouts(s.ts.Config)
+	s.ts.Config.ReadHeaderTimeout, s.ts.Config.ReadTimeout = 2*time.Second, 4*time.Second
 	s.ts.Start()
 	t.Cleanup(s.ts.Close)
 	return s

@@ -7,23 +7,6 @@ import (
 	"github.com/postern/postern/mail"
 )
 
-func TestSplitAddresses(t *testing.T) {
-	tests := []struct {
-		in   string
-		want []string
-	}{
-		{"a@x.test, b@x.test", []string{"a@x.test", "b@x.test"}},
-		{`"Marley, Bob" <bob@x.test>; c@x.test,,`, []string{`"Marley, Bob" <bob@x.test>`, "c@x.test"}},
-		{`"a \"q, r\"" <a@x.test>`, []string{`"a \"q, r\"" <a@x.test>`}},
-		{"  ", nil},
-	}
-	for _, tc := range tests {
-		if got := splitAddresses(tc.in); !slices.Equal(got, tc.want) {
-			t.Errorf("splitAddresses(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
 // TestFormatAddressRoundTrips checks that what the editor shows parses back to the same addresses.
 func TestFormatAddressRoundTrips(t *testing.T) {
 	in := []mail.Address{{Name: "Marley, Bob", Email: "bob@x.test"}, {Name: `Ann "A." Lee`, Email: "ann@x.test"}, {Email: "c@x.test"}, {Name: "Jürgen Groß", Email: "j@x.test"}}

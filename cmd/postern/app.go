@@ -8,8 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -18,7 +18,6 @@ import (
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/metrics"
 	"github.com/postern/postern/internal/seal"
-	"github.com/postern/postern/internal/store"
 	"github.com/postern/postern/mail"
 	"github.com/postern/postern/web"
 )
@@ -27,7 +26,7 @@ import (
 type app struct {
 	cfg     *config.Config
 	log     *slog.Logger
-	store   *store.SQLite
+	store   appStore
 	auth    *auth.Provider
 	keeper  *auth.Keeper
 	pool    *mail.Pool
@@ -59,12 +58,7 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 	if err != nil {
 		return nil, err
 	}
-	if dir := dirOf(cfg.Storage.Path); dir != "" {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("storage.path: %w", err)
-		}
-	}
-	a.store, err = store.OpenSQLite(ctx, cfg.Storage.Path, sealer)
+	a.store, err = openStore(ctx, cfg.Storage, sealer)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -94,6 +88,10 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		ClientSecret: cfg.OIDC.ClientSecret,
 		RedirectURL:  web.RedirectURL(public),
 		Scopes:       cfg.OIDC.Scopes,
+		// Short for what may be abandoned, long for token calls: a refresh abandoned early may still commit.
+		Timeout:          cfg.OIDC.HTTPTimeout,
+		TokenTimeout:     cfg.OIDC.TokenTimeout,
+		IntrospectionURL: cfg.OIDC.IntrospectionURL,
 	}, hc, logger)
 	if err != nil {
 		return nil, err
@@ -105,6 +103,8 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		Lifetime:             cfg.Session.Lifetime,
 		Concurrency:          cfg.Tokens.RefreshConcurrency,
 		MaxPerSecond:         cfg.Tokens.MaxRefreshesPerSecond,
+		Limiter:              sharedLimiter(a.store, cfg.Tokens.MaxRefreshesPerSecond),
+		TokenCallTimeout:     cfg.OIDC.TokenTimeout,
 		Logger:               logger,
 	})
 
@@ -117,7 +117,7 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		return nil, fmt.Errorf("smtp.ca_file: %w", err)
 	}
 	a.pool = mail.NewPool(imapSrv, mail.PoolOptions{
-		MaxPerKey:   cfg.IMAP.Pool.MaxPerUser,
+		MaxPerUser:  cfg.IMAP.Pool.MaxPerUser,
 		MaxTotal:    cfg.IMAP.Pool.MaxTotal,
 		IdleTimeout: cfg.IMAP.Pool.IdleTimeout,
 		Logger:      logger,
@@ -136,14 +136,21 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		MaxUpload:     int64(cfg.Web.MaxUploadMB) << 20,
 		Logger:        logger,
 		Version:       version,
-		Sender:        a.metrics.CountSends(web.SMTPSender{Server: a.smtp}),
-	}, a.metrics.CountSignIns(a.auth), a.keeper, a.pool, a.store)
+		Sender:        web.SMTPSender{Server: a.smtp},
+		// The metrics count what web reports: requests by route, sign-ins, submissions.
+		Observer: a.metrics,
+
+		BrowserSessionCookie: cfg.Session.BrowserSessionCookie,
+		TrustedProxies:       trustedProxies(cfg.Server.TrustedProxies),
+	}, a.auth, a.keeper, a.pool, a.store)
 	if err != nil {
 		return nil, err
 	}
 	a.web.SetReadiness(map[string]web.Checker{
 		"store": web.CheckFunc(a.store.Ping),
-		"idp":   web.DiscoveryCheck(hc, cfg.OIDC.Issuer, 10*time.Second),
+		// The discovery document, through the Provider's client; cached so that frequent probes cost the IdP one
+		// request per 10 s.
+		"idp": web.CacheCheck(web.CheckFunc(a.auth.Probe), 10*time.Second),
 		// Cached like discovery, so that probing /readyz does not open a connection to the mail server each time.
 		"imap": web.CacheCheck(web.IMAPCheck(imapSrv), 10*time.Second),
 	})
@@ -193,6 +200,9 @@ func (a *app) serve(ctx context.Context, srv *http.Server, errc <-chan error) er
 		defer wg.Done()
 		a.janitor(bg)
 	}()
+	if w, ok := a.store.(endedGrantWatcher); ok {
+		wg.Go(func() { a.watchEndedGrants(bg, w) })
+	}
 
 	if a.cfg.Server.MetricsListen != "" {
 		// Metrics get a listener of their own so the public one never exposes them.
@@ -233,11 +243,11 @@ func (a *app) serve(ctx context.Context, srv *http.Server, errc <-chan error) er
 	return serveErr
 }
 
-// handler is the app's public HTTP handler: the web server, timed per route pattern for the metrics.
-func (a *app) handler() http.Handler { return a.metrics.Middleware(a.web.RoutePattern)(a.web) }
+// handler is the app's public HTTP handler; the web server reports each request to the metrics itself.
+func (a *app) handler() http.Handler { return a.web }
 
-// janitor closes idle IMAP connections (well before the server's 30-minute autologout), deletes expired sessions and
-// sweeps grants that ended long ago.
+// janitor closes idle IMAP connections (well before the server's 30-minute autologout) and deletes expired sessions.
+// Grants are the keeper's: its Run also deletes those that ended long ago.
 func (a *app) janitor(ctx context.Context) {
 	t := time.NewTicker(30 * time.Second)
 	defer t.Stop()
@@ -251,13 +261,6 @@ func (a *app) janitor(ctx context.Context) {
 				a.log.Warn("delete expired sessions", slog.Any("err", err))
 			} else if n > 0 {
 				a.log.Debug("expired sessions deleted", slog.Int("count", n))
-			}
-			// A grant the IdP ended (needs_sign_in) whose user has not come back within the session idle timeout
-			// has no session left to come back with.
-			if n, err := a.store.DeleteEndedGrants(ctx, now.Add(-a.cfg.Session.IdleTimeout)); err != nil {
-				a.log.Warn("delete ended grants", slog.Any("err", err))
-			} else if n > 0 {
-				a.log.Info("ended grants deleted", slog.Int("count", n))
 			}
 		}
 	}
@@ -286,11 +289,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 func listenAndServe(ctx context.Context, ln net.Listener, cfg *config.Config, logger *slog.Logger, hc *http.Client, ready func()) error {
 	door := &frontDoor{issuer: cfg.OIDC.Issuer}
 	srv := &http.Server{
-		Handler:           door,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		Handler:  door,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	// Header, body and idle timeouts; the compose form and long responses adjust theirs per request (web).
+	web.ConfigureTimeouts(srv)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	logger.Info("postern listening", slog.String("addr", ln.Addr().String()))
@@ -304,6 +307,17 @@ func listenAndServe(ctx context.Context, ln net.Listener, cfg *config.Config, lo
 		ready()
 	}
 	return a.serve(ctx, srv, errc)
+}
+
+// trustedProxies parses server.trusted_proxies; Validate has refused any entry that does not parse.
+func trustedProxies(list []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range list {
+		if p, err := config.ParseTrustedProxy(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // discover runs OIDC discovery, waiting for the IdP if it is not up yet: Postern, Authelia and Stalwart usually start

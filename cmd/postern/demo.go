@@ -17,8 +17,8 @@ import (
 	"strconv"
 
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/devstack"
 	"github.com/postern/postern/internal/devstack/idp"
-	"github.com/postern/postern/internal/devstack/mailserver"
 	"github.com/postern/postern/web"
 )
 
@@ -31,83 +31,30 @@ var demoUsers = []demoUser{
 	{"bob", "bob-password", "bob@example.test", "Bob Marley"},
 }
 
-// devstack is the demo's peers: an IdP shaped like Authelia and a mail server that validates tokens like Stalwart.
-type devstack struct {
-	idp      *idp.IdP
-	mail     *mailserver.Server
-	imapAddr net.Addr
-	smtpAddr net.Addr
-	secret   string
-}
-
 // startDevstack starts the dev IdP and mail server on 127.0.0.1 with the demo users and their seeded mailboxes,
 // registering a client whose redirect URI is Postern's callback at publicURL.
-func startDevstack(publicURL string, logger *slog.Logger) (*devstack, error) {
-	d := &devstack{secret: randomString(24)}
-	var users []idp.User
-	for _, u := range demoUsers {
-		users = append(users, idp.User{Username: u.username, Password: u.password, Email: u.email, Name: u.name})
-	}
+func startDevstack(publicURL string, logger *slog.Logger) (*devstack.Stack, error) {
 	pu, err := url.Parse(publicURL)
 	if err != nil {
 		return nil, err
 	}
-	d.idp, err = idp.Start("127.0.0.1:0", idp.Options{
-		Users: users,
-		Clients: []idp.Client{{
-			ID: "postern", Secret: d.secret,
-			RedirectURIs: []string{web.RedirectURL(pu)},
-			Scopes:       []string{"openid", "profile", "email", "offline_access"},
-		}},
-		Logger: logger.With(slog.String("component", "dev-idp")),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("dev idp: %w", err)
-	}
-	d.mail, err = mailserver.New(mailserver.Options{
-		UserinfoURL: d.idp.Issuer() + "/api/oidc/userinfo",
-		Logger:      logger.With(slog.String("component", "dev-mail")),
-	})
-	if err != nil {
-		d.idp.Close()
-		return nil, fmt.Errorf("dev mail server: %w", err)
-	}
+	var users []idp.User
 	for _, u := range demoUsers {
-		if err := d.mail.Seed(u.email); err != nil {
-			d.close()
-			return nil, fmt.Errorf("seed %s: %w", u.email, err)
-		}
+		users = append(users, idp.User{Username: u.username, Password: u.password, Email: u.email, Name: u.name})
 	}
-	if d.imapAddr, err = d.mail.ListenIMAP("127.0.0.1:0"); err != nil {
-		d.close()
-		return nil, err
-	}
-	if d.smtpAddr, err = d.mail.ListenSMTP("127.0.0.1:0"); err != nil {
-		d.close()
-		return nil, err
-	}
-	return d, nil
-}
-
-func (d *devstack) close() {
-	if d.mail != nil {
-		d.mail.Close()
-	}
-	if d.idp != nil {
-		d.idp.Close()
-	}
+	return devstack.Start(devstack.Options{RedirectURIs: []string{web.RedirectURL(pu)}, Users: users, Logger: logger})
 }
 
 // demoConfig is the configuration a self-hoster would write for these peers, built from the same defaults and
 // validated by the same rules as a file.
-func (d *devstack) config(publicURL, dataDir string) (*config.Config, error) {
+func demoConfig(d *devstack.Stack, publicURL, dataDir string) (*config.Config, error) {
 	cfg := config.Default()
 	cfg.Server.PublicURL = publicURL
-	cfg.OIDC.Issuer = d.idp.Issuer()
-	cfg.OIDC.ClientID = "postern"
-	cfg.OIDC.ClientSecret = d.secret
-	imapHost, imapPort := splitAddr(d.imapAddr)
-	smtpHost, smtpPort := splitAddr(d.smtpAddr)
+	cfg.OIDC.Issuer = d.IdP.Issuer()
+	cfg.OIDC.ClientID = devstack.ClientID
+	cfg.OIDC.ClientSecret = d.ClientSecret
+	imapHost, imapPort := splitAddr(d.IMAP)
+	smtpHost, smtpPort := splitAddr(d.SMTP)
 	cfg.IMAP.Host, cfg.IMAP.Port, cfg.IMAP.TLS = imapHost, imapPort, "none"
 	cfg.SMTP.Host, cfg.SMTP.Port, cfg.SMTP.TLS = smtpHost, smtpPort, "none"
 	cfg.Session.Secret = randomString(48)
@@ -158,19 +105,19 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 		ln.Close()
 		return err
 	}
-	defer d.close()
-	cfg, err := d.config(publicURL, *dataDir)
+	defer d.Close()
+	cfg, err := demoConfig(d, publicURL, *dataDir)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	return listenAndServe(ctx, ln, cfg, logger, &http.Client{}, func() {
 		fmt.Fprintf(stdout, "Postern demo is running at %s\n\n", publicURL)
-		fmt.Fprintf(stdout, "Sign in as one of these users of the demo identity provider (%s):\n", d.idp.Issuer())
+		fmt.Fprintf(stdout, "Sign in as one of these users of the demo identity provider (%s):\n", d.IdP.Issuer())
 		for _, u := range demoUsers {
 			fmt.Fprintf(stdout, "  user %-6s password %s\n", u.username, u.password)
 		}
-		fmt.Fprintf(stdout, "\nDemo mail server: IMAP %s, SMTP submission %s. Press Ctrl-C to stop.\n", d.imapAddr, d.smtpAddr)
+		fmt.Fprintf(stdout, "\nDemo mail server: IMAP %s, SMTP submission %s. Press Ctrl-C to stop.\n", d.IMAP, d.SMTP)
 	})
 }
 

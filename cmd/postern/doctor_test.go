@@ -13,19 +13,21 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/postern/postern/internal/devstack"
 )
 
 // doctorConfig writes a configuration file for the demo's peers, with the client secret in a file as production
 // would have it.
-func doctorConfig(t *testing.T, d *devstack, clientSecret string) string {
+func doctorConfig(t *testing.T, d *devstack.Stack, clientSecret string) string {
 	t.Helper()
 	dir := t.TempDir()
 	secretFile := filepath.Join(dir, "client_secret")
 	if err := os.WriteFile(secretFile, []byte(clientSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	imapHost, imapPort := splitAddr(d.imapAddr)
-	smtpHost, smtpPort := splitAddr(d.smtpAddr)
+	imapHost, imapPort := splitAddr(d.IMAP)
+	smtpHost, smtpPort := splitAddr(d.SMTP)
 	yml := fmt.Sprintf(`server:
   public_url: http://127.0.0.1:8080
 oidc:
@@ -45,7 +47,7 @@ session:
 storage:
   path: postern.db
   encryption_key: %s
-`, d.idp.Issuer(), imapHost, imapPort, smtpHost, smtpPort, randomString(48), "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+`, d.IdP.Issuer(), imapHost, imapPort, smtpHost, smtpPort, randomString(48), "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
 	path := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
@@ -54,15 +56,16 @@ storage:
 }
 
 func TestDoctor(t *testing.T) {
+	t.Parallel()
 	d, err := startDevstack("http://127.0.0.1:8080", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.close()
+	defer d.Close()
 
 	t.Run("correct", func(t *testing.T) {
 		var out bytes.Buffer
-		err := runDoctor(context.Background(), []string{"-config", doctorConfig(t, d, d.secret)}, noEnv, &out, io.Discard)
+		err := runDoctor(context.Background(), []string{"-config", doctorConfig(t, d, d.ClientSecret)}, noEnv, &out, io.Discard)
 		if err != nil {
 			t.Fatalf("doctor = %v\n%s", err, out.String())
 		}
@@ -94,7 +97,7 @@ func TestDoctor(t *testing.T) {
 				t.Errorf("output lacks %q:\n%s", want, out.String())
 			}
 		}
-		if strings.Contains(out.String(), d.secret) || strings.Contains(out.String(), "not-the-secret") {
+		if strings.Contains(out.String(), d.ClientSecret) || strings.Contains(out.String(), "not-the-secret") {
 			t.Error("the output shows a client secret")
 		}
 	})

@@ -3,17 +3,11 @@
 package main
 
 import (
-	"context"
 	"encoding/base64"
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/postern/postern/internal/devstack/idp"
 	"github.com/postern/postern/internal/store"
@@ -24,60 +18,18 @@ import (
 // fails if any token, authorization code, state, nonce, client or session secret, encryption key, cookie value or SASL
 // payload appears in it.
 func TestLogsHoldNoSecrets(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Parallel()
 	var logs syncBuffer
-	debug := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + ln.Addr().String()
-	d, err := startDevstack(base, debug)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.close()
-	cfg, err := d.config(base, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Log.Level = "debug"
-	a, err := newApp(ctx, cfg, newLogger(cfg, &logs), &http.Client{Timeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	srv := &http.Server{Handler: a.handler()}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	go func() { done <- a.serve(ctx, srv, errc) }()
-
-	secrets := map[string]string{
-		"client secret":  d.secret,
-		"session secret": cfg.Session.Secret,
-		"encryption key": cfg.Storage.EncryptionKey,
-	}
-	jar, _ := cookiejar.New(nil)
-	hc := &http.Client{Jar: jar, Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	ta := startApp(t, &logs)
+	ctx, a, d, cfg, jar, hc, base := ta.ctx, ta.app, ta.dev, ta.cfg, ta.jar, ta.hc, ta.base
 	do := func(method, path string) *http.Response {
 		t.Helper()
-		req, err := http.NewRequestWithContext(ctx, method, base+path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if method == http.MethodPost {
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp
+		return ta.do(method, path, nil)
+	}
+	secrets := map[string]string{
+		"client secret":  d.ClientSecret,
+		"session secret": cfg.Session.Secret,
+		"encryption key": cfg.Storage.EncryptionKey,
 	}
 
 	// Sign in; the code and state come from the callback URL.
@@ -95,7 +47,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	if resp := do(http.MethodGet, cb.RequestURI()); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("callback = %s", resp.Status)
 	}
-	for _, u := range []string{base, d.idp.Issuer()} {
+	for _, u := range []string{base, d.IdP.Issuer()} {
 		pu, _ := url.Parse(u)
 		for _, c := range jar.Cookies(pu) {
 			secrets["cookie "+c.Name] = c.Value
@@ -108,26 +60,17 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 			t.Fatalf("GET %s = %s", path, resp.Status)
 		}
 	}
-	ids, err := a.store.DueGrants(ctx, time.Now().Add(1000*time.Hour), 10)
-	if err != nil || len(ids) != 1 {
-		t.Fatalf("DueGrants = %v, %v", ids, err)
-	}
-	g, err := a.store.Grant(ctx, ids[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := ta.onlyGrant()
 	addTokens(secrets, "first", g)
 
-	// A refresh: the access token is about to expire, so the next page view rotates the grant; then a new IMAP
+	// A refresh: the access token has all but expired (too little left for a view, which then waits for the
+	// refresh instead of starting it in the background), so the next page view rotates the grant; then a new IMAP
 	// login presents the new token.
-	g.AccessExpiry, g.LastRefresh = time.Now().Add(30*time.Second), time.Now().Add(-time.Hour)
-	if _, err := a.store.UpdateGrant(ctx, g); err != nil {
-		t.Fatal(err)
-	}
+	ta.expireSoon(g)
 	if resp := do(http.MethodGet, "/mail/INBOX"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /mail/INBOX after expiry = %s", resp.Status)
 	}
-	g2, err := a.store.Grant(ctx, ids[0])
+	g2, err := a.store.Grant(ctx, g.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,33 +78,25 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		t.Fatal("the grant was not refreshed")
 	}
 	addTokens(secrets, "refreshed", g2)
-	a.pool.CloseKey(ids[0])
+	a.pool.CloseKey(g.ID)
 	if resp := do(http.MethodGet, "/mail/INBOX"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /mail/INBOX with a new login = %s", resp.Status)
 	}
 
 	// An error path: the IdP is down, so the mail server cannot check the token of a new IMAP login and the page
 	// fails; errors carry server replies, which is where tokens tend to leak.
-	d.idp.SetDown(true)
-	a.pool.CloseKey(ids[0])
+	d.IdP.SetDown(true)
+	a.pool.CloseKey(g.ID)
 	if resp := do(http.MethodGet, "/mail/INBOX"); resp.StatusCode < 500 {
 		t.Fatalf("GET /mail/INBOX with the IdP down = %s", resp.Status)
 	}
-	d.idp.SetDown(false)
+	d.IdP.SetDown(false)
 
 	// Sign out (revokes at the IdP), then stop.
 	if resp := do(http.MethodPost, "/logout"); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("logout = %s", resp.Status)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not stop")
-	}
+	ta.Stop()
 
 	out := logs.String()
 	if !strings.Contains(out, "level=DEBUG") || !strings.Contains(out, "component=dev-idp") || !strings.Contains(out, "signed in") {

@@ -22,6 +22,7 @@ import (
 func noEnv(string) string { return "" }
 
 func TestConfigCheckAcceptsTheExample(t *testing.T) {
+	t.Parallel()
 	var out, errb bytes.Buffer
 	if err := run(context.Background(), []string{"config", "check", "-config", "../../config.example.yml"}, noEnv, &out, &errb); err != nil {
 		t.Fatalf("config check on config.example.yml: %v\n%s", err, errb.String())
@@ -32,6 +33,7 @@ func TestConfigCheckAcceptsTheExample(t *testing.T) {
 }
 
 func TestConfigCheckListsEveryProblem(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "broken.yml")
 	broken := `server:
   public_url: ftp://mail.example.com
@@ -68,6 +70,7 @@ storage:
 }
 
 func TestVersion(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"version"}, noEnv, &out, io.Discard); err != nil {
 		t.Fatal(err)
@@ -98,6 +101,7 @@ func (s *syncBuffer) String() string {
 // TestDemo runs the real command as a newcomer would, on a free port, and walks the first screen: sign in as the
 // printed demo user, see the inbox, sign out.
 func TestDemo(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb syncBuffer
 	done := make(chan error, 1)

@@ -30,6 +30,8 @@ func freeAddr(t *testing.T) string {
 
 // TestServeWaitsForTheIdP: `postern serve` started before its identity provider listens at once, says "starting"
 // (503, /healthz 200, /readyz 503), and serves normally as soon as the IdP answers — no restart needed.
+// Not parallel: it reserves two ports with freeAddr and listens on them later, which a parallel test's :0 listener
+// could take in between.
 func TestServeWaitsForTheIdP(t *testing.T) {
 	idpAddr, webAddr := freeAddr(t), freeAddr(t)
 	dir := t.TempDir()
@@ -58,20 +60,9 @@ storage:
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "-config", path}, noEnv, io.Discard, io.Discard) }()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve returned %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("serve did not stop")
-		}
-	}()
+	defer background(t, "serve", func(ctx context.Context) error {
+		return run(ctx, []string{"serve", "-config", path}, noEnv, io.Discard, io.Discard)
+	}, nil)()
 
 	get := func(p string) (int, string) {
 		resp, err := http.Get("http://" + webAddr + p)

@@ -39,6 +39,9 @@ type ServerConfig struct {
 	Listen string `yaml:"listen"`
 	// MetricsListen is an optional separate host:port for metrics.
 	MetricsListen string `yaml:"metrics_listen"`
+	// TrustedProxies are the IP addresses or CIDR ranges of reverse proxies whose X-Forwarded-For header names the
+	// client; empty trusts none, and the access log shows the connection's peer.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // LogConfig selects the slog level and handler.
@@ -63,8 +66,14 @@ type OIDCConfig struct {
 	Scopes []string `yaml:"scopes"`
 	// CAFile is an optional PEM bundle to trust for the provider's TLS; made absolute on load.
 	CAFile string `yaml:"ca_file"`
-	// HTTPTimeout bounds each request to the provider.
+	// HTTPTimeout bounds each request that is safe to abandon: discovery, userinfo, introspection, revocation.
 	HTTPTimeout time.Duration `yaml:"http_timeout"`
+	// TokenTimeout bounds each token endpoint request (refresh, code exchange). It is long because a refresh
+	// abandoned early may still commit at the provider, which then rotates the refresh token for nobody.
+	TokenTimeout time.Duration `yaml:"token_timeout"`
+	// IntrospectionURL overrides the discovery document's introspection_endpoint (RFC 7662); Ory Hydra serves it
+	// only on its admin port and does not advertise it.
+	IntrospectionURL string `yaml:"introspection_url"`
 }
 
 // TokensConfig tunes the background token refresher.
@@ -131,14 +140,21 @@ type SessionConfig struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// Lifetime ends a session this long after sign-in, active or not.
 	Lifetime time.Duration `yaml:"lifetime"`
+	// BrowserSessionCookie makes the cookie end with the browser session (no Max-Age) instead of at Lifetime.
+	BrowserSessionCookie bool `yaml:"browser_session_cookie"`
 }
 
 // StorageConfig is the database and the keys that seal tokens at rest.
 type StorageConfig struct {
-	// Driver is the database driver; only sqlite for now.
+	// Driver is the database driver: sqlite (one instance, the default) or postgres (several instances).
 	Driver string `yaml:"driver"`
-	// Path is the SQLite file; made absolute on load.
+	// Path is the SQLite file; made absolute on load. Only with driver sqlite.
 	Path string `yaml:"path"`
+	// DSN is the PostgreSQL connection string (postgres://… or key=value), a secret since it may hold a password.
+	// Only with driver postgres.
+	DSN string `yaml:"dsn"`
+	// DSNFile names a file holding DSN; made absolute on load.
+	DSNFile string `yaml:"dsn_file"`
 	// EncryptionKey is 32 bytes as base64 or hex (see DecodeKey).
 	EncryptionKey string `yaml:"encryption_key"`
 	// EncryptionKeyFile names a file holding EncryptionKey; made absolute on load.
@@ -258,8 +274,9 @@ func defaults() Config {
 		Server: ServerConfig{Listen: "127.0.0.1:8080"},
 		Log:    LogConfig{Level: "info", Format: "text"},
 		OIDC: OIDCConfig{
-			Scopes:      []string{"openid", "profile", "email", "offline_access"},
-			HTTPTimeout: 15 * time.Second,
+			Scopes:       []string{"openid", "profile", "email", "offline_access"},
+			HTTPTimeout:  15 * time.Second,
+			TokenTimeout: 2 * time.Minute,
 		},
 		Tokens: TokensConfig{
 			RefreshBeforeExpiry:   5 * time.Minute,
@@ -311,7 +328,7 @@ func (c *Config) resolvePaths(baseDir string) {
 	}
 	paths := []*string{
 		&c.OIDC.ClientSecretFile, &c.OIDC.CAFile, &c.IMAP.CAFile, &c.SMTP.CAFile,
-		&c.Session.SecretFile, &c.Storage.EncryptionKeyFile,
+		&c.Session.SecretFile, &c.Storage.EncryptionKeyFile, &c.Storage.DSNFile,
 	}
 	// SQLite's ":memory:" and "file:" URIs are not file paths.
 	if !strings.HasPrefix(c.Storage.Path, ":") && !strings.HasPrefix(c.Storage.Path, "file:") {

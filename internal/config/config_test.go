@@ -61,6 +61,7 @@ func mustParse(t *testing.T, yml string, getenv func(string) string, dir string)
 }
 
 func TestExampleFileLoads(t *testing.T) {
+	t.Parallel()
 	c, err := Load("../../config.example.yml", noEnv)
 	if err != nil {
 		t.Fatalf("Load(config.example.yml) = %v", err)
@@ -77,6 +78,7 @@ func TestExampleFileLoads(t *testing.T) {
 // The example documents every key: each key name appears in it, set or in
 // a comment.
 func TestExampleFileHasEveryKey(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile("../../config.example.yml")
 	if err != nil {
 		t.Fatal(err)
@@ -108,16 +110,16 @@ func keyPaths(t reflect.Type, prefix string) []string {
 }
 
 func TestDefaults(t *testing.T) {
+	t.Parallel()
 	c := mustParse(t, validYAML, noEnv, "")
 	want := Default()
-	checks := []struct {
-		name      string
-		got, want any
-	}{
+	checkFields(t, []field{
 		{"listen", c.Server.Listen, "127.0.0.1:8080"},
 		{"log.level", c.Log.Level, "info"},
 		{"scopes", strings.Join(c.OIDC.Scopes, ","), "openid,profile,email,offline_access"},
 		{"http_timeout", c.OIDC.HTTPTimeout, 15 * time.Second},
+		{"token_timeout", c.OIDC.TokenTimeout, 2 * time.Minute},
+		{"introspection_url", c.OIDC.IntrospectionURL, ""},
 		{"refresh_token_lifetime", c.Tokens.RefreshTokenLifetime, 90 * time.Minute},
 		{"imap.port", c.IMAP.Port, 993},
 		{"smtp.port", c.SMTP.Port, 465},
@@ -127,17 +129,11 @@ func TestDefaults(t *testing.T) {
 		{"key id", c.Storage.EncryptionKeyID, "1"},
 		{"page_size", c.Web.PageSize, 50},
 		{"max_upload_mb", c.Web.MaxUploadMB, 25},
-	}
-	for _, tc := range checks {
-		t.Run(tc.name, func(t *testing.T) {
-			if tc.got != tc.want {
-				t.Errorf("got %v, want %v", tc.got, tc.want)
-			}
-		})
-	}
+	})
 }
 
 func TestPortsByTLSMode(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name               string
 		extra              string
@@ -164,6 +160,7 @@ func TestPortsByTLSMode(t *testing.T) {
 }
 
 func TestBrokenFileListsEveryProblem(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "secret"), []byte("from-file\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -178,6 +175,7 @@ oidc:
   client_secret: insecure_secret
   client_secret_file: secret
   scopes: [openid, email]
+  token_timout: 2m
 imap:
   host: mail.example.com
   tls: ssl
@@ -198,6 +196,7 @@ tokens:
 		"oidc.client_secret",         // value and _file
 		"oidc.issuer",                // trailing slash
 		"oidc.scopes",                // no offline_access
+		"oidc.token_timout",          // unknown key
 		"server.listn",               // unknown key
 		"server.public_url",          // bad URL
 		"session.secret",             // short
@@ -209,7 +208,8 @@ tokens:
 		t.Errorf("problem keys =\n%q\nwant\n%q\nerror:\n%v", got, want, err)
 	}
 	msg := err.Error()
-	for _, s := range []string{"server.listn: line 4: unknown key; did you mean server.listen?", "offline_access"} {
+	for _, s := range []string{"server.listn: line 4: unknown key; did you mean server.listen?", "offline_access",
+		"oidc.token_timout: line 11: unknown key; did you mean oidc.token_timeout?"} {
 		if !strings.Contains(msg, s) {
 			t.Errorf("error does not contain %q:\n%s", s, msg)
 		}
@@ -217,6 +217,7 @@ tokens:
 }
 
 func TestMissingRequired(t *testing.T) {
+	t.Parallel()
 	_, err := Parse(nil, noEnv, "")
 	want := []string{
 		"imap.host", "oidc.client_id", "oidc.client_secret", "oidc.issuer", "server.public_url",
@@ -228,8 +229,27 @@ func TestMissingRequired(t *testing.T) {
 }
 
 func TestLoadMissingFile(t *testing.T) {
+	t.Parallel()
 	_, err := Load(filepath.Join(t.TempDir(), "nope.yml"), noEnv)
 	if got := problemKeys(t, err); !slices.Equal(got, []string{fileKey}) {
 		t.Errorf("problem keys = %q", got)
+	}
+}
+
+// field is one configuration value and what it should be.
+type field struct {
+	name      string
+	got, want any
+}
+
+// checkFields reports each field whose value is not the one wanted, as a subtest named after it.
+func checkFields(t *testing.T, fields []field) {
+	t.Helper()
+	for _, f := range fields {
+		t.Run(f.name, func(t *testing.T) {
+			if f.got != f.want {
+				t.Errorf("got %v, want %v", f.got, f.want)
+			}
+		})
 	}
 }

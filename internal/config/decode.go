@@ -49,7 +49,11 @@ func decodeNode(n *yaml.Node, v reflect.Value, path string, ps *Problems) {
 				if s := suggest(k.Value, v.Type()); s != "" {
 					msg += fmt.Sprintf("; did you mean %s?", join(path, s))
 				}
-				ps.add(join(path, k.Value), "%s", msg)
+				name := k.Value
+				if name == "" {
+					name = `""` // an empty key (found by FuzzDecode) still needs a name in the report
+				}
+				ps.add(join(path, name), "%s", msg)
 				continue
 			}
 			decodeNode(val, f, join(path, k.Value), ps)

@@ -8,6 +8,7 @@ import (
 )
 
 func TestEnvOverrides(t *testing.T) {
+	t.Parallel()
 	env := envMap(map[string]string{
 		"POSTERN_OIDC_CLIENT_SECRET":              "from-env",
 		"POSTERN_IMAP_HOST":                       "imap.internal",
@@ -20,10 +21,7 @@ func TestEnvOverrides(t *testing.T) {
 		"POSTERN_SMTP_TLS":                        "starttls",
 	})
 	c := mustParse(t, validYAML, env, "")
-	checks := []struct {
-		name      string
-		got, want any
-	}{
+	checkFields(t, []field{
 		{"client_secret", c.OIDC.ClientSecret, "from-env"},
 		{"imap.host", c.IMAP.Host, "imap.internal"},
 		{"public_url", c.Server.PublicURL, "http://127.0.0.1:8080"},
@@ -34,17 +32,11 @@ func TestEnvOverrides(t *testing.T) {
 		{"pool.max_per_user", c.IMAP.Pool.MaxPerUser, 2},
 		{"smtp.port follows env tls", c.SMTP.Port, 587},
 		{"untouched", c.SMTP.Host, "mail.example.com"},
-	}
-	for _, tc := range checks {
-		t.Run(tc.name, func(t *testing.T) {
-			if tc.got != tc.want {
-				t.Errorf("got %v, want %v", tc.got, tc.want)
-			}
-		})
-	}
+	})
 }
 
 func TestEnvParseErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, env, value string
 		wantKeys         []string
@@ -70,6 +62,7 @@ func TestEnvParseErrors(t *testing.T) {
 }
 
 func TestEnvName(t *testing.T) {
+	t.Parallel()
 	tests := map[string]string{
 		"oidc.client_secret":          "POSTERN_OIDC_CLIENT_SECRET",
 		"imap.pool.idle_timeout":      "POSTERN_IMAP_POOL_IDLE_TIMEOUT",

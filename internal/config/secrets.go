@@ -21,6 +21,7 @@ func (c *Config) secretPairs() []secretPair {
 		{"oidc.client_secret", &c.OIDC.ClientSecret, &c.OIDC.ClientSecretFile},
 		{"session.secret", &c.Session.Secret, &c.Session.SecretFile},
 		{"storage.encryption_key", &c.Storage.EncryptionKey, &c.Storage.EncryptionKeyFile},
+		{"storage.dsn", &c.Storage.DSN, &c.Storage.DSNFile},
 	}
 	for i := range c.Storage.PreviousKeys {
 		k := &c.Storage.PreviousKeys[i]

@@ -37,6 +37,7 @@ func withSecretFiles(client, session, key string) string {
 const hexKey = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 
 func TestSecretFiles(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "secrets", "client"), "s3cret\n")
 	writeFile(t, filepath.Join(dir, "session"), strings.Repeat("x", 40)+"\r\n")
@@ -69,6 +70,7 @@ func TestSecretFiles(t *testing.T) {
 }
 
 func TestSecretFileProblems(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "client"), "s3cret\n")
 	writeFile(t, filepath.Join(dir, "empty"), "\n")
@@ -110,6 +112,7 @@ func TestSecretFileProblems(t *testing.T) {
 }
 
 func TestPreviousKeys(t *testing.T) {
+	t.Parallel()
 	key := "  previous_keys:\n    - {id: %q, key: " + hexKey + "}\n"
 	tests := []struct {
 		name     string
@@ -146,6 +149,7 @@ func TestPreviousKeys(t *testing.T) {
 }
 
 func TestDecodeKey(t *testing.T) {
+	t.Parallel()
 	raw := bytes.Repeat([]byte{0xfb}, 32) // 0xfb makes std and url base64 differ
 	tests := []struct {
 		name, text string
@@ -182,6 +186,7 @@ func TestDecodeKey(t *testing.T) {
 }
 
 func TestCAFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "ca.pem"), selfSignedPEM(t))
 	writeFile(t, filepath.Join(dir, "junk.pem"), "not pem\n")

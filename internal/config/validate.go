@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/x509"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -34,6 +35,12 @@ func (c *Config) validate(ps *Problems) {
 		}
 	}
 
+	for i, p := range c.Server.TrustedProxies {
+		if _, err := ParseTrustedProxy(p); err != nil {
+			ps.add("server.trusted_proxies", "entry %d: %q is neither an IP address nor a CIDR range (10.0.0.0/8)", i, p)
+		}
+	}
+
 	// log
 	oneOf(ps, "log.level", c.Log.Level, "debug", "info", "warn", "error")
 	oneOf(ps, "log.format", c.Log.Format, "text", "json")
@@ -44,7 +51,20 @@ func (c *Config) validate(ps *Problems) {
 	requiredSecret(ps, "oidc.client_secret", c.OIDC.ClientSecret, c.OIDC.ClientSecretFile)
 	checkScopes(ps, "oidc.scopes", c.OIDC.Scopes)
 	checkCAFile(ps, "oidc.ca_file", c.OIDC.CAFile)
-	positive(ps, "oidc.http_timeout", c.OIDC.HTTPTimeout)
+	okHTTP := positive(ps, "oidc.http_timeout", c.OIDC.HTTPTimeout)
+	switch tt := c.OIDC.TokenTimeout; {
+	case !positive(ps, "oidc.token_timeout", tt):
+	case okHTTP && tt < c.OIDC.HTTPTimeout:
+		ps.add("oidc.token_timeout", "must be >= oidc.http_timeout (%s): a refresh abandoned early may still "+
+			"rotate the refresh token at the IdP, got %s", c.OIDC.HTTPTimeout, tt)
+	case tt > time.Hour:
+		ps.add("oidc.token_timeout", "must be at most 1h (a refresh holds its grant's lease that long), got %s", tt)
+	}
+	if c.OIDC.IntrospectionURL != "" {
+		if u, ok := checkHTTPURL(ps, "oidc.introspection_url", c.OIDC.IntrospectionURL); ok && (u.RawQuery != "" || u.ForceQuery) {
+			ps.add("oidc.introspection_url", "must not contain a query")
+		}
+	}
 
 	// tokens
 	positive(ps, "tokens.refresh_before_expiry", c.Tokens.RefreshBeforeExpiry)
@@ -98,10 +118,15 @@ func (c *Config) validateStorage(ps *Problems) {
 	switch s.Driver {
 	case "sqlite":
 		required(ps, "storage.path", s.Path)
-	case "postgres", "postgresql":
-		ps.add("storage.driver", "postgres is not supported yet; use sqlite")
+		if s.DSN != "" || s.DSNFile != "" {
+			ps.add("storage.dsn", "is for driver postgres; with sqlite set storage.path")
+		}
+	case "postgres":
+		if requiredSecret(ps, "storage.dsn", s.DSN, s.DSNFile) {
+			checkDSN(ps, s.DSN)
+		}
 	default:
-		ps.add("storage.driver", "must be sqlite (postgres is planned), got %q", s.Driver)
+		ps.add("storage.driver", "must be sqlite or postgres, got %q", s.Driver)
 	}
 	checkKey(ps, "storage.encryption_key", s.EncryptionKey, s.EncryptionKeyFile)
 	required(ps, "storage.encryption_key_id", s.EncryptionKeyID)
@@ -118,6 +143,17 @@ func (c *Config) validateStorage(ps *Problems) {
 		}
 		seen[pk.ID] = true
 		checkKey(ps, key+".key", pk.Key, pk.KeyFile)
+	}
+}
+
+// checkDSN reports a PostgreSQL DSN that cannot work, without quoting it: it may hold a password.
+func checkDSN(ps *Problems, dsn string) {
+	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") && !strings.Contains(dsn, "=") {
+		ps.add("storage.dsn", "must be a postgres:// URL or key=value pairs (host=… dbname=…)")
+		return
+	}
+	if _, err := url.Parse(dsn); strings.Contains(dsn, "://") && err != nil {
+		ps.add("storage.dsn", "is not a valid URL (special characters in the password must be percent-encoded)")
 	}
 }
 
@@ -306,4 +342,19 @@ func validCookieName(name string) bool {
 		}
 	}
 	return true
+}
+
+// ParseTrustedProxy parses one server.trusted_proxies entry: an IP address or a CIDR range.
+func ParseTrustedProxy(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }

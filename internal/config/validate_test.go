@@ -9,6 +9,7 @@ import (
 // TestValidate changes one key of a valid file and checks which keys are
 // reported; an empty want means the change is valid.
 func TestValidate(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		env  map[string]string
@@ -41,11 +42,25 @@ func TestValidate(t *testing.T) {
 		{"bad listen", map[string]string{"POSTERN_SERVER_LISTEN": "8080"}, []string{"server.listen"}},
 		{"metrics same as listen", map[string]string{"POSTERN_SERVER_METRICS_LISTEN": "127.0.0.1:8080"}, []string{"server.metrics_listen"}},
 		{"metrics ok", map[string]string{"POSTERN_SERVER_METRICS_LISTEN": "127.0.0.1:9090"}, nil},
-		{"postgres", map[string]string{"POSTERN_STORAGE_DRIVER": "postgres"}, []string{"storage.driver"}},
+		{"postgres without dsn", map[string]string{"POSTERN_STORAGE_DRIVER": "postgres"}, []string{"storage.dsn"}},
+		{"postgres", map[string]string{"POSTERN_STORAGE_DRIVER": "postgres", "POSTERN_STORAGE_DSN": "postgres://postern@db:5432/postern"}, nil},
+		{"postgres key=value", map[string]string{"POSTERN_STORAGE_DRIVER": "postgres", "POSTERN_STORAGE_DSN": "host=db dbname=postern"}, nil},
+		{"postgres bad dsn", map[string]string{"POSTERN_STORAGE_DRIVER": "postgres", "POSTERN_STORAGE_DSN": "db:5432"}, []string{"storage.dsn"}},
+		{"dsn with sqlite", map[string]string{"POSTERN_STORAGE_DSN": "postgres://db/postern"}, []string{"storage.dsn"}},
+		{"unknown driver", map[string]string{"POSTERN_STORAGE_DRIVER": "mysql"}, []string{"storage.driver"}},
 		{"log level", map[string]string{"POSTERN_LOG_LEVEL": "verbose"}, []string{"log.level"}},
 		{"log format", map[string]string{"POSTERN_LOG_FORMAT": "xml"}, []string{"log.format"}},
 		{"page size", map[string]string{"POSTERN_WEB_PAGE_SIZE": "1000"}, []string{"web.page_size"}},
 		{"hex key", map[string]string{"POSTERN_STORAGE_ENCRYPTION_KEY": hexKey}, nil},
+		{"token timeout below http timeout", map[string]string{"POSTERN_OIDC_TOKEN_TIMEOUT": "5s"}, []string{"oidc.token_timeout"}},
+		{"token timeout zero", map[string]string{"POSTERN_OIDC_TOKEN_TIMEOUT": "0s"}, []string{"oidc.token_timeout"}},
+		{"token timeout 10m", map[string]string{"POSTERN_OIDC_TOKEN_TIMEOUT": "10m"}, nil},
+		{"token timeout 2h", map[string]string{"POSTERN_OIDC_TOKEN_TIMEOUT": "2h"}, []string{"oidc.token_timeout"}},
+		{"introspection url on loopback", map[string]string{"POSTERN_OIDC_INTROSPECTION_URL": "http://127.0.0.1:4445/admin/oauth2/introspect"}, nil},
+		{"introspection url https", map[string]string{"POSTERN_OIDC_INTROSPECTION_URL": "https://hydra-admin.internal/admin/oauth2/introspect"}, nil},
+		{"introspection url http remote", map[string]string{"POSTERN_OIDC_INTROSPECTION_URL": "http://hydra:4445/admin/oauth2/introspect"}, []string{"oidc.introspection_url"}},
+		{"introspection url relative", map[string]string{"POSTERN_OIDC_INTROSPECTION_URL": "/admin/oauth2/introspect"}, []string{"oidc.introspection_url"}},
+		{"introspection url with query", map[string]string{"POSTERN_OIDC_INTROSPECTION_URL": "https://h.example/i?x=1"}, []string{"oidc.introspection_url"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -64,6 +79,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestDefaultNeedsOnlyRequiredKeys(t *testing.T) {
+	t.Parallel()
 	c := Default()
 	err := c.Validate()
 	for _, p := range err.(*Problems).List {
@@ -74,6 +90,7 @@ func TestDefaultNeedsOnlyRequiredKeys(t *testing.T) {
 }
 
 func TestProblemsError(t *testing.T) {
+	t.Parallel()
 	ps := &Problems{List: []Problem{{"imap.tls", "bad"}, {"oidc.scopes", "worse"}}}
 	if got, want := ps.Error(), "imap.tls: bad\noidc.scopes: worse"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)

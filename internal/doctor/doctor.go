@@ -95,6 +95,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) []Result {
 	d := &run{cfg: cfg, opts: opts, hc: hc}
 	d.idp(ctx)
 	d.mail(ctx)
+	d.storage(ctx)
 	if opts.Token != "" {
 		d.token(ctx)
 	}

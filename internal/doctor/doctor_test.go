@@ -6,7 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -20,7 +19,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,21 +32,6 @@ const (
 	publicURL = "http://127.0.0.1:8080"
 	secret    = "doctor+secret/with%odd:chars"
 )
-
-var (
-	keyOnce sync.Once
-	rsaKey  *rsa.PrivateKey
-)
-
-func signingKey() *rsa.PrivateKey {
-	keyOnce.Do(func() {
-		var err error
-		if rsaKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-			panic(err)
-		}
-	})
-	return rsaKey
-}
 
 // setupOptions break one thing in an otherwise correct deployment.
 type setupOptions struct {
@@ -76,10 +59,9 @@ func newSetup(t *testing.T, o setupOptions) *setup {
 	}
 	issuer := "http://" + ln.Addr().String()
 	s.idp, err = idp.New(idp.Options{
-		Issuer:     issuer,
-		Users:      []idp.User{{Username: "alice", Password: "alice-password", Email: "alice@example.test", Name: "Alice Liddell"}},
-		Clients:    []idp.Client{{ID: "postern", Secret: secret, RedirectURIs: []string{publicURL + "/callback"}, Scopes: o.clientScopes}},
-		SigningKey: signingKey(),
+		Issuer:  issuer,
+		Users:   []idp.User{{Username: "alice", Password: "alice-password", Email: "alice@example.test", Name: "Alice Liddell"}},
+		Clients: []idp.Client{{ID: "postern", Secret: secret, RedirectURIs: []string{publicURL + "/callback"}, Scopes: o.clientScopes}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -222,6 +204,7 @@ func onlyFailures(t *testing.T, rs []Result, names ...string) {
 }
 
 func TestCorrectSetup(t *testing.T) {
+	t.Parallel()
 	s := newSetup(t, setupOptions{})
 	rs := s.run(t, s.token(t))
 	for _, r := range rs {
@@ -234,19 +217,21 @@ func TestCorrectSetup(t *testing.T) {
 		names[i] = r.Name
 	}
 	wantNames := []string{"discovery", "issuer", "endpoints", "pkce", "iss_parameter", "offline_access", "authorization",
-		"client_auth", "imap", "smtp", "userinfo", "imap_login", "smtp_login"}
+		"client_auth", "outcome_probe", "imap", "smtp", "storage", "userinfo", "imap_login", "smtp_login"}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("checks = %q, want %q", names, wantNames)
 	}
 	want(t, rs, "imap", Pass, []string{"implicit TLS", "OAUTHBEARER"}, nil)
 	want(t, rs, "smtp", Pass, []string{"STARTTLS", "OAUTHBEARER"}, nil)
 	want(t, rs, "userinfo", Pass, []string{`"alice"`, `"alice@example.test"`}, nil)
+	want(t, rs, "outcome_probe", Pass, []string{"introspection at " + s.idp.Issuer() + "/api/oidc/introspection (from discovery)", "active: false"}, nil)
 	if Failed(rs) {
 		t.Error("Failed = true for a correct set-up")
 	}
 }
 
 func TestWrongIssuer(t *testing.T) {
+	t.Parallel()
 	t.Run("host", func(t *testing.T) {
 		s := newSetup(t, setupOptions{})
 		real := s.cfg.OIDC.Issuer
@@ -270,6 +255,7 @@ func TestWrongIssuer(t *testing.T) {
 }
 
 func TestOfflineAccessMissing(t *testing.T) {
+	t.Parallel()
 	t.Run("client scopes", func(t *testing.T) {
 		s := newSetup(t, setupOptions{clientScopes: []string{"openid", "profile", "email"}})
 		rs := s.run(t, "")
@@ -289,6 +275,7 @@ func TestOfflineAccessMissing(t *testing.T) {
 }
 
 func TestDiscoveryWarnings(t *testing.T) {
+	t.Parallel()
 	front := rewriteDiscovery(func(m map[string]any) {
 		delete(m, "authorization_response_iss_parameter_supported")
 		m["code_challenge_methods_supported"] = []string{"plain"}
@@ -324,6 +311,7 @@ func autheliaPostClient(next http.Handler) http.Handler {
 }
 
 func TestClientAuthentication(t *testing.T) {
+	t.Parallel()
 	t.Run("wrong method", func(t *testing.T) {
 		s := newSetup(t, setupOptions{front: autheliaPostClient})
 		rs := s.run(t, "")
@@ -356,6 +344,7 @@ func TestClientAuthentication(t *testing.T) {
 }
 
 func TestMailMechanisms(t *testing.T) {
+	t.Parallel()
 	t.Run("no OAUTHBEARER", func(t *testing.T) {
 		s := newSetup(t, setupOptions{mechanisms: []string{"PLAIN"}})
 		rs := s.run(t, "")
@@ -374,6 +363,7 @@ func TestMailMechanisms(t *testing.T) {
 }
 
 func TestMailTLS(t *testing.T) {
+	t.Parallel()
 	t.Run("name mismatch", func(t *testing.T) {
 		s := newSetup(t, setupOptions{certNames: []string{"mail.example.test"}})
 		rs := s.run(t, "")
@@ -409,15 +399,61 @@ func TestMailTLS(t *testing.T) {
 }
 
 func TestIdPDown(t *testing.T) {
+	t.Parallel()
 	s := newSetup(t, setupOptions{})
 	s.idp.SetDown(true)
 	rs := s.run(t, "")
 	want(t, rs, "discovery", Fail, []string{"HTTP 503"}, nil)
 	want(t, rs, "client_auth", Skip, nil, nil)
+	want(t, rs, "outcome_probe", Skip, nil, nil)
 	want(t, rs, "imap", Pass, nil, nil)
 }
 
+// TestOutcomeProbe: which probe Postern has after a lost refresh answer, with the scheme of the other checks.
+func TestOutcomeProbe(t *testing.T) {
+	noIntrospection := rewriteDiscovery(func(m map[string]any) { delete(m, "introspection_endpoint") })
+	t.Run("userinfo fallback", func(t *testing.T) {
+		s := newSetup(t, setupOptions{front: noIntrospection})
+		rs := s.run(t, "")
+		want(t, rs, "outcome_probe", Warn, []string{"no introspection_endpoint", "userinfo"}, []string{"introspection_url:"})
+		onlyFailures(t, rs)
+	})
+	t.Run("configured, as for Hydra", func(t *testing.T) {
+		s := newSetup(t, setupOptions{front: noIntrospection})
+		s.cfg.OIDC.IntrospectionURL = s.idp.Issuer() + "/api/oidc/introspection"
+		rs := s.run(t, "")
+		want(t, rs, "outcome_probe", Pass, []string{"(from oidc.introspection_url)", "active: false"}, nil)
+		onlyFailures(t, rs)
+	})
+	t.Run("configured, wrong path", func(t *testing.T) {
+		s := newSetup(t, setupOptions{})
+		s.cfg.OIDC.IntrospectionURL = s.idp.Issuer() + "/admin/oauth2/introspect"
+		rs := s.run(t, "")
+		want(t, rs, "outcome_probe", Fail, []string{"HTTP 404"}, []string{"/admin/oauth2/introspect"})
+		onlyFailures(t, rs, "outcome_probe")
+	})
+	t.Run("unreachable", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		s := newSetup(t, setupOptions{})
+		s.cfg.OIDC.IntrospectionURL = "http://" + addr + "/admin/oauth2/introspect"
+		rs := s.run(t, "")
+		want(t, rs, "outcome_probe", Fail, []string{"connection refused"}, []string{"reach the introspection endpoint"})
+	})
+	t.Run("skipped after failed client authentication", func(t *testing.T) {
+		s := newSetup(t, setupOptions{})
+		s.cfg.OIDC.ClientSecret = "wrong"
+		rs := s.run(t, "")
+		want(t, rs, "outcome_probe", Skip, []string{"client authentication failed"}, nil)
+	})
+}
+
 func TestTokenRefusedByMailServer(t *testing.T) {
+	t.Parallel()
 	// A mail server whose directory asks another URL than the issuer's userinfo refuses every token.
 	s := newSetup(t, setupOptions{})
 	tok := s.token(t)

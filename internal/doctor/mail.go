@@ -3,6 +3,7 @@ package doctor
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -10,10 +11,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-smtp"
 
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/mail"
 )
 
 // mailEndpoint is the IMAP or SMTP block of the configuration, as the checks need it.
@@ -111,55 +112,43 @@ func tlsNote(mode string, cs *tls.ConnectionState) string {
 	return fmt.Sprintf("%s, certificate for %s valid until %s", kind, strings.Join(certNames(leaf), ", "), leaf.NotAfter.Format("2006-01-02"))
 }
 
+// checkIMAP probes the IMAP server with mail.Probe, the probe /readyz uses too, and explains a failure by its step.
 func (d *run) checkIMAP(ctx context.Context) {
 	const name = "imap"
 	e := d.imapEndpoint()
-	var cs *tls.ConnectionState
-	conn, detail, fix := d.dial(ctx, e, &cs)
-	if conn == nil {
-		d.fail(name, detail, fix)
+	tc, err := config.ClientTLS(e.ca, e.host)
+	if err != nil {
+		d.fail(name, "imap.ca_file: "+err.Error(), "Point imap.ca_file at a readable PEM file.")
 		return
 	}
-	var c *imapclient.Client
-	if e.tls == "starttls" {
-		tc, err := e.tlsConfig(&cs)
-		if err != nil {
-			conn.Close()
-			d.fail(name, "imap.ca_file: "+err.Error(), "Point imap.ca_file at a readable PEM file.")
-			return
-		}
-		c, err = imapclient.NewStartTLS(conn, &imapclient.Options{TLSConfig: tc})
-		if err != nil {
-			detail, fix := explainConnErr(err, e.keys(), e.host)
-			if strings.Contains(err.Error(), "STARTTLS") && !strings.Contains(detail, "TLS certificate") {
+	ctx, cancel := context.WithTimeout(ctx, d.opts.Timeout)
+	defer cancel()
+	res, err := mail.Probe(ctx, mail.Server{Host: e.host, Port: e.port, TLS: mail.TLSMode(e.tls), TLSConfig: tc,
+		DialTimeout: d.opts.Timeout, CommandTimeout: d.opts.Timeout})
+	var pe *mail.ProbeError
+	switch {
+	case err == nil:
+	case errors.As(err, &pe):
+		detail, fix := explainConnErr(pe.Err, e.keys(), e.host)
+		switch pe.Step {
+		case "dial", "tls":
+			d.fail(name, e.addr()+": "+detail, fix)
+		case "starttls":
+			if strings.Contains(pe.Err.Error(), "STARTTLS") && !strings.Contains(detail, "TLS certificate") {
 				fix = "The server does not offer STARTTLS here: set imap.tls: tls with port 993, or enable STARTTLS on this listener."
 			}
 			d.fail(name, e.addr()+": STARTTLS: "+detail, fix)
-			return
+		case "greeting":
+			d.fail(name, e.addr()+": no IMAP greeting: "+detail, fix)
+		default:
+			d.fail(name, e.addr()+": CAPABILITY got no answer", "Check that "+e.addr()+" is Stalwart's IMAP listener.")
 		}
-	} else {
-		c = imapclient.New(conn, nil)
-	}
-	defer c.Close()
-	if err := c.WaitGreeting(); err != nil {
-		detail, fix := explainConnErr(err, e.keys(), e.host)
-		d.fail(name, e.addr()+": no IMAP greeting: "+detail, fix)
+		return
+	default:
+		d.fail(name, e.addr()+": "+err.Error(), "Check imap.tls (tls, starttls or none).")
 		return
 	}
-	caps := c.Caps()
-	if caps == nil {
-		d.fail(name, e.addr()+": CAPABILITY got no answer", "Check that "+e.addr()+" is Stalwart's IMAP listener.")
-		return
-	}
-	var mechs []string
-	for capa := range caps {
-		if m, ok := strings.CutPrefix(string(capa), "AUTH="); ok {
-			mechs = append(mechs, strings.ToUpper(m))
-		}
-	}
-	slices.Sort(mechs)
-	d.checkMechanism(name, e, mechs, tlsNote(e.tls, cs))
-	_ = c.Logout().Wait()
+	d.checkMechanism(name, e, res.Mechanisms, tlsNote(e.tls, res.TLS))
 }
 
 func (d *run) checkSMTP(ctx context.Context) {

@@ -2,7 +2,9 @@ package doctor
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -12,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/postern/postern/auth"
 )
 
 // maxBody bounds every response the doctor reads.
@@ -25,6 +29,7 @@ type discovery struct {
 	TokenEndpoint                     string   `json:"token_endpoint"`
 	UserinfoEndpoint                  string   `json:"userinfo_endpoint"`
 	RevocationEndpoint                string   `json:"revocation_endpoint"`
+	IntrospectionEndpoint             string   `json:"introspection_endpoint"`
 	JWKSURI                           string   `json:"jwks_uri"`
 	ScopesSupported                   []string `json:"scopes_supported"`
 	GrantTypesSupported               []string `json:"grant_types_supported"`
@@ -39,7 +44,7 @@ type discovery struct {
 func (d *run) idp(ctx context.Context) {
 	d.discover(ctx)
 	if d.disc == nil {
-		for _, n := range []string{"issuer", "endpoints", "pkce", "iss_parameter", "offline_access", "authorization", "client_auth"} {
+		for _, n := range []string{"issuer", "endpoints", "pkce", "iss_parameter", "offline_access", "authorization", "client_auth", "outcome_probe"} {
 			d.skip(n, "no discovery document")
 		}
 		return
@@ -58,6 +63,62 @@ func (d *run) idp(ctx context.Context) {
 		d.skip("client_auth", "no token_endpoint")
 	} else {
 		d.probeClientAuth(ctx)
+	}
+	d.probeOutcome(ctx)
+}
+
+// probeOutcome reports which probe Postern has after a refresh whose answer was lost (the IdP may have rotated the
+// refresh token): introspection of the refresh token (RFC 7662), which is definitive, or only userinfo with the old
+// access token, which says nothing once that token has expired. When introspection is there, it asks about a made-up
+// token with Postern's own client credentials, as the keeper will, and expects {"active": false}: that proves the
+// endpoint answers RFC 7662 and accepts the client. It changes nothing at the IdP.
+func (d *run) probeOutcome(ctx context.Context) {
+	const name = "outcome_probe"
+	endpoint, from := d.cfg.OIDC.IntrospectionURL, "oidc.introspection_url"
+	if endpoint == "" {
+		endpoint, from = d.disc.IntrospectionEndpoint, "discovery"
+	}
+	if endpoint == "" {
+		d.warn(name, "no introspection_endpoint: after a refresh whose answer was lost, Postern can only probe userinfo "+
+			"with the old access token, which says nothing once that token has expired; then it must retry, and if the "+
+			"lost refresh had committed, the identity provider revokes the grant and the user has to sign in again",
+			"Authelia 4.39 advertises /api/oidc/introspection: check that oidc.issuer points at Authelia. For a provider "+
+				"that serves introspection without advertising it (Ory Hydra: on its admin port), set\n"+
+				"  oidc:\n    introspection_url: http://127.0.0.1:4445/admin/oauth2/introspect")
+		return
+	}
+	if r := d.last("client_auth"); r != nil && r.Status == Fail {
+		d.skip(name, "client authentication failed; introspection uses the same credentials")
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.opts.Timeout)
+	defer cancel()
+	p, err := auth.New(ctx, auth.Config{Issuer: d.cfg.OIDC.Issuer, ClientID: d.cfg.OIDC.ClientID,
+		ClientSecret: d.cfg.OIDC.ClientSecret, RedirectURL: d.redirectURL(), Scopes: d.cfg.OIDC.Scopes,
+		IntrospectionURL: d.cfg.OIDC.IntrospectionURL}, d.hc)
+	if err != nil {
+		// Every reason for it (issuer, userinfo_endpoint) is a check above.
+		d.skip(name, "Postern cannot use this provider yet: "+err.Error())
+		return
+	}
+	active, err := p.Introspect(ctx, "postern-doctor-"+rand.Text(), "refresh_token")
+	switch {
+	case err == nil && !active:
+		d.pass(name, "introspection at %s (from %s) answers active: false for a made-up refresh token: after a lost "+
+			"refresh answer, Postern asks it whether the refresh token was spent", endpoint, from)
+	case err == nil:
+		d.fail(name, fmt.Sprintf("%s (from %s) says a made-up token is active", endpoint, from),
+			"This is not an RFC 7662 introspection endpoint Postern can trust: point oidc.introspection_url at the "+
+				"provider's introspection endpoint, or remove it to use discovery's.")
+	case errors.Is(err, auth.ErrTransient):
+		d.fail(name, fmt.Sprintf("%s (from %s): %v", endpoint, from, err),
+			"Postern must reach the introspection endpoint as it reaches the token endpoint. With oidc.introspection_url, "+
+				"check host, port and that the admin listener is reachable from Postern.")
+	default:
+		d.fail(name, fmt.Sprintf("%s (from %s): %v", endpoint, from, err),
+			"Authelia 4.39 accepts the client's own client_secret_basic credentials at /api/oidc/introspection. "+
+				"With oidc.introspection_url, check that it names the provider's RFC 7662 endpoint (Hydra: "+
+				"/admin/oauth2/introspect on the admin port).")
 	}
 }
 
@@ -306,4 +367,14 @@ func printable(s string, n int) string {
 		}
 	}
 	return b.String()
+}
+
+// last returns the result of check name, or nil when it has not run.
+func (d *run) last(name string) *Result {
+	for i := len(d.results) - 1; i >= 0; i-- {
+		if d.results[i].Name == name {
+			return &d.results[i]
+		}
+	}
+	return nil
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/postern/postern/internal/store"
+	"github.com/postern/postern/auth"
 )
 
 // sourceCollector turns the keeper's, the pool's and the store's counters into series at scrape time, so nothing is
@@ -15,16 +15,37 @@ import (
 type sourceCollector struct {
 	src Sources
 
-	refreshAttempts, refreshes, probes, signInRequired, expired, signOuts *prometheus.Desc
-	grants                                                                *prometheus.Desc
-	poolConns, poolReuses, imapLogins, imapAuthFailures                   *prometheus.Desc
+	refreshAttempts, refreshes, probes, signInRequired, expired, abandoned, signOuts *prometheus.Desc
+	grants                                                                           *prometheus.Desc
+	poolConns, poolReuses, imapLogins, imapAuthFailures                              *prometheus.Desc
 }
 
-// grantStates are always reported, at 0 when there is no such grant, so that alerts on them do not see gaps.
-var grantStates = []string{string(store.StateOK), string(store.StateDegraded), string(store.StateNeedsSignIn)}
+// Grant states, refresh outcomes, probe results and sign-in reasons are always reported, at 0 until they happen, so
+// that alerts on them do not see gaps. auth names them; these are its lists as label values.
+var (
+	grantStates     = labels(auth.States())
+	refreshOutcomes = labels(auth.RefreshOutcomes())
+	probeResults    = labels(auth.ProbeResults())
+	needsSignIn     = labels(auth.SignInReasons())
+)
 
-// refreshOutcomes are reported at 0 until they happen, for the same reason.
-var refreshOutcomes = []string{"ok", "invalid_grant", "unavailable", "timeout", "rejected", "outcome_unknown"}
+// labels turns a list of auth's typed values into label values.
+func labels[T ~string](vs []T) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = string(v)
+	}
+	return out
+}
+
+// byLabel re-keys one of auth's typed counters by label value.
+func byLabel[K ~string, V any](m map[K]V) map[string]V {
+	out := make(map[string]V, len(m))
+	for k, v := range m {
+		out[string(k)] = v
+	}
+	return out
+}
 
 func newSourceCollector(src Sources) *sourceCollector {
 	d := prometheus.NewDesc
@@ -35,10 +56,13 @@ func newSourceCollector(src Sources) *sourceCollector {
 			"Token refreshes by outcome: ok, invalid_grant (grant gone), unavailable, timeout, rejected (configuration), outcome_unknown.",
 			[]string{"outcome"}, nil),
 		probes: d("postern_token_probes_total",
-			"Userinfo probes after an unknown refresh outcome or a refused mail login, by result.", []string{"result"}, nil),
+			"Probes after an unknown refresh outcome (introspection of the refresh token, or userinfo) or a refused mail login, by result.",
+			[]string{"result"}, nil),
 		signInRequired: d("postern_grants_sign_in_required_total",
 			"Grants moved to needs_sign_in, by reason.", []string{"reason"}, nil),
-		expired:  d("postern_grants_expired_total", "Grants revoked and deleted by session policy (idle timeout or lifetime).", nil, nil),
+		expired: d("postern_grants_expired_total", "Grants revoked and deleted by session policy (idle timeout or lifetime).", nil, nil),
+		abandoned: d("postern_grants_abandoned_total",
+			"Grants deleted after needing a new sign-in for the whole session idle timeout.", nil, nil),
 		signOuts: d("postern_sign_outs_total", "Sign-outs.", nil, nil),
 		grants: d("postern_grants",
 			"Grants by state: ok, degraded (refresh failing, retrying), needs_sign_in (the user must sign in again).",
@@ -56,7 +80,7 @@ func newSourceCollector(src Sources) *sourceCollector {
 
 // Describe implements prometheus.Collector.
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.refreshAttempts, c.refreshes, c.probes, c.signInRequired, c.expired, c.signOuts,
+	for _, d := range []*prometheus.Desc{c.refreshAttempts, c.refreshes, c.probes, c.signInRequired, c.expired, c.abandoned, c.signOuts,
 		c.grants, c.poolConns, c.poolReuses, c.imapLogins, c.imapAuthFailures} {
 		ch <- d
 	}
@@ -75,18 +99,22 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.src.Keeper != nil {
 		km := c.src.Keeper()
 		counter(c.refreshAttempts, float64(km.RefreshAttempts))
-		for _, o := range union(refreshOutcomes, km.RefreshOutcomes) {
-			counter(c.refreshes, float64(km.RefreshOutcomes[o]), o)
+		outcomes, probes, signIns := byLabel(km.RefreshOutcomes), byLabel(km.Probes), byLabel(km.SignInRequired)
+		for _, o := range union(refreshOutcomes, outcomes) {
+			counter(c.refreshes, float64(outcomes[o]), o)
 		}
-		for _, r := range union(nil, km.Probes) {
-			counter(c.probes, float64(km.Probes[r]), r)
+		for _, r := range union(probeResults, probes) {
+			counter(c.probes, float64(probes[r]), r)
 		}
-		for _, r := range union(nil, km.SignInRequired) {
-			counter(c.signInRequired, float64(km.SignInRequired[r]), r)
+		for _, r := range union(needsSignIn, signIns) {
+			counter(c.signInRequired, float64(signIns[r]), r)
 		}
 		counter(c.expired, float64(km.Expired))
+		counter(c.abandoned, float64(km.Abandoned))
 		counter(c.signOuts, float64(km.SignOuts))
-		keeperStates = km.GrantsByState
+		if km.GrantsByState != nil {
+			keeperStates = byLabel(km.GrantsByState)
+		}
 	}
 
 	states := keeperStates

@@ -3,8 +3,9 @@
 //
 // Most series are read at scrape time from counters that already exist: the keeper's refresh counters
 // (auth.Keeper.Metrics), the IMAP pool's (mail.Pool.Stats) and the store's grant counts. Only what nothing else counts
-// is counted here: sign-ins (by wrapping the Authenticator web uses), SMTP submissions (by wrapping the Sender) and
-// HTTP request durations (a middleware labelled with the route pattern, never the raw path).
+// is counted here, as web reports it through its Observer hooks (observe.go): sign-ins, SMTP submissions and HTTP
+// request durations (labelled with the route pattern, never the raw path). cmd wires the two together; this package
+// does not import web.
 //
 // No label ever carries a user, an address, a token or a mailbox name: route patterns, outcome classes and status
 // codes only, each from a bounded set.
@@ -73,7 +74,7 @@ func New(src Sources) *Metrics {
 	for _, r := range signInReasons {
 		m.signInFails.WithLabelValues(r)
 	}
-	for _, o := range []string{"ok", "auth_failed", "auth_unavailable", "error"} {
+	for _, o := range sendOutcomes {
 		m.sends.WithLabelValues(o)
 	}
 	m.reg.MustRegister(m.signIns, m.signInFails, m.sends, m.httpDuration,

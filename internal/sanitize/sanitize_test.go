@@ -28,6 +28,7 @@ func cidMap(m map[string]string) func(string) (string, bool) {
 }
 
 func TestHTML(t *testing.T) {
+	t.Parallel()
 	cids := cidMap(map[string]string{
 		"badge@example.org": "/msg/INBOX/7/part/2",
 		"dot@x":             "data:image/gif;base64,R0lGODlhAQABAAAAACw=",
@@ -127,6 +128,7 @@ func TestHTML(t *testing.T) {
 }
 
 func TestNilCIDURL(t *testing.T) {
+	t.Parallel()
 	r := HTML(`<img src="cid:a@b" alt="x">`, Options{})
 	if strings.Contains(r.HTML, "src") {
 		t.Errorf("HTML with nil CIDURL = %q, want the cid reference dropped", r.HTML)
@@ -137,6 +139,7 @@ func TestNilCIDURL(t *testing.T) {
 // take the whole server down, not just this request) nor loses its text: nesting past maxDepth is flattened, and
 // past what x/net/html parses (512 open elements) the message is shown as text only.
 func TestDeepNesting(t *testing.T) {
+	t.Parallel()
 	for _, n := range []int{maxDepth + 50, 200_000} {
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
 			in := strings.Repeat("<div><b>", n/2) + "deep text<script>alert(1)</script><img src=x onerror=alert(2)>" + strings.Repeat("</b></div>", n/2)
@@ -162,6 +165,7 @@ func TestDeepNesting(t *testing.T) {
 // must pass checkSafe, with and without remote content. A message may pin its blocked count with an
 // X-Postern-Test-Blocked header.
 func TestHostileCorpus(t *testing.T) {
+	t.Parallel()
 	files, err := filepath.Glob(filepath.Join("..", "..", "testdata", "hostile", "*.eml"))
 	if err != nil {
 		t.Fatal(err)

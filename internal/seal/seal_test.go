@@ -22,6 +22,7 @@ func mustNew(t *testing.T, keys map[string][]byte, current string) *Sealer {
 }
 
 func TestNew(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		keys    map[string][]byte
@@ -53,6 +54,7 @@ func TestNew(t *testing.T) {
 }
 
 func TestSealOpen(t *testing.T) {
+	t.Parallel()
 	s := mustNew(t, map[string][]byte{"k1": key(1)}, "k1")
 	for _, plain := range []string{"", "x", "a refresh token", strings.Repeat("long", 1000)} {
 		t.Run(strings.Repeat("n", min(len(plain), 8)), func(t *testing.T) {
@@ -82,6 +84,7 @@ func TestSealOpen(t *testing.T) {
 }
 
 func TestSealNonceUnique(t *testing.T) {
+	t.Parallel()
 	s := mustNew(t, map[string][]byte{"k1": key(1)}, "k1")
 	_, a, _ := s.Seal([]byte("same"), nil)
 	_, b, _ := s.Seal([]byte("same"), nil)
@@ -91,6 +94,7 @@ func TestSealNonceUnique(t *testing.T) {
 }
 
 func TestOpenFailures(t *testing.T) {
+	t.Parallel()
 	s := mustNew(t, map[string][]byte{"k1": key(1), "k2": key(2)}, "k1")
 	aad := []byte("grant:g1:access")
 	_, sealed, err := s.Seal([]byte("token"), aad)
@@ -138,6 +142,7 @@ func TestOpenFailures(t *testing.T) {
 }
 
 func TestRotation(t *testing.T) {
+	t.Parallel()
 	old := mustNew(t, map[string][]byte{"2024": key(1)}, "2024")
 	aad := []byte("session:s1")
 	oldID, oldSealed, err := old.Seal([]byte("sealed under old"), aad)
@@ -167,6 +172,7 @@ func TestRotation(t *testing.T) {
 }
 
 func TestParseKey(t *testing.T) {
+	t.Parallel()
 	k := make([]byte, KeySize)
 	for i := range k {
 		k[i] = byte(i*7 + 0xf0) // exercises '+', '/', '-', '_' in base64
@@ -210,6 +216,7 @@ func TestParseKey(t *testing.T) {
 }
 
 func TestParseKeyErrorHidesKey(t *testing.T) {
+	t.Parallel()
 	secret := "c2VjcmV0LWtleS1tYXRlcmlhbA" // base64 of 19 bytes
 	_, err := ParseKey(secret)
 	if err == nil || strings.Contains(err.Error(), secret) {

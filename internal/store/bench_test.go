@@ -78,10 +78,7 @@ func BenchmarkDueGrants(b *testing.B) {
 func BenchmarkUpdateGrant(b *testing.B) {
 	s, _ := openTemp(b)
 	ctx := context.Background()
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		b.Fatal(err)
-	}
+	g := createGrant(b, s, "g1")
 	b.ReportAllocs()
 	for b.Loop() {
 		var err error
@@ -96,10 +93,7 @@ func BenchmarkUpdateGrant(b *testing.B) {
 func BenchmarkGrant(b *testing.B) {
 	s, _ := openTemp(b)
 	ctx := context.Background()
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		b.Fatal(err)
-	}
+	createGrant(b, s, "g1")
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := s.Grant(ctx, "g1"); err != nil {

@@ -9,9 +9,8 @@ import (
 	"time"
 )
 
-func TestDueGrants(t *testing.T) {
+func contractDueGrants(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	for _, spec := range []struct {
 		id    string
 		next  time.Duration
@@ -57,6 +56,7 @@ func TestDueGrants(t *testing.T) {
 // TestDueGrantsUsesIndex holds the refresher's query to an index search, so
 // its cost does not grow with the number of grants.
 func TestDueGrantsUsesIndex(t *testing.T) {
+	t.Parallel()
 	s, _ := openTemp(t)
 	// Some rows and fresh statistics, so the planner's choice is the one it
 	// would make in production rather than on an empty table.

@@ -57,7 +57,7 @@ func grantAAD(id, column string) []byte {
 // sealTokens seals g's tokens under the current key. All three share one key
 // id, so re-sealing on every update migrates a grant to the newest key: key
 // rotation completes by itself as grants refresh.
-func (s *SQLite) sealTokens(g *Grant) (sealedTokens, error) {
+func (s *codec) sealTokens(g *Grant) (sealedTokens, error) {
 	t := sealedTokens{keyID: s.sealer.CurrentKeyID()}
 	for _, f := range []struct {
 		column string
@@ -82,7 +82,7 @@ func (s *SQLite) sealTokens(g *Grant) (sealedTokens, error) {
 }
 
 // openTokens is the inverse of sealTokens, writing into g.
-func (s *SQLite) openTokens(g *Grant, t sealedTokens) error {
+func (s *codec) openTokens(g *Grant, t sealedTokens) error {
 	for _, f := range []struct {
 		column string
 		sealed []byte
@@ -108,7 +108,7 @@ func (s *SQLite) openTokens(g *Grant, t sealedTokens) error {
 // insertGrantArgs prepares g for insertGrantSQL: defaults filled in (ID,
 // State, Version, timestamps) and tokens sealed. g is updated in place so the
 // caller sees what was stored.
-func (s *SQLite) insertGrantArgs(g *Grant) ([]any, error) {
+func (s *codec) insertGrantArgs(g *Grant) ([]any, error) {
 	if g.Issuer == "" || g.Subject == "" {
 		return nil, errors.New("store: grant needs an issuer and a subject")
 	}
@@ -173,8 +173,12 @@ func (s *SQLite) Grant(ctx context.Context, id string) (Grant, error) {
 	return g, nil
 }
 
-// scanGrant reads one row selected with grantColumns.
-func (s *SQLite) scanGrant(row *sql.Row) (Grant, error) {
+// rowScanner is the one method *sql.Row and pgx.Row share, so both drivers read a grant with the same code.
+type rowScanner interface{ Scan(dest ...any) error }
+
+// scanGrant reads one row selected with grantColumns. A missing row comes back as the driver's own no-rows error,
+// unwrapped, for the caller to turn into ErrNotFound.
+func (s *codec) scanGrant(row rowScanner) (Grant, error) {
 	var (
 		g                                    Grant
 		t                                    sealedTokens
@@ -187,7 +191,7 @@ func (s *SQLite) scanGrant(row *sql.Row) (Grant, error) {
 		&t.access, &t.refresh, &t.idTok, &accessExp, &refreshExp,
 		&state, &g.LastError, &g.FailCount, &g.Version, &lastRefresh, &lastActive,
 		&nextRefresh, &created, &updated)
-	if errors.Is(err, sql.ErrNoRows) {
+	if errors.Is(err, sql.ErrNoRows) || pgNoRows(err) {
 		return Grant{}, err
 	}
 	if err != nil {

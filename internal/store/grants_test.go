@@ -12,9 +12,8 @@ import (
 	"time"
 )
 
-func TestGrantRoundTrip(t *testing.T) {
+func contractGrantRoundTrip(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	tests := []struct {
 		name  string
 		grant Grant
@@ -48,9 +47,8 @@ func TestGrantRoundTrip(t *testing.T) {
 	}
 }
 
-func TestCreateGrantDefaults(t *testing.T) {
+func contractCreateGrantDefaults(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	s.now = func() time.Time { return at(0) }
 
 	g := Grant{Issuer: "https://auth.example.org", Subject: "alice", Version: 42}
@@ -70,13 +68,9 @@ func TestCreateGrantDefaults(t *testing.T) {
 	}
 }
 
-func TestCreateGrantRejects(t *testing.T) {
+func contractCreateGrantRejects(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
-	existing := sampleGrant("taken")
-	if err := s.CreateGrant(ctx, &existing); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "taken")
 	tests := []struct {
 		name    string
 		grant   Grant
@@ -102,9 +96,8 @@ func TestCreateGrantRejects(t *testing.T) {
 	}
 }
 
-func TestGrantNotFound(t *testing.T) {
+func contractGrantNotFound(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	if _, err := s.Grant(ctx, "nope"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Grant(missing) = %v, want ErrNotFound", err)
 	}
@@ -119,14 +112,10 @@ func TestGrantNotFound(t *testing.T) {
 	}
 }
 
-func TestUpdateGrant(t *testing.T) {
+func contractUpdateGrant(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	s.now = func() time.Time { return at(time.Hour) }
-	orig := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &orig); err != nil {
-		t.Fatal(err)
-	}
+	orig := createGrant(t, s, "g1")
 
 	next := orig
 	next.Issuer, next.Subject, next.CreatedAt = "https://evil.example", "mallory", at(-999*time.Hour) // ignored
@@ -154,13 +143,9 @@ func TestUpdateGrant(t *testing.T) {
 // TestUpdateGrantStaleWriter is the refresh-token safety property: two
 // writers read the same version; the second to write must fail and must not
 // replace the first writer's (newer) refresh token.
-func TestUpdateGrantStaleWriter(t *testing.T) {
+func contractUpdateGrantStaleWriter(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "g1")
 	a, _ := s.Grant(ctx, "g1")
 	b, _ := s.Grant(ctx, "g1")
 
@@ -182,18 +167,14 @@ func TestUpdateGrantStaleWriter(t *testing.T) {
 	}
 }
 
-func TestUpdateGrantConcurrent(t *testing.T) {
+func contractUpdateGrantConcurrent(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, path := openTemp(t)
-	other := openAt(t, path, newSealer(t, "old"))
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	other := s.reopen(t)
+	g := createGrant(t, s, "g1")
 	const writers = 16
 	results := make(chan error, writers)
 	for i := range writers {
-		h := []*SQLite{s, other}[i%2]
+		h := []contractStore{s, other}[i%2]
 		go func() {
 			g := g
 			g.RefreshToken = "writer"
@@ -217,9 +198,8 @@ func TestUpdateGrantConcurrent(t *testing.T) {
 	}
 }
 
-func TestTouchGrant(t *testing.T) {
+func contractTouchGrant(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	g := sampleGrant("g1")
 	g.State = StateOK
 	if err := s.CreateGrant(ctx, &g); err != nil {
@@ -254,13 +234,9 @@ func TestTouchGrant(t *testing.T) {
 	}
 }
 
-func TestDeleteGrant(t *testing.T) {
+func contractDeleteGrant(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	g := createGrant(t, s, "g1")
 	if err := s.DeleteGrant(ctx, "g1"); err != nil {
 		t.Fatal(err)
 	}
@@ -272,9 +248,8 @@ func TestDeleteGrant(t *testing.T) {
 	}
 }
 
-func TestGrantsBySubjectAndCount(t *testing.T) {
+func contractGrantsBySubjectAndCount(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	for i, spec := range []struct {
 		id, issuer, subject string
 		state               GrantState
@@ -321,6 +296,7 @@ func TestGrantsBySubjectAndCount(t *testing.T) {
 // TestTokensSealedAtRest greps the raw database files for the tokens. The
 // email, stored in clear, must be found, proving the grep can see row data.
 func TestTokensSealedAtRest(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, path := openTemp(t)
 	g := sampleGrant("g1")
@@ -365,6 +341,7 @@ func TestTokensSealedAtRest(t *testing.T) {
 }
 
 func TestKeyRotation(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "postern.db")
 	old := openAt(t, path, newSealer(t, "old"))
@@ -404,13 +381,11 @@ func TestKeyRotation(t *testing.T) {
 }
 
 func TestWrongKey(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "postern.db")
 	s := openAt(t, path, newSealer(t, "old"))
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "g1")
 	s.Close()
 
 	tests := []struct {
@@ -440,16 +415,15 @@ func TestWrongKey(t *testing.T) {
 
 // TestSealedBlobBoundToRow moves a sealed refresh token into another grant's
 // row, as an attacker with write access to the file might; it must not open.
-func TestSealedBlobBoundToRow(t *testing.T) {
+func contractSealedBlobBoundToRow(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	for _, id := range []string{"victim", "attacker"} {
 		g := sampleGrant(id)
 		if err := s.CreateGrant(ctx, &g); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.db.Exec(`UPDATE grants SET refresh_sealed =
+	if err := s.exec(t, `UPDATE grants SET refresh_sealed =
 		(SELECT refresh_sealed FROM grants WHERE id = 'victim') WHERE id = 'attacker'`); err != nil {
 		t.Fatal(err)
 	}
@@ -458,9 +432,8 @@ func TestSealedBlobBoundToRow(t *testing.T) {
 	}
 }
 
-func TestDeleteEndedGrants(t *testing.T) {
+func contractDeleteEndedGrants(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	mk := func(id string, state GrantState, lastActive time.Duration) {
 		g := sampleGrant(id)
 		g.State, g.LastActive = state, at(lastActive)
@@ -486,13 +459,9 @@ func TestDeleteEndedGrants(t *testing.T) {
 
 // TestTouchKeepsBackoff: a page view that read the grant before a refresh failed must not replace the degraded
 // grant's backoff time with its own schedule.
-func TestTouchKeepsBackoff(t *testing.T) {
+func contractTouchKeepsBackoff(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "g1")
 	cur, _ := s.Grant(ctx, "g1")
 	cur.State, cur.NextRefreshAt = StateDegraded, at(5*time.Second)
 	if _, err := s.UpdateGrant(ctx, cur); err != nil {

@@ -10,13 +10,9 @@ import (
 	"time"
 )
 
-func TestClaimLease(t *testing.T) {
+func contractClaimLease(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "g1")
 	// Steps run in order against one grant; each states who claims when.
 	steps := []struct {
 		name    string
@@ -56,13 +52,9 @@ func TestClaimLease(t *testing.T) {
 	}
 }
 
-func TestClaimLeaseErrors(t *testing.T) {
+func contractClaimLeaseErrors(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
-	g := sampleGrant("g1")
-	if err := s.CreateGrant(ctx, &g); err != nil {
-		t.Fatal(err)
-	}
+	createGrant(t, s, "g1")
 	if ok, err := s.ClaimLease(ctx, "missing", "a", at(0), at(time.Minute)); ok || !errors.Is(err, ErrNotFound) {
 		t.Errorf("ClaimLease(missing grant) = %v, %v; want false, ErrNotFound", ok, err)
 	}
@@ -76,15 +68,15 @@ func TestClaimLeaseErrors(t *testing.T) {
 
 // TestClaimLeaseExclusive has many goroutines, split across two handles on
 // the same file (as two processes would be), race for one grant's lease.
-func TestClaimLeaseExclusive(t *testing.T) {
+func contractClaimLeaseExclusive(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	a, path := openTemp(t)
-	b := openAt(t, path, newSealer(t, "old"))
+	a := s
+	b := s.reopen(t)
 	g := sampleGrant("g1")
 	if err := a.CreateGrant(ctx, &g); err != nil {
 		t.Fatal(err)
 	}
-	handles := []*SQLite{a, b}
+	handles := []contractStore{a, b}
 	const workers = 24
 
 	t.Run("one claim, one winner", func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 )
 
 func TestMigrationsEmbedded(t *testing.T) {
+	t.Parallel()
 	ms, err := loadMigrations(migrationFS)
 	if err != nil {
 		t.Fatal(err)
@@ -20,6 +21,7 @@ func TestMigrationsEmbedded(t *testing.T) {
 }
 
 func TestLoadMigrationsRejects(t *testing.T) {
+	t.Parallel()
 	file := func(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s)} }
 	tests := []struct {
 		name    string
@@ -61,6 +63,7 @@ func appliedVersions(t *testing.T, db *sql.DB) []int {
 }
 
 func TestMigrateIdempotentOnReopen(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "postern.db")
 	sealer := newSealer(t, "old")
 	ms, _ := loadMigrations(migrationFS)
@@ -85,6 +88,7 @@ func TestMigrateIdempotentOnReopen(t *testing.T) {
 }
 
 func TestMigrateRefusesNewerDatabase(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "postern.db")
 	s := openAt(t, path, newSealer(t, "old"))
 	if _, err := s.db.Exec("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, '0999_future', 0)"); err != nil {
@@ -99,6 +103,7 @@ func TestMigrateRefusesNewerDatabase(t *testing.T) {
 }
 
 func TestMigrateFailureRollsBack(t *testing.T) {
+	t.Parallel()
 	fsys := fstest.MapFS{
 		"migrations/0001_a.sql": {Data: []byte("CREATE TABLE a (x INTEGER); CREATE TABLE a2 (y INTEGER);")},
 		"migrations/0002_b.sql": {Data: []byte("CREATE TABLE b (x INTEGER); INSERT INTO nope VALUES (1);")},
@@ -139,6 +144,7 @@ func TestMigrateFailureRollsBack(t *testing.T) {
 // TestMigrateConcurrentOpen starts several "processes" on one new file at
 // once; each migration must be applied exactly once and every open succeed.
 func TestMigrateConcurrentOpen(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "postern.db")
 	sealer := newSealer(t, "old")
 	const n = 6

@@ -26,26 +26,9 @@ func sessionAAD(id string) []byte { return []byte("session:" + id) }
 // required: a session without an end would never be swept. A zero CreatedAt
 // or LastSeen is set to now; on update the stored CreatedAt is kept.
 func (s *SQLite) SaveSession(ctx context.Context, sess Session) error {
-	if sess.ID == "" {
-		return errors.New("store: save session: empty id")
-	}
-	if sess.ExpiresAt.IsZero() {
-		return errors.New("store: save session: no expiry")
-	}
-	now := s.now()
-	if sess.CreatedAt.IsZero() {
-		sess.CreatedAt = now
-	}
-	if sess.LastSeen.IsZero() {
-		sess.LastSeen = now
-	}
-	keyID, sealed := s.sealer.CurrentKeyID(), []byte{}
-	if len(sess.Data) > 0 {
-		var err error
-		keyID, sealed, err = s.sealer.Seal(sess.Data, sessionAAD(sess.ID))
-		if err != nil {
-			return fmt.Errorf("store: save session: %w", err)
-		}
+	keyID, sealed, err := s.sealSession(&sess)
+	if err != nil {
+		return err
 	}
 	if _, err := s.db.ExecContext(ctx, saveSessionSQL, sess.ID, keyID, sealed,
 		toNanos(sess.CreatedAt), toNanos(sess.LastSeen), toNanos(sess.ExpiresAt)); err != nil {
@@ -54,12 +37,36 @@ func (s *SQLite) SaveSession(ctx context.Context, sess Session) error {
 	return nil
 }
 
+// sealSession checks sess for SaveSession, fills in its defaults and seals its data: both drivers' one rule.
+func (s *codec) sealSession(sess *Session) (keyID string, sealed []byte, err error) {
+	if sess.ID == "" {
+		return "", nil, errors.New("store: save session: empty id")
+	}
+	if sess.ExpiresAt.IsZero() {
+		return "", nil, errors.New("store: save session: no expiry")
+	}
+	now := s.now()
+	if sess.CreatedAt.IsZero() {
+		sess.CreatedAt = now
+	}
+	if sess.LastSeen.IsZero() {
+		sess.LastSeen = now
+	}
+	keyID, sealed = s.sealer.CurrentKeyID(), []byte{}
+	if len(sess.Data) > 0 {
+		keyID, sealed, err = s.sealer.Seal(sess.Data, sessionAAD(sess.ID))
+		if err != nil {
+			return "", nil, fmt.Errorf("store: save session: %w", err)
+		}
+	}
+	return keyID, sealed, nil
+}
+
 // Session returns the session with the given id, data opened. An expired
 // session is reported as ErrNotFound even before DeleteExpiredSessions sweeps
 // it, so expiry holds regardless of how often the sweeper runs.
 func (s *SQLite) Session(ctx context.Context, id string) (Session, error) {
 	var (
-		sess                   Session
 		keyID                  string
 		sealed                 []byte
 		created, seen, expires int64
@@ -73,12 +80,17 @@ func (s *SQLite) Session(ctx context.Context, id string) (Session, error) {
 	if err != nil {
 		return Session{}, fmt.Errorf("store: session: %w", err)
 	}
+	return s.openSession(id, keyID, sealed, created, seen, expires)
+}
+
+// openSession is the read half of both drivers' Session: expiry judged on read, data opened.
+func (s *codec) openSession(id, keyID string, sealed []byte, created, seen, expires int64) (Session, error) {
 	if expires <= toNanos(s.now()) {
 		return Session{}, fmt.Errorf("store: session: expired: %w", ErrNotFound)
 	}
-	sess.ID = id
-	sess.CreatedAt, sess.LastSeen, sess.ExpiresAt = fromNanos(created), fromNanos(seen), fromNanos(expires)
+	sess := Session{ID: id, CreatedAt: fromNanos(created), LastSeen: fromNanos(seen), ExpiresAt: fromNanos(expires)}
 	if len(sealed) > 0 {
+		var err error
 		sess.Data, err = s.sealer.Open(keyID, sealed, sessionAAD(id))
 		if err != nil {
 			return Session{}, fmt.Errorf("store: session: open data: %w", err)

@@ -10,9 +10,8 @@ import (
 	"time"
 )
 
-func TestSessionRoundTrip(t *testing.T) {
+func contractSessionRoundTrip(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	s.now = func() time.Time { return at(0) }
 	tests := []struct {
 		name string
@@ -46,9 +45,8 @@ func sameSession(t *testing.T, got, want Session) {
 	}
 }
 
-func TestSaveSessionUpsert(t *testing.T) {
+func contractSaveSessionUpsert(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	first := Session{ID: "s1", Data: []byte("v1"), CreatedAt: at(0), LastSeen: at(0), ExpiresAt: at(time.Hour)}
 	if err := s.SaveSession(ctx, first); err != nil {
 		t.Fatal(err)
@@ -77,8 +75,7 @@ func TestSaveSessionUpsert(t *testing.T) {
 	}
 }
 
-func TestSaveSessionRejects(t *testing.T) {
-	s, _ := openTemp(t)
+func contractSaveSessionRejects(t *testing.T, s *testStore) {
 	tests := []struct {
 		name string
 		sess Session
@@ -96,9 +93,8 @@ func TestSaveSessionRejects(t *testing.T) {
 	}
 }
 
-func TestSessionExpiry(t *testing.T) {
+func contractSessionExpiry(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	s.now = func() time.Time { return at(0) }
 	for i, exp := range []time.Duration{-time.Hour, -time.Second, 0, time.Second, time.Hour} {
 		if err := s.SaveSession(ctx, Session{ID: fmt.Sprint("s", i), Data: []byte("x"), ExpiresAt: at(exp)}); err != nil {
@@ -129,7 +125,7 @@ func TestSessionExpiry(t *testing.T) {
 		t.Errorf("second DeleteExpiredSessions = %d, want 0", n)
 	}
 	var left int
-	s.db.QueryRow("SELECT COUNT(*) FROM sessions").Scan(&left)
+	left = s.count(t, "sessions")
 	if left != 2 {
 		t.Errorf("sessions left = %d, want 2", left)
 	}
@@ -144,16 +140,15 @@ func TestSessionExpiry(t *testing.T) {
 	}
 }
 
-func TestSessionDataBoundToID(t *testing.T) {
+func contractSessionDataBoundToID(t *testing.T, s *testStore) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
 	exp := time.Now().Add(time.Hour)
 	for _, id := range []string{"victim", "attacker"} {
 		if err := s.SaveSession(ctx, Session{ID: id, Data: []byte(id), ExpiresAt: exp}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.db.Exec(`UPDATE sessions SET data_sealed =
+	if err := s.exec(t, `UPDATE sessions SET data_sealed =
 		(SELECT data_sealed FROM sessions WHERE id = 'victim') WHERE id = 'attacker'`); err != nil {
 		t.Fatal(err)
 	}

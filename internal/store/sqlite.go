@@ -5,7 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,11 +23,8 @@ import (
 // are single statements, which SQLite serialises across processes. It is safe
 // for concurrent use.
 type SQLite struct {
-	db     *sql.DB
-	sealer *seal.Sealer
-	// now is the clock for values the store stamps itself (CreatedAt,
-	// UpdatedAt, session expiry on read); tests in this package replace it.
-	now func() time.Time
+	db *sql.DB
+	codec
 }
 
 // busyTimeout is how long a statement waits for another connection's write
@@ -58,6 +58,9 @@ func OpenSQLite(ctx context.Context, path string, sealer *seal.Sealer) (*SQLite,
 		// open a different file than the one configured.
 		return nil, fmt.Errorf("store: unsupported database path %q", path)
 	}
+	if err := restrictFiles(path); err != nil {
+		return nil, err
+	}
 	dsn := fmt.Sprintf("%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)"+
 		"&_pragma=synchronous(FULL)&_pragma=foreign_keys(ON)&_txlock=immediate",
 		path, busyTimeout.Milliseconds())
@@ -68,7 +71,7 @@ func OpenSQLite(ctx context.Context, path string, sealer *seal.Sealer) (*SQLite,
 	// Pooled connections are cheap to keep and re-running the pragmas on
 	// every new one is not; keep a few idle.
 	db.SetMaxIdleConns(4)
-	s := &SQLite{db: db, sealer: sealer, now: time.Now}
+	s := &SQLite{db: db, codec: codec{sealer: sealer, now: time.Now}}
 	if err := pingRetry(ctx, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -78,6 +81,37 @@ func OpenSQLite(ctx context.Context, path string, sealer *seal.Sealer) (*SQLite,
 		return nil, err
 	}
 	return s, nil
+}
+
+// restrictFiles makes the database readable by its owner only: the file and its -wal and -shm companions 0600 (SQLite
+// creates those with the main file's mode), created so if new, and the directory 0700 whether it is new or not. The
+// tokens inside are sealed, but session rows, grant metadata and addresses are not, and nobody else on the host has
+// reason to read them. A directory that is not ours, is shared and sticky (/tmp), or is the user's home keeps its
+// mode: changing it would break other users of it, and the file modes still apply.
+func restrictFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("store: open %s: %w", path, err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("store: restrict %s: %w", p, err)
+		}
+	}
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	home, _ := os.UserHomeDir()
+	if fi.Mode().Perm() == 0o700 || fi.Mode()&fs.ModeSticky != 0 || dir == "/" || dir == home {
+		return nil
+	}
+	if err := os.Chmod(dir, 0o700); err != nil && !errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("store: restrict %s: %w", dir, err)
+	}
+	return nil
 }
 
 // Ping reports whether the database answers a trivial query, for health

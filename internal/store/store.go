@@ -19,6 +19,8 @@ import (
 	"errors"
 	"math"
 	"time"
+
+	"github.com/postern/postern/internal/seal"
 )
 
 // ErrNotFound is returned when the requested grant or session does not exist
@@ -107,6 +109,15 @@ type Session struct {
 	// CreatedAt is kept from the first save; LastSeen and ExpiresAt are
 	// overwritten by every save. ExpiresAt is required.
 	CreatedAt, LastSeen, ExpiresAt time.Time
+}
+
+// codec is what both drivers share around their SQL: sealing and opening the sealed columns, and the clock for
+// the values a store stamps itself.
+type codec struct {
+	sealer *seal.Sealer
+	// now is the clock for values the store stamps itself (CreatedAt,
+	// UpdatedAt, session expiry on read); tests in this package replace it.
+	now func() time.Time
 }
 
 // newID returns a 128-bit random identifier, URL-safe and unpadded, so it can

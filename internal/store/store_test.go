@@ -62,6 +62,18 @@ func at(d time.Duration) time.Time {
 }
 
 // sampleGrant is a grant with every field set to a distinct value.
+// createGrant stores sampleGrant(id) in s and returns it as stored (version 1).
+func createGrant(t testing.TB, s interface {
+	CreateGrant(context.Context, *Grant) error
+}, id string) Grant {
+	t.Helper()
+	g := sampleGrant(id)
+	if err := s.CreateGrant(context.Background(), &g); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
 func sampleGrant(id string) Grant {
 	return Grant{
 		ID: id, Issuer: "https://auth.example.org", Subject: "sub-" + id,
@@ -108,6 +120,7 @@ func sameGrant(t *testing.T, got, want Grant) {
 }
 
 func TestTimeConversion(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		in   time.Time
@@ -133,6 +146,7 @@ func TestTimeConversion(t *testing.T) {
 }
 
 func TestOpenSQLiteRejects(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		path   string
@@ -156,6 +170,7 @@ func TestOpenSQLiteRejects(t *testing.T) {
 }
 
 func TestPragmas(t *testing.T) {
+	t.Parallel()
 	s, _ := openTemp(t)
 	tests := []struct {
 		pragma string

@@ -4,8 +4,9 @@
 // client_secret_basic only at the token endpoint, explicit consent, refresh-token rotation without grace period and
 // revocation of the whole grant when a rotated refresh token is presented again (docs/protocol-notes.md, section B).
 //
-// It also counts its calls (Stats) and can inject the faults a token broker must handle: an outage (SetDown) and a
-// token response lost after the refresh was committed (LoseNextTokenResponse).
+// It also counts its calls (Stats) and can inject the faults a token broker must handle: an outage (SetDown), a token
+// response lost after the refresh was committed (LoseNextTokenResponse), and a hang (Freeze): requests read but
+// processed only later, when the client may have given up.
 package idp
 
 import (
@@ -60,11 +61,15 @@ type Options struct {
 	AuthCodeLifespan     time.Duration // default 1m
 	IDTokenLifespan      time.Duration // default 1h
 
-	// SigningKey signs ID tokens (RS256). Nil generates an RSA-2048 key, which costs tens of milliseconds; tests that
-	// build many IdPs share one key.
+	// SigningKey signs ID tokens (RS256). Nil uses one RSA-2048 key generated for the whole process (devKey).
 	SigningKey *rsa.PrivateKey
 	Logger     *slog.Logger // nil discards
 }
+
+// devKey is the signing key of every IdP built without one. It is generated once per process: an RSA-2048 key costs
+// tens of milliseconds, much more on a busy machine, and the tests build dozens of IdPs. Sharing it is safe because
+// a dev IdP protects nothing: it serves 127.0.0.1 for the life of the process, and its tokens name their own issuer.
+var devKey = sync.OnceValues(func() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 2048) })
 
 // Stats counts the IdP's calls, so tests can assert how often a client refreshed or hit userinfo.
 type Stats struct {
@@ -73,13 +78,14 @@ type Stats struct {
 	FamilyRevocations                                                           int64 // a whole grant was revoked because of that reuse
 	UserinfoRequests, Revocations, Introspections                               int64
 	RefusedWhileDown                                                            int64 // requests answered 503 by SetDown(true), whatever the endpoint
+	HeldWhileFrozen                                                             int64 // requests received during a Freeze, processed after it
 }
 
 type counters struct {
 	authorize, token, codeExchanges, refreshes, refreshFailures atomic.Int64
 	reuses, familyRevocations                                   atomic.Int64
 	userinfo, revocations, introspections                       atomic.Int64
-	refusedDown                                                 atomic.Int64
+	refusedDown, heldWhileFrozen                                atomic.Int64
 }
 
 // IdP is the provider. It is an http.Handler; Start also runs it on a listener.
@@ -103,6 +109,7 @@ type IdP struct {
 
 	down     atomic.Bool
 	loseNext atomic.Bool
+	freeze   freezer
 	stats    counters
 
 	srv *http.Server
@@ -160,7 +167,7 @@ func New(opts Options) (*IdP, error) {
 	key := opts.SigningKey
 	if key == nil {
 		var err error
-		if key, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+		if key, err = devKey(); err != nil {
 			return nil, fmt.Errorf("idp: generate signing key: %w", err)
 		}
 	}
@@ -310,8 +317,10 @@ func Start(addr string, opts Options) (*IdP, error) {
 	return p, nil
 }
 
-// Close stops the server started by Start. It is a no-op for an IdP made by New.
+// Close stops the server started by Start and ends any freeze, so no handler stays blocked. It is otherwise a no-op
+// for an IdP made by New.
 func (p *IdP) Close() error {
+	p.Thaw()
 	if p.srv == nil {
 		return nil
 	}
@@ -333,6 +342,7 @@ func (p *IdP) Stats() Stats {
 		Revocations:       c.revocations.Load(),
 		Introspections:    c.introspections.Load(),
 		RefusedWhileDown:  c.refusedDown.Load(),
+		HeldWhileFrozen:   c.heldWhileFrozen.Load(),
 	}
 }
 
@@ -359,6 +369,7 @@ func (p *IdP) Active(token string) bool {
 
 // ServeHTTP serves every endpoint of the provider.
 func (p *IdP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r = p.hold(r)
 	if p.down.Load() {
 		p.stats.refusedDown.Add(1)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -422,7 +433,8 @@ func (p *IdP) sweepLocked() {
 
 // Transport returns a RoundTripper that serves requests in-process through ServeHTTP, with no sockets. Inside a
 // testing/synctest bubble the fake clock then drives fosite's time.Now as well, so token expiry can be tested
-// without waiting.
+// without waiting. Like a network client, RoundTrip returns the context's error as soon as the request's context is
+// done (a client timeout), while ServeHTTP goes on: a frozen IdP still processes the request later.
 func (p *IdP) Transport() http.RoundTripper { return inProcess{h: p} }
 
 type inProcess struct{ h http.Handler }
@@ -441,9 +453,18 @@ func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
 		r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.1", 1, 1
 	}
 	rec := &recorder{header: http.Header{}}
-	t.h.ServeHTTP(rec, r)
-	if req.Body != nil {
-		req.Body.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t.h.ServeHTTP(rec, r)
+		if req.Body != nil {
+			req.Body.Close() // RoundTrip must close it, and may do so after returning
+		}
+	}()
+	select {
+	case <-done:
+	case <-req.Context().Done():
+		return nil, req.Context().Err()
 	}
 	if !rec.wrote {
 		rec.WriteHeader(http.StatusOK)

@@ -28,15 +28,6 @@ const (
 	otherSecret  = "other-secret"
 )
 
-// testKey is shared: generating an RSA-2048 key per test would dominate the run time.
-var testKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
-
 func testOptions() Options {
 	return Options{
 		Users: []User{
@@ -47,7 +38,6 @@ func testOptions() Options {
 			{ID: clientID, Secret: clientSecret, RedirectURIs: []string{redirectURL}},
 			{ID: otherID, Secret: otherSecret, RedirectURIs: []string{"http://127.0.0.1:9/other"}},
 		},
-		SigningKey: testKey(),
 	}
 }
 
@@ -102,6 +92,15 @@ func (f flowParams) authURL(conf *oauth2.Config) string {
 }
 
 // login runs the whole code flow as Postern would and returns the tokens.
+// aliceSignedIn starts an IdP and signs alice in with the default client: the IdP, her browser and her tokens.
+func aliceSignedIn(t *testing.T) (*IdP, *http.Client, *oauth2.Token) {
+	t.Helper()
+	p := startIdP(t, nil)
+	hc := newBrowser(t, nil)
+	tok, _ := login(t, p, hc, oauthConfig(p), "alice", "alice-pw")
+	return p, hc, tok
+}
+
 func login(t *testing.T, p *IdP, hc *http.Client, conf *oauth2.Config, user, password string) (*oauth2.Token, flowParams) {
 	t.Helper()
 	ctx := context.WithValue(t.Context(), oauth2.HTTPClient, hc)
@@ -179,6 +178,7 @@ func userinfo(t *testing.T, hc *http.Client, p *IdP, method, at string) (int, ht
 }
 
 func TestDiscovery(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	for _, path := range []string{pathDiscovery, pathASMetadata} {
 		t.Run(path, func(t *testing.T) {
@@ -237,6 +237,7 @@ func joinList(v any) string {
 }
 
 func TestCodeFlow(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	hc := newBrowser(t, nil)
 	conf := oauthConfig(p)
@@ -304,6 +305,7 @@ func TestCodeFlow(t *testing.T) {
 }
 
 func TestUserinfoClaimsByScope(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	tests := []struct {
 		name, user, pw string
@@ -347,6 +349,7 @@ func TestUserinfoClaimsByScope(t *testing.T) {
 }
 
 func TestAuthorizationRequestErrors(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	conf := oauthConfig(p)
 	verifier := oauth2.GenerateVerifier()
@@ -397,6 +400,7 @@ func TestAuthorizationRequestErrors(t *testing.T) {
 }
 
 func TestConsentDeny(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	hc := newBrowser(t, nil)
 	f := newFlowParams()
@@ -411,6 +415,7 @@ func TestConsentDeny(t *testing.T) {
 }
 
 func TestLoginSession(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	conf := oauthConfig(p)
 	t.Run("wrong password", func(t *testing.T) {
@@ -459,6 +464,7 @@ func TestLoginSession(t *testing.T) {
 }
 
 func TestTokenEndpointClientAuth(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	tests := []struct {
 		name    string
@@ -495,6 +501,7 @@ func TestTokenEndpointClientAuth(t *testing.T) {
 }
 
 func TestCodeReuseRevokesTokens(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	hc := newBrowser(t, nil)
 	conf := oauthConfig(p)
@@ -530,9 +537,8 @@ func TestCodeReuseRevokesTokens(t *testing.T) {
 }
 
 func TestRefreshRotation(t *testing.T) {
-	p := startIdP(t, nil)
-	hc := newBrowser(t, nil)
-	tok, _ := login(t, p, hc, oauthConfig(p), "alice", "alice-pw")
+	t.Parallel()
+	p, hc, tok := aliceSignedIn(t)
 
 	code, body := refresh(t, hc, p, tok.RefreshToken)
 	if code != 200 {
@@ -560,9 +566,8 @@ func TestRefreshRotation(t *testing.T) {
 }
 
 func TestRefreshReuseRevokesFamily(t *testing.T) {
-	p := startIdP(t, nil)
-	hc := newBrowser(t, nil)
-	tok, _ := login(t, p, hc, oauthConfig(p), "alice", "alice-pw")
+	t.Parallel()
+	p, hc, tok := aliceSignedIn(t)
 	_, body := refresh(t, hc, p, tok.RefreshToken)
 	at2, rt2 := body["access_token"].(string), body["refresh_token"].(string)
 
@@ -583,9 +588,8 @@ func TestRefreshReuseRevokesFamily(t *testing.T) {
 }
 
 func TestConcurrentRefreshOfOneToken(t *testing.T) {
-	p := startIdP(t, nil)
-	hc := newBrowser(t, nil)
-	tok, _ := login(t, p, hc, oauthConfig(p), "alice", "alice-pw")
+	t.Parallel()
+	p, hc, tok := aliceSignedIn(t)
 	var wg sync.WaitGroup
 	codes := make([]int, 4)
 	for i := range codes {
@@ -607,6 +611,7 @@ func TestConcurrentRefreshOfOneToken(t *testing.T) {
 }
 
 func TestRevocation(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	conf := oauthConfig(p)
 	revoke := func(t *testing.T, id, secret, token string, post bool) (int, map[string]any) {
@@ -657,6 +662,7 @@ func TestRevocation(t *testing.T) {
 }
 
 func TestIntrospection(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	tok, _ := login(t, p, newBrowser(t, nil), oauthConfig(p), "alice", "alice-pw")
 	tests := []struct {
@@ -702,9 +708,8 @@ func TestIntrospection(t *testing.T) {
 }
 
 func TestLoseNextTokenResponse(t *testing.T) {
-	p := startIdP(t, nil)
-	hc := newBrowser(t, nil)
-	tok, _ := login(t, p, hc, oauthConfig(p), "alice", "alice-pw")
+	t.Parallel()
+	p, hc, tok := aliceSignedIn(t)
 	p.LoseNextTokenResponse()
 	code, body := refresh(t, hc, p, tok.RefreshToken)
 	if code != http.StatusGatewayTimeout || len(body) != 0 {
@@ -722,6 +727,7 @@ func TestLoseNextTokenResponse(t *testing.T) {
 }
 
 func TestSetDown(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	for _, tt := range []struct {
 		down bool
@@ -744,6 +750,7 @@ func TestSetDown(t *testing.T) {
 // TestRefreshTokenLifespan runs in a synctest bubble through Transport, so fosite's time.Now is the fake clock:
 // the refresh token slides with each use and dies after RefreshTokenLifespan of inactivity.
 func TestRefreshTokenLifespan(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		opts := testOptions()
 		opts.Issuer = "http://idp.test"
@@ -775,6 +782,7 @@ func TestRefreshTokenLifespan(t *testing.T) {
 }
 
 func TestPromptLogin(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, nil)
 	hc := newBrowser(t, nil)
 	conf := oauthConfig(p)
@@ -794,6 +802,7 @@ func TestPromptLogin(t *testing.T) {
 }
 
 func TestIntrospectRefreshTokenExpiry(t *testing.T) {
+	t.Parallel()
 	p := startIdP(t, func(o *Options) { o.RefreshTokenLifespan = 3 * time.Hour })
 	tok, _ := login(t, p, newBrowser(t, nil), oauthConfig(p), "alice", "alice-pw")
 	form := url.Values{"token": {tok.RefreshToken}}
@@ -804,5 +813,35 @@ func TestIntrospectRefreshTokenExpiry(t *testing.T) {
 	exp, _ := body["exp"].(float64)
 	if left := time.Until(time.Unix(int64(exp), 0)); left < 2*time.Hour || left > 3*time.Hour+time.Minute {
 		t.Errorf("RT exp in %v, want about 3h (%v)", left, body)
+	}
+}
+
+// TestSharedDevKey: IdPs built without a signing key share the process's one key (generated once), and a given key
+// is used as it is.
+func TestSharedDevKey(t *testing.T) {
+	t.Parallel()
+	jwks := func(p *IdP) string {
+		t.Helper()
+		resp, err := http.Get(p.Issuer() + "/jwks.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /jwks.json = %d, %v", resp.StatusCode, err)
+		}
+		return string(b)
+	}
+	a, b := jwks(startIdP(t, nil)), jwks(startIdP(t, nil))
+	if a != b {
+		t.Errorf("two IdPs without a signing key serve different keys:\n%s\n%s", a, b)
+	}
+	own, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := jwks(startIdP(t, func(o *Options) { o.SigningKey = own })); c == a {
+		t.Error("an IdP given its own signing key serves the shared one")
 	}
 }

@@ -49,6 +49,12 @@ func (s *Server) newIMAPSession(c *imapserver.Conn) (imapserver.Session, *imapse
 	return sess, nil, nil
 }
 
+// Idle implements imapserver.Session: the memory server's IDLE, counted in Stats.IdleCommands.
+func (sess *imapSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	sess.s.idles.Add(1)
+	return sess.UserSession.Idle(w, stop)
+}
+
 // Close implements imapserver.Session.
 func (sess *imapSession) Close() error {
 	if sess.counted {

@@ -8,9 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -82,12 +84,14 @@ func dialIMAP(t *testing.T, s *Server) *imapclient.Client {
 }
 
 func TestNewRequiresUserinfoURL(t *testing.T) {
+	t.Parallel()
 	if _, err := New(Options{}); err == nil {
 		t.Error("New(Options{}) succeeded, want an error")
 	}
 }
 
 func TestIMAPAuthenticate(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		mech     string
@@ -138,6 +142,7 @@ func TestIMAPAuthenticate(t *testing.T) {
 }
 
 func TestIMAPDisconnectsAfterMaxFailures(t *testing.T) {
+	t.Parallel()
 	s, _ := newServer(t, Options{})
 	c := dialIMAP(t, s)
 	for i := 1; i <= 3; i++ {
@@ -156,6 +161,7 @@ func TestIMAPDisconnectsAfterMaxFailures(t *testing.T) {
 }
 
 func TestIMAPRefusesLogin(t *testing.T) {
+	t.Parallel()
 	s, _ := newServer(t, Options{})
 	c := dialIMAP(t, s)
 	if err := c.Login("alice@example.test", "good-alice@example.test").Wait(); err == nil {
@@ -164,6 +170,7 @@ func TestIMAPRefusesLogin(t *testing.T) {
 }
 
 func TestSMTPSubmission(t *testing.T) {
+	t.Parallel()
 	s, _ := newServer(t, Options{})
 	if err := s.Seed("bob@example.test"); err != nil {
 		t.Fatal(err)
@@ -228,6 +235,7 @@ func TestSMTPSubmission(t *testing.T) {
 }
 
 func TestSMTPDisconnectsAfterMaxFailures(t *testing.T) {
+	t.Parallel()
 	s, _ := newServer(t, Options{})
 	addr, err := s.ListenSMTP("127.0.0.1:0")
 	if err != nil {
@@ -249,6 +257,7 @@ func TestSMTPDisconnectsAfterMaxFailures(t *testing.T) {
 }
 
 func TestSeed(t *testing.T) {
+	t.Parallel()
 	s, calls := newServer(t, Options{})
 	if err := s.Seed("alice@example.test"); err != nil {
 		t.Fatal(err)
@@ -387,6 +396,7 @@ func checkParses(t *testing.T, raw []byte) {
 }
 
 func TestListenTLSNeedsConfig(t *testing.T) {
+	t.Parallel()
 	s, _ := newServer(t, Options{})
 	for _, listen := range []func(string) (net.Addr, error){s.ListenIMAPS, s.ListenSMTPS} {
 		if _, err := listen("127.0.0.1:0"); err == nil {
@@ -398,6 +408,7 @@ func TestListenTLSNeedsConfig(t *testing.T) {
 // TestDovecotModeChecksTheSASLUser: with ErrorChallenge (Dovecot's behaviour) the a=/user= address must be the
 // token's, as Dovecot's oauth2 passdb requires; the real-peer suite found this difference from Stalwart.
 func TestDovecotModeChecksTheSASLUser(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, mech, user string
 		ok               bool
@@ -418,5 +429,32 @@ func TestDovecotModeChecksTheSASLUser(t *testing.T) {
 				t.Errorf("Authenticate(%s as %q) = %v, want ok=%v", tt.mech, tt.user, err, tt.ok)
 			}
 		})
+	}
+}
+
+// TestStall: a stalled server accepts and reads but answers nothing, not even the greeting, until it is let go.
+func TestStall(t *testing.T) {
+	s, _ := newServer(t, Options{})
+	addr, err := s.ListenIMAP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Stall(true)
+	conn, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Nothing can arrive while stalled, however long we wait; a short wait keeps the test quick.
+	_ = conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	buf := make([]byte, 64)
+	if n, err := conn.Read(buf); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read from a stalled server = %d bytes, %v; want nothing", n, err)
+	}
+	s.Stall(false)
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := conn.Read(buf)
+	if err != nil || !strings.HasPrefix(string(buf[:n]), "* OK") {
+		t.Fatalf("greeting after the stall = %q, %v", buf[:n], err)
 	}
 }

@@ -97,6 +97,8 @@ type Stats struct {
 	Sessions int64
 	// IMAPConnections counts IMAP connections accepted in total.
 	IMAPConnections int64
+	// IdleCommands counts IDLE commands (RFC 2177) received, so a test can see a client end IDLE and start it again.
+	IdleCommands int64
 }
 
 // Server is the IMAP and SMTP server. Its zero value is not usable; call New.
@@ -118,9 +120,12 @@ type Server struct {
 	pipe *pipeListener
 
 	closeOnce sync.Once
+	// stall holds every network connection's writes while set (Stall).
+	stall gate
 
 	authAttempts, authSuccesses, authFailures, userinfoCalls atomic.Int64
 	challengeAcks, delivered, sessions, imapConns            atomic.Int64
+	idles                                                    atomic.Int64
 }
 
 // New returns a server. It does not listen yet.
@@ -231,7 +236,7 @@ func (s *Server) listen(addr string, implicitTLS bool, serve func(net.Listener) 
 	if err != nil {
 		return nil, fmt.Errorf("mailserver: listen %s: %w", addr, err)
 	}
-	var ln net.Listener = trackedListener{raw}
+	var ln net.Listener = trackedListener{raw, &s.stall}
 	if implicitTLS {
 		ln = tls.NewListener(ln, s.opts.TLSConfig)
 	}
@@ -247,6 +252,7 @@ func (s *Server) listen(addr string, implicitTLS bool, serve func(net.Listener) 
 func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.stall.set(false) // a held write must not hold the shutdown
 		err = errors.Join(s.imap.Close(), s.smtp.Close())
 		// Settle pipeOnce so that no inspection listener appears later.
 		s.pipeOnce.Do(func() {})
@@ -268,6 +274,7 @@ func (s *Server) Stats() Stats {
 		Delivered:       s.delivered.Load(),
 		Sessions:        s.sessions.Load(),
 		IMAPConnections: s.imapConns.Load(),
+		IdleCommands:    s.idles.Load(),
 	}
 }
 
@@ -458,7 +465,10 @@ func (s *Server) Accounts() []string {
 // trackedListener wraps accepted connections in trackedConn, so that a
 // session can ask for its connection to be closed right after the reply
 // that refuses the last allowed authentication.
-type trackedListener struct{ net.Listener }
+type trackedListener struct {
+	net.Listener
+	stall *gate
+}
 
 // Accept wraps the accepted connection.
 func (l trackedListener) Accept() (net.Conn, error) {
@@ -466,16 +476,28 @@ func (l trackedListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &trackedConn{Conn: c}, nil
+	return &trackedConn{Conn: c, stall: l.stall, done: make(chan struct{})}, nil
 }
 
 type trackedConn struct {
 	net.Conn
 	closeAfterWrite atomic.Bool
+	stall           *gate
+	done            chan struct{}
+	closeOnce       sync.Once
 }
 
-// Write writes b and then closes the connection if a session asked for it.
+// Close closes the connection and releases a write held by Stall.
+func (c *trackedConn) Close() error {
+	c.closeOnce.Do(func() { close(c.done) })
+	return c.Conn.Close()
+}
+
+// Write writes b, once Stall lets it, and then closes the connection if a session asked for it.
 func (c *trackedConn) Write(b []byte) (int, error) {
+	if !c.stall.wait(c.done) {
+		return 0, net.ErrClosed
+	}
 	n, err := c.Conn.Write(b)
 	if c.closeAfterWrite.Load() {
 		c.Conn.Close()
@@ -490,4 +512,43 @@ func tracked(c net.Conn) *trackedConn {
 	}
 	t, _ := c.(*trackedConn)
 	return t
+}
+
+// Stall makes the server stop answering on every network connection, new or open, as a server that hangs does:
+// it still accepts connections and reads what clients send, but writes nothing (not even a greeting) until
+// Stall(false). Clients' timeouts are tested with it.
+func (s *Server) Stall(on bool) { s.stall.set(on) }
+
+// gate holds writers while closed.
+type gate struct {
+	mu sync.Mutex
+	ch chan struct{} // nil while open; closed to let the waiters go
+}
+
+func (g *gate) set(closed bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case closed && g.ch == nil:
+		g.ch = make(chan struct{})
+	case !closed && g.ch != nil:
+		close(g.ch)
+		g.ch = nil
+	}
+}
+
+// wait returns true once the gate is open, false if done is closed first.
+func (g *gate) wait(done <-chan struct{}) bool {
+	g.mu.Lock()
+	ch := g.ch
+	g.mu.Unlock()
+	if ch == nil {
+		return true
+	}
+	select {
+	case <-ch:
+		return true
+	case <-done:
+		return false
+	}
 }

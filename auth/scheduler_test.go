@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -34,7 +35,7 @@ func TestBackgroundKeepsGrantAlive(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				e := newKeeperEnv(t)
-				k := e.keeper(e.st, KeeperOptions{})
+				k := e.keeper(t, e.st, KeeperOptions{})
 				id := e.start(t, k)
 				stop := runKeeper(t, k)
 				end := time.Now().Add(6 * time.Hour)
@@ -84,9 +85,9 @@ func TestTwoKeepersHammer(t *testing.T) {
 		e := newKeeperEnv(t)
 		opts := KeeperOptions{IdleTimeout: 1 << 62, Lifetime: 1 << 62}
 		opts.Owner = "process-a"
-		a := e.keeper(e.st, opts)
+		a := e.keeper(t, e.st, opts)
 		opts.Owner = "process-b"
-		b := e.keeper(e.openStore(t), opts)
+		b := e.keeper(t, e.openStore(t), opts)
 		id := e.start(t, a)
 		runKeeper(t, a)
 		runKeeper(t, b)
@@ -165,7 +166,7 @@ func later(a, b time.Time) time.Time {
 func TestRunLimits(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{MaxPerSecond: 2, Concurrency: 3})
+		k := e.keeper(t, e.st, KeeperOptions{MaxPerSecond: 2, Concurrency: 3})
 		const grants = 24
 		for range grants {
 			e.start(t, k)
@@ -197,12 +198,12 @@ func TestRunLimits(t *testing.T) {
 func TestRunShutdownPersists(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newKeeperEnv(t)
-		k := e.keeper(e.st, KeeperOptions{LeaseTTL: 2 * time.Minute})
+		k := e.keeper(t, e.st, KeeperOptions{LeaseTTL: 2 * time.Minute})
 		id := e.start(t, k)
 		before := e.grant(t, id)
 		e.faults.set(func(f *faults) { f.tokenDelay = 20 * time.Second })
 		stop := runKeeper(t, k)
-		due := k.refreshAt(before, before.LastRefresh.Add(time.Hour)) // idle by then
+		due := k.pol.refreshAt(before, before.LastRefresh.Add(time.Hour)) // idle by then
 		sleepUntil(due.Add(tickInterval + time.Second))
 		e.faults.mu.Lock()
 		inflight := e.faults.inflight
@@ -216,48 +217,6 @@ func TestRunShutdownPersists(t *testing.T) {
 			t.Errorf("after Run returned the grant holds the rotated tokens: %v, want true", after.RefreshToken != before.RefreshToken)
 		}
 		e.checkNoReuse(t)
-	})
-}
-
-func TestSchedule(t *testing.T) {
-	k := newKeeper(nil, nil, KeeperOptions{})
-	t0 := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
-	base := store.Grant{ID: "g", RefreshToken: "rt", AccessToken: "at", LastRefresh: t0,
-		AccessExpiry: t0.Add(time.Hour), RefreshExpiry: t0.Add(90 * time.Minute), CreatedAt: t0.Add(-time.Hour)}
-	tests := []struct {
-		name       string
-		lastActive time.Time
-		from, to   time.Duration // after t0
-	}{
-		{"idle: 0.75–0.8 of the refresh lifetime", t0.Add(-time.Hour), 67*time.Minute + 30*time.Second, 72 * time.Minute},
-		{"active: 5–6 minutes before the access token expires", t0, 54 * time.Minute, 55 * time.Minute},
-		{"idle timeout comes first", t0.Add(-24*time.Hour + 10*time.Minute), 10 * time.Minute, 10 * time.Minute},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			for i := range 50 {
-				g := base
-				g.ID = fmt.Sprint("g", i)
-				g.LastActive = tc.lastActive
-				got := k.schedule(g, t0).Sub(t0)
-				if got < tc.from || got > tc.to {
-					t.Fatalf("schedule() = t0+%v, want t0+[%v, %v]", got, tc.from, tc.to)
-				}
-				if again := k.schedule(g, t0).Sub(t0); again != got {
-					t.Fatalf("schedule() moved from %v to %v on recomputation", got, again)
-				}
-			}
-		})
-	}
-	t.Run("short-lived access token does not refresh on every view", func(t *testing.T) {
-		g := base
-		g.AccessExpiry = t0.Add(2 * time.Minute)
-		if k.needs(g, t0.Add(30*time.Second), want{minValid: k.opts.RefreshBeforeExpiry / 2}) {
-			t.Error("needs() = true with 90s of a 2-minute token left, want false")
-		}
-		if !k.needs(g, t0.Add(90*time.Second), want{minValid: k.opts.RefreshBeforeExpiry / 2}) {
-			t.Error("needs() = false with 30s of a 2-minute token left, want true")
-		}
 	})
 }
 
@@ -338,4 +297,33 @@ func benchmarkTick(b *testing.B, grants int) {
 			b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
 		})
 	}
+}
+
+// TestAbandonedGrantDeleted: Run deletes a grant that needs a sign-in once
+// nobody has used it for IdleTimeout (needs_sign_in → deleted, abandoned),
+// and not before.
+func TestAbandonedGrantDeleted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newKeeperEnv(t)
+		k := e.keeper(t, e.st, KeeperOptions{IdleTimeout: 3 * time.Hour})
+		id := e.start(t, k)
+		if err := e.p.Revoke(t.Context(), e.grant(t, id).RefreshToken, "refresh_token"); err != nil {
+			t.Fatal(err)
+		}
+		stop := runKeeper(t, k)
+		time.Sleep(2 * time.Hour) // the background refresh met invalid_grant
+		if g := e.grant(t, id); g.State != store.StateNeedsSignIn {
+			t.Fatalf("grant = %s (%s), want needs_sign_in", g.State, g.LastError)
+		}
+		time.Sleep(50 * time.Minute) // 2h50m after the last use
+		e.grant(t, id)
+		time.Sleep(12 * time.Minute) // past 3h
+		if _, err := e.st.Grant(t.Context(), id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("grant unused for IdleTimeout in needs_sign_in: %v, want deleted", err)
+		}
+		stop()
+		if m := k.Metrics(); m.Abandoned != 1 {
+			t.Errorf("Metrics().Abandoned = %d, want 1", m.Abandoned)
+		}
+	})
 }

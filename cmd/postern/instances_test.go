@@ -1,0 +1,225 @@
+//go:build !nodemo
+
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/postern/postern/internal/devstack/idp"
+)
+
+// postgresDSNEnv names the PostgreSQL server the tests may use (.ci/run sets it); see internal/store.
+const postgresDSNEnv = "POSTERN_TEST_POSTGRES_DSN"
+
+// postgresTestDSN returns a DSN for a schema of this test's own, dropped at its end, or skips the test when no
+// server is configured.
+func postgresTestDSN(t *testing.T) string {
+	t.Helper()
+	dsn := os.Getenv(postgresDSNEnv)
+	if dsn == "" {
+		t.Skipf("PostgreSQL tests skipped: set %s (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)", postgresDSNEnv)
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	schema := "cmd_" + hex.EncodeToString(b[:])
+	admin, err := pgxpool.New(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(admin.Close)
+	if _, err := admin.Exec(context.Background(), "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// TestPostgresInstancesShareSessions runs two `postern serve` instances on one PostgreSQL database, as a site
+// behind a load balancer would without sticky sessions: a sign-in on A is a session on B, and a sign-out on A ends
+// it on B.
+func TestPostgresInstancesShareSessions(t *testing.T) {
+	dsn := postgresTestDSN(t)
+	addrA, addrB, metricsB := freeAddr(t), freeAddr(t), freeAddr(t)
+	d, err := startDevstack("http://"+addrA, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "dsn"), []byte(dsn+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	imapHost, imapPort := splitAddr(d.IMAP)
+	smtpHost, smtpPort := splitAddr(d.SMTP)
+	cfg := fmt.Sprintf(`server:
+  public_url: http://%s
+  listen: %s
+oidc:
+  issuer: %s
+  client_id: postern
+  client_secret: %s
+imap:
+  host: %s
+  port: %d
+  tls: none
+smtp:
+  host: %s
+  port: %d
+  tls: none
+session:
+  secret: 0123456789abcdef0123456789abcdef-instances
+storage:
+  driver: postgres
+  dsn_file: dsn
+  encryption_key: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=
+`, addrA, addrA, d.IdP.Issuer(), d.ClientSecret, imapHost, imapPort, smtpHost, smtpPort)
+	path := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 2)
+	for _, listen := range []string{addrA, addrB} {
+		getenv := func(k string) string {
+			switch {
+			case k == "POSTERN_SERVER_LISTEN":
+				return listen
+			case k == "POSTERN_SERVER_METRICS_LISTEN" && listen == addrB:
+				return metricsB
+			}
+			return ""
+		}
+		go func() { done <- run(ctx, []string{"serve", "-config", path}, getenv, io.Discard, io.Discard) }()
+	}
+	defer func() {
+		cancel()
+		for range 2 {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("serve returned %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Error("serve did not stop")
+			}
+		}
+	}()
+
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(base, p string) (int, string) {
+		t.Helper()
+		resp, err := hc.Get("http://" + base + p)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, base := range []string{addrA, addrB} {
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if code, body := get(base, "/"); code == http.StatusOK && strings.Contains(body, `id="signin"`) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("instance %s did not come up", base)
+			}
+		}
+	}
+
+	// Sign in on A.
+	resp, err := hc.Get("http://" + addrA + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cb, err := idp.SignIn(ctx, hc, resp.Header.Get("Location"), "alice", "alice-password", true)
+	if err != nil {
+		t.Fatalf("sign in at the dev IdP: %v", err)
+	}
+	if resp, err = hc.Get(cb.String()); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("callback on A = %s", resp.Status)
+	}
+
+	// The same browser on B: signed in, with the same mail.
+	if code, body := get(addrB, "/mail/INBOX"); code != http.StatusOK || !strings.Contains(body, "alice@example.test") || !strings.Contains(body, "data-uid=") {
+		t.Fatalf("inbox on B after sign-in on A = %d:\n%.300s", code, body)
+	}
+
+	// B's pooled IMAP connection for alice's grant is open now (a connection stays authenticated after its token
+	// is revoked, so B must close it when the grant ends elsewhere).
+	poolOpen := func() string {
+		resp, err := http.Get("http://" + metricsB + "/metrics")
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, `postern_imap_pool_connections{state="open"} `); ok {
+				return v
+			}
+		}
+		return "missing"
+	}
+	if got := poolOpen(); got != "1" {
+		t.Fatalf("B's open IMAP connections after one inbox view = %s, want 1", got)
+	}
+
+	// Sign out on A; B must not serve the session any more, even to the old cookie replayed.
+	uB, _ := url.Parse("http://" + addrB + "/")
+	old := jar.Cookies(uB)
+	if len(old) == 0 {
+		t.Fatal("no session cookie to replay")
+	}
+	if resp, err = hc.Post("http://"+addrA+"/logout", "application/x-www-form-urlencoded", nil); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout on A = %s", resp.Status)
+	}
+	// Within a second, through PostgreSQL's NOTIFY, B has closed its connection for the grant.
+	var got string
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if got = poolOpen(); got == "0" {
+			break
+		}
+	}
+	if got != "0" {
+		t.Errorf("B's open IMAP connections 1 s after sign-out on A = %s, want 0", got)
+	}
+	jar.SetCookies(uB, old)
+	if code, body := get(addrB, "/mail/INBOX"); code != http.StatusSeeOther || !strings.Contains(body, "/login") || strings.Contains(body, "data-uid=") {
+		t.Errorf("B after sign-out on A = %d, want a redirect to sign in:\n%.300s", code, body)
+	}
+}

@@ -1,0 +1,110 @@
+// Package devstack runs Postern's dev peers together, on 127.0.0.1: the identity provider shaped like Authelia
+// (package idp) with one OAuth client registered for Postern, and the IMAP and SMTP server that checks tokens like
+// Stalwart (package mailserver) with a seeded mailbox for every user. The demo runs on it, and so do tests that need
+// the whole setup; tests of one peer start that peer alone.
+//
+// Only cmd and tests import it (see architecture_test.go): it is no part of a production build (tag nodemo).
+package devstack
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/postern/postern/internal/devstack/idp"
+	"github.com/postern/postern/internal/devstack/mailserver"
+)
+
+// ClientID is the id of the OAuth client registered for Postern.
+const ClientID = "postern"
+
+// Options say what to start. The zero value starts both peers with no users and a client without redirect URIs.
+type Options struct {
+	// RedirectURIs are the client's registered redirect URIs: Postern's callback (web.RedirectURL).
+	RedirectURIs []string
+	// Users can sign in at the IdP; each has a seeded mailbox at its Email.
+	Users []idp.User
+	// Mail configures the mail server; Start sets its UserinfoURL to the IdP's.
+	Mail mailserver.Options
+	// AccessTokenLifespan is the IdP's access-token lifetime (default 1h); tests that need many rotations shorten it.
+	AccessTokenLifespan time.Duration
+	// Logger receives both peers' logs, each with a component attribute; nil discards.
+	Logger *slog.Logger
+}
+
+// Stack is the running peers.
+type Stack struct {
+	IdP  *idp.IdP
+	Mail *mailserver.Server
+	// IMAP and SMTP are the mail server's listeners (plain TCP, no TLS).
+	IMAP, SMTP net.Addr
+	// ClientSecret is the client's secret, random per Stack.
+	ClientSecret string
+}
+
+// Start starts the IdP and the mail server and seeds the users' mailboxes. Close stops them.
+func Start(opts Options) (*Stack, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	secret := make([]byte, 24)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, fmt.Errorf("devstack: client secret: %w", err)
+	}
+	s := &Stack{ClientSecret: base64.RawURLEncoding.EncodeToString(secret)}
+	var err error
+	s.IdP, err = idp.Start("127.0.0.1:0", idp.Options{
+		Users: opts.Users,
+		Clients: []idp.Client{{
+			ID: ClientID, Secret: s.ClientSecret,
+			RedirectURIs: opts.RedirectURIs,
+			Scopes:       []string{"openid", "profile", "email", "offline_access"},
+		}},
+		AccessTokenLifespan: opts.AccessTokenLifespan,
+		Logger:              logger.With(slog.String("component", "dev-idp")),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("devstack: idp: %w", err)
+	}
+	mo := opts.Mail
+	mo.UserinfoURL = s.IdP.Issuer() + "/api/oidc/userinfo"
+	if mo.Logger == nil {
+		mo.Logger = logger.With(slog.String("component", "dev-mail"))
+	}
+	if s.Mail, err = mailserver.New(mo); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("devstack: mail server: %w", err)
+	}
+	for _, u := range opts.Users {
+		if u.Email == "" {
+			continue
+		}
+		if err := s.Mail.Seed(u.Email); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("devstack: seed %s: %w", u.Email, err)
+		}
+	}
+	if s.IMAP, err = s.Mail.ListenIMAP("127.0.0.1:0"); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("devstack: %w", err)
+	}
+	if s.SMTP, err = s.Mail.ListenSMTP("127.0.0.1:0"); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("devstack: %w", err)
+	}
+	return s, nil
+}
+
+// Close stops both peers.
+func (s *Stack) Close() {
+	if s.Mail != nil {
+		s.Mail.Close()
+	}
+	if s.IdP != nil {
+		s.IdP.Close()
+	}
+}

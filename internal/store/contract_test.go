@@ -1,0 +1,213 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/postern/postern/internal/seal"
+)
+
+// The store contract: every driver must pass these cases, so SQLite and PostgreSQL cannot drift. Each case gets a
+// fresh, empty store. TestSQLiteContract always runs; TestPostgresContract runs against the server named by
+// POSTERN_TEST_POSTGRES_DSN (each case in a schema of its own, dropped afterwards) and is skipped, saying so, when
+// the variable is unset. `go test -run 'Postgres|Instance' ./...` selects the PostgreSQL and multi-instance tests.
+
+// postgresDSNEnv names the PostgreSQL server the tests may use (.ci/run sets it).
+const postgresDSNEnv = "POSTERN_TEST_POSTGRES_DSN"
+
+// contractStore is the whole store contract, as the keeper, web and cmd use it.
+type contractStore interface {
+	CreateGrant(ctx context.Context, g *Grant) error
+	Grant(ctx context.Context, id string) (Grant, error)
+	UpdateGrant(ctx context.Context, g Grant) (Grant, error)
+	TouchGrant(ctx context.Context, id string, lastActive, nextRefreshAt time.Time) error
+	DeleteGrant(ctx context.Context, id string) error
+	DeleteEndedGrants(ctx context.Context, before time.Time) (int, error)
+	DueGrants(ctx context.Context, before time.Time, limit int) ([]string, error)
+	GrantsBySubject(ctx context.Context, issuer, subject string) ([]string, error)
+	CountGrantsByState(ctx context.Context) (map[GrantState]int, error)
+	ClaimLease(ctx context.Context, grantID, owner string, now, until time.Time) (bool, error)
+	ReleaseLease(ctx context.Context, grantID, owner string) error
+	SaveSession(ctx context.Context, sess Session) error
+	Session(ctx context.Context, id string) (Session, error)
+	TouchSession(ctx context.Context, id string, lastSeen, expiresAt time.Time) error
+	DeleteSession(ctx context.Context, id string) error
+	DeleteExpiredSessions(ctx context.Context, now time.Time) (int, error)
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+var (
+	_ contractStore = (*SQLite)(nil)
+	_ contractStore = (*Postgres)(nil)
+)
+
+// testStore is one driver's store under test, with the few driver-specific powers the cases need: its clock, raw
+// SQL (as an attacker with write access to the database would have), and a second handle on the same database (as
+// a second process or instance would have).
+type testStore struct {
+	contractStore
+	*codec
+	raw    func(query string, args ...any) error
+	rawInt func(query string) (int, error)
+	reopen func(t testing.TB) contractStore
+}
+
+// exec runs raw SQL written with ? placeholders.
+func (s *testStore) exec(t testing.TB, query string, args ...any) error {
+	t.Helper()
+	return s.raw(query, args...)
+}
+
+// count returns the number of rows in table.
+func (s *testStore) count(t testing.TB, table string) int {
+	t.Helper()
+	n, err := s.rawInt("SELECT COUNT(*) FROM " + table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+var contractCases = []struct {
+	name string
+	run  func(t *testing.T, s *testStore)
+}{
+	{"GrantRoundTrip", contractGrantRoundTrip},
+	{"CreateGrantDefaults", contractCreateGrantDefaults},
+	{"CreateGrantRejects", contractCreateGrantRejects},
+	{"GrantNotFound", contractGrantNotFound},
+	{"UpdateGrant", contractUpdateGrant},
+	{"UpdateGrantStaleWriter", contractUpdateGrantStaleWriter},
+	{"UpdateGrantConcurrent", contractUpdateGrantConcurrent},
+	{"TouchGrant", contractTouchGrant},
+	{"DeleteGrant", contractDeleteGrant},
+	{"GrantsBySubjectAndCount", contractGrantsBySubjectAndCount},
+	{"SealedBlobBoundToRow", contractSealedBlobBoundToRow},
+	{"DeleteEndedGrants", contractDeleteEndedGrants},
+	{"TouchKeepsBackoff", contractTouchKeepsBackoff},
+	{"ClaimLease", contractClaimLease},
+	{"ClaimLeaseErrors", contractClaimLeaseErrors},
+	{"ClaimLeaseExclusive", contractClaimLeaseExclusive},
+	{"SessionRoundTrip", contractSessionRoundTrip},
+	{"SaveSessionUpsert", contractSaveSessionUpsert},
+	{"SaveSessionRejects", contractSaveSessionRejects},
+	{"SessionExpiry", contractSessionExpiry},
+	{"SessionDataBoundToID", contractSessionDataBoundToID},
+	{"DueGrants", contractDueGrants},
+}
+
+func TestSQLiteContract(t *testing.T) {
+	for _, c := range contractCases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			c.run(t, openSQLiteTest(t))
+		})
+	}
+}
+
+func TestPostgresContract(t *testing.T) {
+	dsn := postgresDSN(t)
+	for _, c := range contractCases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			c.run(t, openPostgresTest(t, dsn))
+		})
+	}
+}
+
+// openSQLiteTest opens a fresh SQLite store in a temporary directory.
+func openSQLiteTest(t *testing.T) *testStore {
+	s, path := openTemp(t)
+	return &testStore{
+		contractStore: s, codec: &s.codec,
+		raw: func(q string, args ...any) error { _, err := s.db.Exec(q, args...); return err },
+		rawInt: func(q string) (n int, err error) {
+			err = s.db.QueryRow(q).Scan(&n)
+			return n, err
+		},
+		reopen: func(t testing.TB) contractStore { return openAt(t, path, newSealer(t, "old")) },
+	}
+}
+
+// postgresDSN returns the test server's DSN, or skips the test when none is configured.
+func postgresDSN(t testing.TB) string {
+	t.Helper()
+	dsn := os.Getenv(postgresDSNEnv)
+	if dsn == "" {
+		t.Skipf("PostgreSQL tests skipped: set %s (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)", postgresDSNEnv)
+	}
+	return dsn
+}
+
+// postgresSchema creates a schema of its own for one test, dropped at its end, and returns a DSN whose connections
+// use it: the cases run in parallel in one database without seeing each other's rows.
+func postgresSchema(t testing.TB, dsn string) string {
+	t.Helper()
+	var b [6]byte
+	rand.Read(b[:])
+	schema := "t_" + hex.EncodeToString(b[:])
+	admin, err := pgxpool.New(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(admin.Close)
+	if _, err := admin.Exec(context.Background(), "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("drop schema: %v", err)
+		}
+	})
+	return withParam(t, dsn, "search_path", schema)
+}
+
+// withParam adds a query parameter to a URL-style DSN (pgx passes unknown ones on as run-time parameters).
+func withParam(t testing.TB, dsn, key, value string) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" {
+		t.Fatalf("%s must be a postgres:// URL", postgresDSNEnv)
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// openPostgresAt opens a Postgres store on dsn and closes it at test end.
+func openPostgresAt(t testing.TB, dsn string, sealer *seal.Sealer) *Postgres {
+	t.Helper()
+	s, err := OpenPostgres(context.Background(), dsn, sealer)
+	if err != nil {
+		t.Fatalf("OpenPostgres = %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// openPostgresTest opens a fresh Postgres store in a schema of its own.
+func openPostgresTest(t *testing.T, dsn string) *testStore {
+	dsn = postgresSchema(t, dsn)
+	s := openPostgresAt(t, dsn, newSealer(t, "old"))
+	return &testStore{
+		contractStore: s, codec: &s.codec,
+		raw: func(q string, args ...any) error {
+			_, err := s.pool.Exec(context.Background(), dollar(q), args...)
+			return err
+		},
+		rawInt: func(q string) (n int, err error) {
+			err = s.pool.QueryRow(context.Background(), q).Scan(&n)
+			return n, err
+		},
+		reopen: func(t testing.TB) contractStore { return openPostgresAt(t, dsn, newSealer(t, "old")) },
+	}
+}
