@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,9 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/devstack"
 	"github.com/postern/postern/internal/devstack/idp"
-	"github.com/postern/postern/internal/devstack/mailserver"
-	"github.com/postern/postern/web"
 )
 
 // The image's HEALTHCHECK asks http://127.0.0.1:8080/healthz, so Postern listens on :8080 as in docs/deploy.md.
@@ -129,40 +127,20 @@ func TestContainer(t *testing.T) {
 	})
 }
 
-// startPeers starts the dev IdP and mail server on 127.0.0.1 (the container shares the network), and writes the
+// startPeers starts the demo's dev IdP and mail server on 127.0.0.1 (the container shares the network), and writes the
 // configuration and secrets the container mounts.
 func (e *env) startPeers(t *testing.T) {
 	t.Helper()
-	secret := rand.Text()
-	pu, _ := url.Parse(publicURL)
-	p, err := idp.Start("127.0.0.1:0", idp.Options{
-		Users: []idp.User{{Username: user, Password: password, Email: email, Name: "Alice Liddell"}},
-		Clients: []idp.Client{{
-			ID: "postern", Secret: secret,
-			RedirectURIs: []string{web.RedirectURL(pu)},
-			Scopes:       []string{"openid", "profile", "email", "offline_access"},
-		}},
+	// Postern's callback (web.RedirectURL; the architecture test keeps web out of internal packages' tests).
+	stack, err := devstack.Start(devstack.Options{
+		RedirectURIs: []string{publicURL + "/callback"},
+		Users:        []idp.User{{Username: user, Password: password, Email: email, Name: "Alice Liddell"}},
 	})
 	if err != nil {
-		t.Fatalf("idp.Start() = %v", err)
+		t.Fatalf("devstack.Start() = %v", err)
 	}
-	t.Cleanup(func() { p.Close() })
-	ms, err := mailserver.New(mailserver.Options{UserinfoURL: p.Issuer() + "/api/oidc/userinfo"})
-	if err != nil {
-		t.Fatalf("mailserver.New() = %v", err)
-	}
-	t.Cleanup(func() { ms.Close() })
-	if err := ms.Seed(email); err != nil {
-		t.Fatal(err)
-	}
-	imapAddr, err := ms.ListenIMAP("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	smtpAddr, err := ms.ListenSMTP("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(stack.Close)
+	p, imapAddr, smtpAddr, secret := stack.IdP, stack.IMAP, stack.SMTP, stack.ClientSecret
 	t.Logf("peers: dev IdP %s, IMAP %s, SMTP %s", p.Issuer(), imapAddr, smtpAddr)
 
 	// The configuration has no secrets, like docs/deploy.md's; it is world-readable so that uid 65532 can read the
@@ -175,13 +153,13 @@ func (e *env) startPeers(t *testing.T) {
   listen: "%s"
 oidc:
   issuer: %s
-  client_id: postern
+  client_id: %s
 imap: {host: 127.0.0.1, port: %s, tls: none, sasl: oauthbearer}
 smtp: {host: 127.0.0.1, port: %s, tls: none, sasl: oauthbearer}
 storage:
   path: %s/postern.db
   encryption_key_id: "1"
-`, publicURL, listen, p.Issuer(), imapPort, smtpPort, dataDir)
+`, publicURL, listen, p.Issuer(), devstack.ClientID, imapPort, smtpPort, dataDir)
 	cfgPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
