@@ -9,9 +9,15 @@ RUN go mod download
 COPY . .
 ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -tags nodemo -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/postern ./cmd/postern
+# The data directory, made here because distroless has no shell to run mkdir. Docker gives a new named volume the
+# owner and mode of the image's directory at the mount point, or root:root 0755 when the image has none, which the
+# non-root user cannot write: the first start would fail to create postern.db. (Podman chowns new volumes to the
+# container's user either way, which hides this.)
+RUN mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/postern /usr/local/bin/postern
+COPY --from=build --chown=65532:65532 /out/data /var/lib/postern
 USER nonroot:nonroot
 VOLUME ["/var/lib/postern"]
 EXPOSE 8080
