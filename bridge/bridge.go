@@ -256,10 +256,14 @@ func (s *Server) setUpstream(lc *liveConn, up net.Conn) bool {
 
 // CloseDevice closes every live connection of the device at once, client and upstream side. Revoking a device calls
 // it so that a revoked phone stops reading mail now, not at its next login.
-func (s *Server) CloseDevice(deviceID string) { s.closeWhere(func(c *liveConn) bool { return c.deviceID == deviceID }) }
+func (s *Server) CloseDevice(deviceID string) {
+	s.closeWhere(func(c *liveConn) bool { return c.deviceID == deviceID })
+}
 
 // CloseGrant closes every live connection made with the grant.
-func (s *Server) CloseGrant(grantID string) { s.closeWhere(func(c *liveConn) bool { return c.grantID == grantID }) }
+func (s *Server) CloseGrant(grantID string) {
+	s.closeWhere(func(c *liveConn) bool { return c.grantID == grantID })
+}
 
 func (s *Server) closeWhere(match func(*liveConn) bool) {
 	s.mu.Lock()
