@@ -1,0 +1,108 @@
+package bridge
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+func (e *env) dialSubmissions(t *testing.T) *smtp.Client {
+	t.Helper()
+	c, err := smtp.DialTLS(e.smtps, e.client)
+	if err != nil {
+		t.Fatalf("DialTLS: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestSMTPSubmissionThroughBridge(t *testing.T) {
+	e := newEnv(t, Options{})
+	for _, tc := range []struct {
+		name string
+		dial func(t *testing.T) *smtp.Client
+		auth sasl.Client
+	}{
+		{"implicit TLS, PLAIN", e.dialSubmissions, sasl.NewPlainClient("", alice, alicePW)},
+		{"STARTTLS, LOGIN", func(t *testing.T) *smtp.Client {
+			c, err := smtp.DialStartTLS(e.smtp, e.client)
+			if err != nil {
+				t.Fatalf("DialStartTLS: %v", err)
+			}
+			t.Cleanup(func() { c.Close() })
+			return c
+		}, sasl.NewLoginClient(alice, alicePW)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := e.stack.Mail.Messages(bob, "INBOX")
+			c := tc.dial(t)
+			if err := c.Auth(tc.auth); err != nil {
+				t.Fatalf("Auth: %v", err)
+			}
+			subject := "via the bridge " + tc.name
+			if err := c.SendMail(alice, []string{bob}, strings.NewReader("From: alice@example.test\r\nTo: bob@example.test\r\nSubject: "+subject+"\r\n\r\nhello\r\n")); err != nil {
+				t.Fatalf("SendMail: %v", err)
+			}
+			after, _ := e.stack.Mail.Messages(bob, "INBOX")
+			if len(after) != len(before)+1 || !strings.Contains(string(after[len(after)-1].Raw), subject) {
+				t.Errorf("bob's INBOX has %d messages (was %d), want the new one", len(after), len(before))
+			}
+		})
+	}
+}
+
+func TestSMTPRefusesOtherSender(t *testing.T) {
+	e := newEnv(t, Options{})
+	c := e.dialSubmissions(t)
+	if err := c.Auth(sasl.NewPlainClient("", alice, alicePW)); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Mail(bob, nil)
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 7, 1}) {
+		t.Errorf("MAIL FROM another address = %v, want 550 5.7.1", err)
+	}
+}
+
+func TestSMTPWrongPassword(t *testing.T) {
+	e := newEnv(t, Options{})
+	before := e.upstreamAuths()
+	c := e.dialSubmissions(t)
+	for i := 0; i < maxFailures; i++ {
+		err := c.Auth(sasl.NewPlainClient("", alice, "wrong"))
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) || se.Code != 535 {
+			t.Fatalf("AUTH with a wrong password = %v, want 535", err)
+		}
+	}
+	if err := c.Auth(sasl.NewPlainClient("", alice, alicePW)); err == nil {
+		t.Error("a fourth AUTH on the connection succeeded, want the connection closed")
+	}
+	if got := e.upstreamAuths() - before; got != 0 {
+		t.Errorf("upstream AUTHs for wrong passwords = %d, want 0", got)
+	}
+	if e.delays.Load() == 0 {
+		t.Error("no delay before refusing a wrong password")
+	}
+}
+
+func TestSMTPNoAuthInCleartext(t *testing.T) {
+	e := newEnv(t, Options{})
+	c, err := smtp.Dial(e.smtp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("test"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := c.Extension("AUTH"); ok {
+		t.Error("AUTH offered before STARTTLS")
+	}
+	if ok, _ := c.Extension("STARTTLS"); !ok {
+		t.Error("STARTTLS not offered")
+	}
+}
