@@ -25,6 +25,7 @@ import (
 
 	"github.com/postern/postern/internal/devstack"
 	"github.com/postern/postern/internal/devstack/idp"
+	"github.com/postern/postern/internal/devstack/mailserver"
 	"github.com/postern/postern/mail"
 )
 
@@ -116,7 +117,14 @@ type env struct {
 
 func newEnv(t testing.TB, opts Options) *env {
 	t.Helper()
+	certFile, keyFile, client := writeCert(t)
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	st, err := devstack.Start(devstack.Options{
+		// The mail server can serve TLS with the bridge's pair too, for the benchmark's direct side.
+		Mail:         mailserver.Options{TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}}},
 		RedirectURIs: []string{redirectURL},
 		Users: []idp.User{
 			{Username: "alice", Password: "alice-pw", Email: alice, Name: "Alice"},
@@ -134,7 +142,7 @@ func newEnv(t testing.TB, opts Options) *env {
 		e.auth.grants[grant] = g
 		e.auth.devices[u.addr+"\x00"+u.pw] = Login{DeviceID: u.device, GrantID: grant, Address: u.addr}
 	}
-	e.certFile, e.keyFile, e.client = writeCert(t)
+	e.certFile, e.keyFile, e.client = certFile, keyFile, client
 	opts.Auth = e.auth
 	opts.IMAP = mail.Server{Host: "127.0.0.1", Port: st.IMAP.(*net.TCPAddr).Port, TLS: mail.TLSNone, DialTimeout: 5 * time.Second}
 	opts.Submission = mail.Server{Host: "127.0.0.1", Port: st.SMTP.(*net.TCPAddr).Port, TLS: mail.TLSNone, DialTimeout: 5 * time.Second}

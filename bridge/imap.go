@@ -271,16 +271,17 @@ func (s *Server) signInAgain() string {
 // proxies. Nothing is parsed or buffered whole; what the client pipelined after its login, still in c.r, goes first.
 func (c *imapConn) splice(up net.Conn) {
 	c.conn.SetDeadline(time.Time{})
-	done := make(chan struct{}, 2)
+	// One direction runs on this goroutine, the other on one more: an idle connection costs two goroutines.
+	// Neither io.Copy allocates a buffer of its own: c.r and up (mail.DialIMAPConn's connection) copy through
+	// their read buffers (WriteTo).
+	done := make(chan struct{})
 	go func() {
 		io.Copy(up, c.r)
-		done <- struct{}{}
+		c.conn.Close()
+		up.Close()
+		close(done)
 	}()
-	go func() {
-		io.Copy(c.conn, up)
-		done <- struct{}{}
-	}()
-	<-done
+	io.Copy(c.conn, up)
 	c.conn.Close()
 	up.Close()
 	<-done

@@ -62,7 +62,7 @@ func DialIMAPConn(ctx context.Context, srv Server, c Credentials) (conn net.Conn
 	default:
 		return nil, nil, fmt.Errorf("mail: unknown tls mode %q", srv.TLS)
 	}
-	rc := &rawConn{Conn: conn, r: bufio.NewReader(conn)}
+	rc := newRawConn(conn)
 	greeting, err := rc.line()
 	if err != nil {
 		return nil, nil, fmt.Errorf("mail: imap greeting from %s: %w", srv.addr(), err)
@@ -84,7 +84,7 @@ func DialIMAPConn(ctx context.Context, srv Server, c Credentials) (conn net.Conn
 		if err := tc.HandshakeContext(dctx); err != nil {
 			return nil, nil, fmt.Errorf("mail: imap starttls with %s: %w", srv.addr(), err)
 		}
-		rc = &rawConn{Conn: tc, r: bufio.NewReader(tc)}
+		rc = newRawConn(tc)
 		caps = nil
 	}
 	if caps == nil {
@@ -140,9 +140,20 @@ type rawConn struct {
 	r *bufio.Reader
 }
 
+// newRawConn buffers conn's reads. The buffer hides conn's own WriteTo (net.TCPConn has one, which copies through
+// a fresh 32 KiB buffer that a proxy's idle connection would hold for ever): io.Copy from a rawConn then goes
+// through this one buffer only.
+func newRawConn(conn net.Conn) *rawConn {
+	return &rawConn{Conn: conn, r: bufio.NewReaderSize(struct{ io.Reader }{conn}, rawBufSize)}
+}
+
+// rawBufSize is one TLS record's worth of plaintext (RFC 8446 section 5.1), so a spliced download is re-encrypted
+// in full records.
+const rawBufSize = 16 << 10
+
 func (c *rawConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// WriteTo lets io.Copy drain the buffer and then the connection without an extra copy.
+// WriteTo lets io.Copy drain the buffer and then the connection through the same buffer, with no other.
 func (c *rawConn) WriteTo(w io.Writer) (int64, error) { return c.r.WriteTo(w) }
 
 // line reads one CRLF-terminated line without its ending, bounded by maxRawLine.
