@@ -233,7 +233,11 @@ func (c *imapConn) login(t, username, password string) (net.Conn, bool) {
 		up   net.Conn
 		caps []string
 	)
-	err = mail.WithToken(ctx, s.opts.Auth.Tokens(l.GrantID), func(cr mail.Credentials) error {
+	ts := s.opts.Auth.Tokens(l.GrantID)
+	if ts == nil {
+		return nil, !c.write(t + " NO [AUTHENTICATIONFAILED] " + s.signInAgain())
+	}
+	err = mail.WithToken(ctx, ts, func(cr mail.Credentials) error {
 		if cr.Address == "" {
 			cr.Address = l.Address
 		}

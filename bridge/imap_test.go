@@ -357,3 +357,22 @@ func TestReloadCertificate(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestSTARTTLSInjection: commands sent in cleartext together with STARTTLS must not run under TLS (CVE-2011-0411).
+func TestSTARTTLSInjection(t *testing.T) {
+	e := newEnv(t, Options{})
+	raw, err := net.Dial("tcp", e.imap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	r := bufio.NewReader(raw)
+	r.ReadString('\n')
+	io.WriteString(raw, "a STARTTLS\r\nb LOGIN "+alice+" "+alicePW+"\r\n")
+	if l, _ := r.ReadString('\n'); !strings.HasPrefix(l, "a OK") {
+		t.Fatalf("STARTTLS = %q", l)
+	}
+	if _, err := r.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Errorf("after STARTTLS with injected data: %v, want the connection closed", err)
+	}
+}

@@ -196,7 +196,11 @@ func (ss *smtpSession) Data(r io.Reader) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	l := ss.login
-	err := mail.WithToken(ctx, s.opts.Auth.Tokens(l.GrantID), func(c mail.Credentials) error {
+	ts := s.opts.Auth.Tokens(l.GrantID)
+	if ts == nil {
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: s.signInAgain()}
+	}
+	err := mail.WithToken(ctx, ts, func(c mail.Credentials) error {
 		if c.Address == "" {
 			c.Address = l.Address
 		}

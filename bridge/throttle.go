@@ -46,7 +46,15 @@ func ipKey(ip netip.Addr) string {
 	return "ip:" + ip.String()
 }
 
-func accountKey(user string) string { return "acct:" + strings.ToLower(strings.TrimSpace(user)) }
+// accountKey is the account's entry; a typed username longer than any address (RFC 5321 section 4.5.3.1.3: 254
+// octets) is cut, so that a key costs bounded memory.
+func accountKey(user string) string {
+	user = strings.ToLower(strings.TrimSpace(user))
+	if len(user) > 256 {
+		user = user[:256]
+	}
+	return "acct:" + user
+}
 
 // fail records a refused password from ip for user and returns how long to wait before answering.
 func (t *throttle) fail(ip netip.Addr, user string) time.Duration {
