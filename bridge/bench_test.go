@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -143,4 +144,58 @@ func BenchmarkIdleSplicedMemory(b *testing.B) {
 		perConn = (float64(br) - float64(d)) / n
 	}
 	b.ReportMetric(perConn, "B/bridged-conn")
+}
+
+// BenchmarkFetchInterleaved alternates the direct and the bridged fetch in every iteration, so that both meet the
+// same load on a shared machine, and reports each side's mean time and their ratio.
+func BenchmarkFetchInterleaved(b *testing.B) {
+	e, directAddr := benchEnv(b)
+	for _, tc := range []struct {
+		name, box string
+		fetch     func(b *testing.B, c *imapclient.Client)
+	}{
+		{"10MB", "Big", func(b *testing.B, c *imapclient.Client) {
+			cmd := c.Fetch(imap.UIDSetNum(1), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+			n := int64(0)
+			for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+				for item := msg.Next(); item != nil; item = msg.Next() {
+					if bs, ok := item.(imapclient.FetchItemDataBodySection); ok {
+						m, _ := io.Copy(io.Discard, bs.Literal)
+						n += m
+					}
+				}
+			}
+			if err := cmd.Close(); err != nil || n < 10<<20 {
+				b.Fatalf("UID FETCH = %d bytes, %v", n, err)
+			}
+		}},
+		{"1000envelopes", "Many", func(b *testing.B, c *imapclient.Client) {
+			all := imap.SeqSet{}
+			all.AddRange(1, 0)
+			msgs, err := c.Fetch(all, &imap.FetchOptions{Flags: true, Envelope: true}).Collect()
+			if err != nil || len(msgs) != 1000 {
+				b.Fatalf("FETCH 1:* = %d messages, %v", len(msgs), err)
+			}
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			direct, bridged := e.benchDial(b, directAddr), e.benchDial(b, "")
+			for _, c := range []*imapclient.Client{direct, bridged} {
+				if _, err := c.Select(tc.box, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var td, tb time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				tc.fetch(b, direct)
+				t1 := time.Now()
+				tc.fetch(b, bridged)
+				td, tb = td+t1.Sub(t0), tb+time.Since(t1)
+			}
+			b.ReportMetric(float64(td.Microseconds())/float64(b.N)/1000, "direct-ms/op")
+			b.ReportMetric(float64(tb.Microseconds())/float64(b.N)/1000, "bridge-ms/op")
+			b.ReportMetric(float64(tb)/float64(td), "ratio")
+		})
+	}
 }
