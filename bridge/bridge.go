@@ -231,7 +231,8 @@ func (s *Server) claim(lc *liveConn, l Login) bool {
 	defer s.mu.Unlock()
 	n := 0
 	for c := range s.conns {
-		if c.deviceID == l.DeviceID {
+		// lc itself may carry the device already, from a login whose upstream half failed.
+		if c != lc && c.deviceID == l.DeviceID {
 			n++
 		}
 	}

@@ -106,3 +106,32 @@ func TestSMTPNoAuthInCleartext(t *testing.T) {
 		t.Error("STARTTLS not offered")
 	}
 }
+
+func TestLoginMechanism(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		steps [][]byte // client responses, nil for none
+	}{
+		{"without initial response", [][]byte{nil, []byte("alice"), []byte("pw")}},
+		{"with initial response", [][]byte{[]byte("alice"), []byte("pw")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var user, pw string
+			l := &loginServer{check: func(u, p string) error { user, pw = u, p; return nil }}
+			var done bool
+			for i, resp := range tc.steps {
+				ch, d, err := l.Next(resp)
+				if err != nil {
+					t.Fatalf("step %d: %v", i, err)
+				}
+				if !d && len(ch) == 0 {
+					t.Fatalf("step %d: no prompt", i)
+				}
+				done = d
+			}
+			if !done || user != "alice" || pw != "pw" {
+				t.Errorf("LOGIN = done %v, user %q, password %q", done, user, pw)
+			}
+		})
+	}
+}
