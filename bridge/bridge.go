@@ -3,7 +3,8 @@
 // device grant's current access token (mail.TokenSource), authenticates upstream with SASL OAUTHBEARER (RFC 7628)
 // and from then on splices bytes both ways, the way Dovecot's and Stalwart's own proxies do, so that every server
 // extension (IDLE, CONDSTORE, QRESYNC, MOVE, literals, pipelining) passes through untouched. For SMTP submission it
-// accepts the message with go-smtp and submits it upstream with mail.Send, streaming the data.
+// speaks SMTP itself with go-smtp's server and relays MAIL FROM, RCPT TO and the streamed DATA to an upstream session
+// opened at AUTH (mail.DialSubmission), passing each upstream reply back.
 //
 // The bridge knows device passwords and grants only through the small interfaces below; it does not import web,
 // and nothing of OAuth beyond a token source.
@@ -14,6 +15,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -107,7 +109,7 @@ type liveConn struct {
 	conn              net.Conn
 	deviceID, grantID string
 	// upstream is closed with the client.
-	upstream net.Conn
+	upstream io.Closer
 }
 
 // New returns a server with the certificate loaded. It does not listen.
@@ -245,7 +247,9 @@ func (s *Server) claim(lc *liveConn, l Login) bool {
 
 // setUpstream records the upstream connection so that closing the client closes it too; false if the client
 // connection was closed meanwhile (CloseDevice during login).
-func (s *Server) setUpstream(lc *liveConn, up net.Conn) bool {
+func (s *Server) setUpstream(lc *liveConn, up net.Conn) bool { return s.setUpstreamCloser(lc, up) }
+
+func (s *Server) setUpstreamCloser(lc *liveConn, up io.Closer) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.conns[lc]; !ok || s.closed {

@@ -108,8 +108,8 @@ type smtpSession struct {
 	from     netip.Addr
 	login    *Login
 	failures int
-	mailFrom string
-	rcpts    []string
+	// up is the upstream submission session, open from a successful AUTH to the end of the connection.
+	up *smtp.Client
 }
 
 func (ss *smtpSession) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
@@ -135,7 +135,8 @@ func (ss *smtpSession) Auth(mech string) (sasl.Server, error) {
 	return nil, smtp.ErrAuthUnknownMechanism
 }
 
-// verify checks the device password; the upstream submission happens per message, at DATA.
+// verify checks the device password and opens the upstream submission session with the device grant's token, so
+// that a grant that needs a new sign-in is told at AUTH, where the client shows the server's text.
 func (ss *smtpSession) verify(username, password string) error {
 	s := ss.s
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.PreLoginTimeout)
@@ -149,7 +150,7 @@ func (ss *smtpSession) verify(username, password string) error {
 		s.sleep(ctx, d)
 		return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "wrong username or device password"}
 	case errors.Is(err, ErrSignInAgain):
-		return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: s.signInAgain()}
+		return ss.signInAgain()
 	case err != nil:
 		s.log.Warn("bridge: smtp device check failed", slog.Any("err", err))
 		return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "try again later"}
@@ -158,14 +159,45 @@ func (ss *smtpSession) verify(username, password string) error {
 	if !s.claim(ss.lc, l) {
 		return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "too many connections for this device"}
 	}
+	ts := s.opts.Auth.Tokens(l.GrantID)
+	if ts == nil {
+		return ss.signInAgain()
+	}
+	var up *smtp.Client
+	err = mail.WithToken(ctx, ts, func(c mail.Credentials) error {
+		if c.Address == "" {
+			c.Address = l.Address
+		}
+		var err error
+		up, err = mail.DialSubmission(ctx, s.opts.Submission, c)
+		return err
+	})
+	switch {
+	case errors.Is(err, mail.ErrNoCredentials), errors.Is(err, mail.ErrAuthFailed):
+		s.log.Info("bridge: smtp upstream refused the device grant", slog.String("device", l.DeviceID), slog.Any("err", err))
+		return ss.signInAgain()
+	case err != nil:
+		s.log.Warn("bridge: smtp upstream unavailable", slog.String("device", l.DeviceID), slog.Any("err", err))
+		return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "the mail server is unavailable, try again later"}
+	}
+	if !s.setUpstreamCloser(ss.lc, up) {
+		up.Close()
+		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "closing"}
+	}
 	if s.opts.Recorder != nil {
 		s.opts.Recorder.Used(l.DeviceID, ss.from, "")
 	}
-	ss.login = &l
+	s.log.Info("bridge: smtp login", slog.String("device", l.DeviceID), slog.String("client", ss.from.String()))
+	ss.login, ss.up = &l, up
 	return nil
 }
 
-func (ss *smtpSession) Mail(from string, _ *smtp.MailOptions) error {
+func (ss *smtpSession) signInAgain() error {
+	return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: ss.s.signInAgain()}
+}
+
+// Mail checks the sender and relays MAIL FROM with the client's parameters (SIZE, BODY, SMTPUTF8, …).
+func (ss *smtpSession) Mail(from string, opts *smtp.MailOptions) error {
 	if ss.login == nil {
 		return smtp.ErrAuthRequired
 	}
@@ -173,60 +205,72 @@ func (ss *smtpSession) Mail(from string, _ *smtp.MailOptions) error {
 	if !strings.EqualFold(from, ss.login.Address) {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "this device may send only as " + ss.login.Address}
 	}
-	ss.mailFrom = from
-	return nil
+	return ss.relay(ss.up.Mail(from, opts))
 }
 
-func (ss *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if ss.login == nil || ss.mailFrom == "" {
-		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "MAIL FROM first"}
+// Rcpt relays RCPT TO: each recipient gets the upstream's own answer (RFC 5321 section 4.2).
+func (ss *smtpSession) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if ss.login == nil {
+		return smtp.ErrAuthRequired
 	}
-	ss.rcpts = append(ss.rcpts, to)
-	return nil
+	return ss.relay(ss.up.Rcpt(to, opts))
 }
 
-// Data submits the message upstream as it arrives: mail.Send copies r to the upstream DATA, so nothing is held
-// whole. The token is presented before the first byte is read, so WithToken's one retry with a replaced token
-// never loses data.
+// Data streams the message upstream as it arrives (nothing is held whole) and passes back the upstream's verdict.
 func (ss *smtpSession) Data(r io.Reader) error {
-	if ss.login == nil || len(ss.rcpts) == 0 {
-		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "RCPT TO first"}
+	if ss.login == nil {
+		return smtp.ErrAuthRequired
 	}
-	s := ss.s
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	l := ss.login
-	ts := s.opts.Auth.Tokens(l.GrantID)
-	if ts == nil {
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: s.signInAgain()}
+	w, err := ss.up.Data()
+	if err != nil {
+		return ss.relay(err)
 	}
-	err := mail.WithToken(ctx, ts, func(c mail.Credentials) error {
-		if c.Address == "" {
-			c.Address = l.Address
+	if _, err := io.Copy(w, r); err != nil {
+		w.Close()
+		return ss.relay(err)
+	}
+	if err := w.Close(); err != nil {
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) {
+			// The final "." went out but no verdict came back: the upstream may have taken the message (RFC 5321
+			// section 4.1.1.4), and a temporary failure would make the client send it twice.
+			ss.s.log.Warn("bridge: smtp no reply after the end of data", slog.String("device", ss.login.DeviceID), slog.Any("err", err))
+			ss.lc.conn.Close()
+			return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 0}, Message: "the mail server did not confirm; check Sent before sending again"}
 		}
-		return mail.Send(ctx, s.opts.Submission, c, ss.mailFrom, ss.rcpts, r)
-	})
+		return se
+	}
+	return nil
+}
+
+// relay passes an upstream reply back as it was; a broken upstream connection ends the client's too, since the
+// session cannot go on without it.
+func (ss *smtpSession) relay(err error) error {
 	if err == nil {
 		return nil
 	}
-	s.log.Info("bridge: smtp submission failed", slog.String("device", l.DeviceID), slog.Any("err", err))
-	var se *mail.SendError
-	switch {
-	case errors.As(err, &se) && se.Code != 0:
-		// The upstream's reply, passed back as it was.
-		return &smtp.SMTPError{Code: se.Code, EnhancedCode: smtp.EnhancedCode(se.Enhanced), Message: se.Reply}
-	case errors.Is(err, mail.ErrNoCredentials), errors.Is(err, mail.ErrAuthFailed):
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: s.signInAgain()}
-	case errors.Is(err, mail.ErrMaybeSent):
-		// The upstream may have taken it: a temporary failure would make the client send it twice.
-		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 0}, Message: "the mail server did not confirm; check Sent before sending again"}
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se
 	}
-	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 1}, Message: "the mail server is unavailable, try again later"}
+	ss.s.log.Warn("bridge: smtp upstream failed", slog.String("device", ss.login.DeviceID), slog.Any("err", err))
+	ss.lc.conn.Close()
+	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 1}, Message: "the mail server is unavailable, try again later"}
 }
 
-func (ss *smtpSession) Reset() { ss.mailFrom, ss.rcpts = "", nil }
+func (ss *smtpSession) Reset() {
+	if ss.up != nil {
+		ss.up.Reset()
+	}
+}
 
-func (ss *smtpSession) Logout() error { return nil }
+func (ss *smtpSession) Logout() error {
+	if ss.up != nil {
+		ss.up.Quit()
+		ss.up.Close()
+	}
+	return nil
+}
 
 // loginServer is the server side of the LOGIN mechanism (draft-murchison-sasl-login), which go-sasl dropped but
 // Outlook and older iOS Mail still use: username and password, each asked for with a base64 prompt.

@@ -135,3 +135,61 @@ func TestLoginMechanism(t *testing.T) {
 		})
 	}
 }
+
+// TestSMTPRelaysReplies: the upstream's answer to each RCPT reaches the client (550 5.1.1 for an unknown mailbox,
+// while the other recipient is taken), and two messages on one connection cost one upstream AUTH.
+func TestSMTPRelaysReplies(t *testing.T) {
+	e := newEnv(t, Options{})
+	before := e.upstreamAuths()
+	c := e.dialSubmissions(t)
+	if err := c.Auth(sasl.NewPlainClient("", alice, alicePW)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := c.Mail(alice, nil); err != nil {
+			t.Fatalf("MAIL FROM: %v", err)
+		}
+		err := c.Rcpt("nobody@nowhere.test", nil)
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) || se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 1, 1}) {
+			t.Errorf("RCPT TO an unknown mailbox = %v, want the upstream's 550 5.1.1", err)
+		}
+		if err := c.Rcpt(bob, nil); err != nil {
+			t.Fatalf("RCPT TO bob: %v", err)
+		}
+		w, err := c.Data()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte("Subject: relayed " + itoa(i) + "\r\n\r\nhi\r\n"))
+		if err := w.Close(); err != nil {
+			t.Fatalf("end of data: %v", err)
+		}
+	}
+	if got := e.upstreamAuths() - before; got != 1 {
+		t.Errorf("upstream AUTHs for two messages on one connection = %d, want 1", got)
+	}
+}
+
+func TestSMTPSignInAgain(t *testing.T) {
+	e := newEnv(t, Options{PublicURL: "https://mail.example.test"})
+	e.auth.grants["grant-alice"].ended = true
+	c := e.dialSubmissions(t)
+	err := c.Auth(sasl.NewPlainClient("", alice, alicePW))
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 535 || !strings.Contains(se.Message, "sign in again at https://mail.example.test/devices") {
+		t.Errorf("AUTH of a device whose grant ended = %v, want 535 with the sign-in URL", err)
+	}
+}
+
+func TestSMTPCloseDevice(t *testing.T) {
+	e := newEnv(t, Options{})
+	c := e.dialSubmissions(t)
+	if err := c.Auth(sasl.NewPlainClient("", alice, alicePW)); err != nil {
+		t.Fatal(err)
+	}
+	e.bridge.CloseDevice("dev-alice")
+	if err := c.Noop(); err == nil {
+		t.Error("NOOP after CloseDevice succeeded, want the connection closed")
+	}
+}
