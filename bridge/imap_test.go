@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -375,4 +377,73 @@ func TestSTARTTLSInjection(t *testing.T) {
 	if _, err := r.ReadByte(); !errors.Is(err, io.EOF) {
 		t.Errorf("after STARTTLS with injected data: %v, want the connection closed", err)
 	}
+}
+
+func TestPreLoginTimeout(t *testing.T) {
+	e := newEnv(t, Options{PreLoginTimeout: 100 * time.Millisecond})
+	conn := e.rawIMAPS(t)
+	// The client says nothing more: the bridge closes the connection (the test waits for it, it does not time it).
+	if _, err := conn.r.ReadString('\n'); err == nil {
+		t.Error("read after the pre-login timeout succeeded, want the connection closed")
+	}
+	// A logged-in connection is not bound by it: the deadline is cleared at login.
+	c := e.dialIMAPS(t, alice, alicePW, nil)
+	time.Sleep(300 * time.Millisecond) // three pre-login timeouts
+	if err := c.Noop().Wait(); err != nil {
+		t.Errorf("NOOP on a logged-in connection after the pre-login timeout: %v", err)
+	}
+}
+
+// TestUpstreamDropEndsClient: when the mail server drops the session, the client's connection ends too.
+func TestUpstreamDropEndsClient(t *testing.T) {
+	e := newEnv(t, Options{})
+	c := e.dialIMAPS(t, alice, alicePW, nil)
+	if n := e.stack.Mail.DropConnections(alice); n != 1 {
+		t.Fatalf("DropConnections = %d, want 1", n)
+	}
+	select {
+	case <-c.Closed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("client connection still open after the upstream dropped")
+	}
+	waitFor(t, "the bridge to forget the connection", func() bool { return e.bridge.Conns() == 0 })
+}
+
+// TestLogsHoldNoSecrets runs good and bad logins with a logger and looks for the password and token in its output.
+func TestLogsHoldNoSecrets(t *testing.T) {
+	var buf syncBuffer
+	e := newEnv(t, Options{Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	e.dialIMAPS(t, alice, alicePW, nil)
+	conn := e.rawIMAPS(t)
+	conn.cmd(t, "a LOGIN "+alice+" not-"+alicePW)
+	e.auth.grants["grant-bob"].tok.AccessToken = "stale-bob-token"
+	e.auth.grants["grant-bob"].ended = false
+	conn.cmd(t, "b LOGIN "+bob+" "+bobPW)
+	out := buf.String()
+	if !strings.Contains(out, "imap login") {
+		t.Fatalf("no login logged: %q", out)
+	}
+	tok, _ := e.auth.grants["grant-alice"].Token(t.Context())
+	for _, secret := range []string{alicePW, bobPW, tok.Token, "stale-bob-token"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("log contains a secret: %q", out)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
