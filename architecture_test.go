@@ -36,8 +36,10 @@ type pkg struct {
 
 func TestDependencyRules(t *testing.T) {
 	pkgs := loadPackages(t, ".")
-	if _, ok := pkgs["web"]; !ok {
-		t.Fatalf("found no package web among %d packages: the walk is broken", len(pkgs))
+	for _, want := range []string{"web", "bridge"} {
+		if _, ok := pkgs[want]; !ok {
+			t.Fatalf("found no package %s among %d packages: the walk is broken", want, len(pkgs))
+		}
 	}
 	ours := func(p string) (string, bool) {
 		if p == module {
@@ -89,6 +91,10 @@ func TestDependencyRules(t *testing.T) {
 			case under(rel, "mail"):
 				// mail knows a bearer string and an address, nothing of OAuth, sessions or storage.
 				breach(edge{rel, d}, "depends on", "mail imports nothing of this module")
+			case under(rel, "bridge") && under(d, "web"):
+				// The bridge serves mail clients beside web, not through it; what it needs of devices and grants it
+				// declares as small interfaces that cmd fills in.
+				breach(edge{rel, d}, "depends on", "bridge imports mail, never web")
 			case under(rel, "internal") && under(d, "web"):
 				breach(edge{rel, d}, "depends on", "internal packages serve web and cmd, never the other way round")
 			case under(d, "cmd"):
@@ -101,6 +107,9 @@ func TestDependencyRules(t *testing.T) {
 			case under(rel, "web") && slices.ContainsFunc(protocolLibraries, func(l string) bool { return imp == l || strings.HasPrefix(imp, l+"/") }):
 				// web speaks HTTP; the protocols and their error codes belong to auth and mail.
 				breach(edge{rel, imp}, "imports", "web leaves the protocol libraries to auth and mail")
+			case under(rel, "bridge") && (imp == "github.com/coreos/go-oidc" || strings.HasPrefix(imp, "github.com/coreos/go-oidc/")):
+				// The bridge knows a token source, nothing of OIDC: sign-in and refresh stay in auth.
+				breach(edge{rel, imp}, "imports", "bridge leaves OIDC to auth")
 			case isOurs && (under(o, "internal/metrics") || under(o, "internal/devstack")) &&
 				!under(rel, "cmd") && !under(rel, "internal/metrics") && !under(rel, "internal/devstack"):
 				// main wires the metrics and the dev peers; a library that imported them would pull Prometheus or a

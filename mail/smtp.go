@@ -28,59 +28,16 @@ func Send(ctx context.Context, srv Server, c Credentials, from string, to []stri
 	if len(to) == 0 {
 		return errors.New("mail: smtp send: no recipients")
 	}
-	sc, err := NewSASLClient(srv.Mechanism, c)
+	client, conn, err := dialSubmission(ctx, srv, c)
 	if err != nil {
 		return err
 	}
-	mechName, _ := srv.Mechanism.saslName()
-
-	dctx, cancel := context.WithTimeout(ctx, srv.dialTimeout())
-	defer cancel()
-	d := net.Dialer{}
-	conn, err := d.DialContext(dctx, "tcp", srv.addr())
-	if err != nil {
-		return sendError("dial "+srv.addr(), "", err)
-	}
+	defer client.Close()
 	// go-smtp has no context support: a cancelled ctx closes the connection,
 	// which fails whatever command is in flight.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
-	var client *smtp.Client
-	switch srv.TLS {
-	case TLSImplicit, "":
-		tc := tls.Client(conn, srv.tlsConfig(""))
-		if err := tc.HandshakeContext(dctx); err != nil {
-			conn.Close()
-			return sendError("tls handshake with "+srv.addr(), "", err)
-		}
-		client = smtp.NewClient(tc)
-	case TLSStartTLS:
-		client, err = smtp.NewClientStartTLS(conn, srv.tlsConfig(""))
-		if err != nil {
-			conn.Close()
-			return sendError("starttls with "+srv.addr(), "", ctxErr(ctx, err))
-		}
-	case TLSNone:
-		client = smtp.NewClient(conn)
-	default:
-		conn.Close()
-		return fmt.Errorf("mail: unknown tls mode %q", srv.TLS)
-	}
-	defer client.Close()
-	// A server that stops answering fails the command instead of holding the request (go-smtp sets the deadline
-	// per command; the end of data has its own, longer SubmissionTimeout).
-	client.CommandTimeout = srv.commandTimeout()
-
-	if err := client.Hello("localhost"); err != nil {
-		return sendError("ehlo", "", ctxErr(ctx, err))
-	}
-	if ok, _ := client.Extension("AUTH"); !ok || !client.SupportsAuth(mechName) {
-		return fmt.Errorf("mail: smtp server %s does not offer AUTH %s", srv.addr(), mechName)
-	}
-	if err := client.Auth(sc); err != nil {
-		return ctxErr(ctx, smtpAuthError(err, sc, c.Token))
-	}
 	if err := client.Mail(from, nil); err != nil {
 		return sendError("mail from", "", ctxErr(ctx, err))
 	}
@@ -110,6 +67,77 @@ func Send(ctx context.Context, srv Server, c Credentials, from string, to []stri
 	// a failed QUIT does not undo that.
 	_ = client.Quit()
 	return nil
+}
+
+// DialSubmission connects to the submission server, sets up TLS as srv.TLS says and authenticates with the bearer
+// token in c (EHLO, AUTH with the initial response, RFC 4954), then hands over the session for the caller's own
+// MAIL FROM, RCPT TO and DATA: the bridge relays each command so that the server's replies reach its client one by
+// one. ctx bounds the connection and authentication only; the caller closes the client. Errors are Send's: a
+// refused token wraps ErrAuthFailed (so WithToken retries once), a temporary failure ErrAuthUnavailable.
+func DialSubmission(ctx context.Context, srv Server, c Credentials) (*smtp.Client, error) {
+	client, _, err := dialSubmission(ctx, srv, c)
+	return client, err
+}
+
+// dialSubmission is DialSubmission, also returning the network connection so that Send can close it when its
+// context ends.
+func dialSubmission(ctx context.Context, srv Server, c Credentials) (*smtp.Client, net.Conn, error) {
+	sc, err := NewSASLClient(srv.Mechanism, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	mechName, _ := srv.Mechanism.saslName()
+
+	dctx, cancel := context.WithTimeout(ctx, srv.dialTimeout())
+	defer cancel()
+	d := net.Dialer{}
+	conn, err := d.DialContext(dctx, "tcp", srv.addr())
+	if err != nil {
+		return nil, nil, sendError("dial "+srv.addr(), "", err)
+	}
+	// go-smtp has no context support: until dialSubmission returns, a
+	// cancelled ctx closes the connection, which fails the command in flight.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+
+	var client *smtp.Client
+	switch srv.TLS {
+	case TLSImplicit, "":
+		tc := tls.Client(conn, srv.tlsConfig(""))
+		if err := tc.HandshakeContext(dctx); err != nil {
+			conn.Close()
+			return nil, nil, sendError("tls handshake with "+srv.addr(), "", err)
+		}
+		client = smtp.NewClient(tc)
+	case TLSStartTLS:
+		client, err = smtp.NewClientStartTLS(conn, srv.tlsConfig(""))
+		if err != nil {
+			conn.Close()
+			return nil, nil, sendError("starttls with "+srv.addr(), "", ctxErr(ctx, err))
+		}
+	case TLSNone:
+		client = smtp.NewClient(conn)
+	default:
+		conn.Close()
+		return nil, nil, fmt.Errorf("mail: unknown tls mode %q", srv.TLS)
+	}
+	// A server that stops answering fails the command instead of holding the request (go-smtp sets the deadline
+	// per command; the end of data has its own, longer SubmissionTimeout).
+	client.CommandTimeout = srv.commandTimeout()
+
+	if err := client.Hello("localhost"); err != nil {
+		client.Close()
+		return nil, nil, sendError("ehlo", "", ctxErr(ctx, err))
+	}
+	if ok, _ := client.Extension("AUTH"); !ok || !client.SupportsAuth(mechName) {
+		client.Close()
+		return nil, nil, fmt.Errorf("mail: smtp server %s does not offer AUTH %s", srv.addr(), mechName)
+	}
+	if err := client.Auth(sc); err != nil {
+		client.Close()
+		return nil, nil, ctxErr(ctx, smtpAuthError(err, sc, c.Token))
+	}
+	return client, conn, nil
 }
 
 // ErrMaybeSent means the message was transmitted but the server's verdict was lost (the connection failed after
