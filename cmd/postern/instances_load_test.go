@@ -116,3 +116,52 @@ func TestInstancesRollingRestart(t *testing.T) {
 		t.Errorf("refresh-token re-uses = %d, family revocations = %d; want 0 and 0", s.RefreshReuses, s.FamilyRevocations)
 	}
 }
+
+// TestInstancesThroughput measures page views per second through one instance and through two, in one run, with
+// the same users, the same concurrency (8 clients) and 1-hour tokens (no refreshes in the window): the figures go to
+// docs/benchmarks.md. It asserts only that every view succeeded; the ratio is logged, not asserted (a shared
+// 2-core machine runs the IdP, the mail server, PostgreSQL and the instances).
+func TestInstancesThroughput(t *testing.T) {
+	rates := map[int]float64{}
+	for _, n := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d instances", n), func(t *testing.T) {
+			f, _, us := startFleet(t, n, time.Hour, 16)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			users := signInAll(ctx, f, us)
+			for i := range f.addrs { // warm every instance's pool
+				for _, b := range users {
+					f.view(b, i)
+				}
+			}
+			var mu sync.Mutex
+			ok, failed := 0, 0
+			const window = 10 * time.Second
+			end := time.Now().Add(window)
+			var wg sync.WaitGroup
+			for c := range 8 {
+				wg.Go(func() {
+					for i := 0; time.Now().Before(end); i++ {
+						o, _ := f.view(users[(c+i)%len(users)], (c+i)%n)
+						mu.Lock()
+						if o == viewOK {
+							ok++
+						} else {
+							failed++
+						}
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			rates[n] = float64(ok) / window.Seconds()
+			t.Logf("%d instance(s): %d views in %s = %.0f views/s, %d failed", n, ok, window, rates[n], failed)
+			if failed != 0 {
+				t.Errorf("%d views failed", failed)
+			}
+		})
+	}
+	if rates[1] > 0 {
+		t.Logf("two instances / one: %.2f×", rates[2]/rates[1])
+	}
+}
