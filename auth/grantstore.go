@@ -23,6 +23,7 @@ type GrantStore interface {
 	ClaimLeaseFrom(ctx context.Context, grantID, owner string, now, until time.Time) (ok bool, prev string, err error)
 	ReleaseLease(ctx context.Context, grantID, owner string) error
 	DueGrants(ctx context.Context, before time.Time, limit int) ([]string, error)
+	GrantsBySubject(ctx context.Context, issuer, subject string) ([]string, error)
 	CountGrantsByState(ctx context.Context) (map[store.GrantState]int, error)
 }
 

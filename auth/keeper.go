@@ -111,7 +111,31 @@ func (k *Keeper) Start(ctx context.Context, l *Login) (string, error) {
 		return "", fmt.Errorf("auth: start: %w", err)
 	}
 	k.nudge()
+	k.capGrants(ctx, g)
 	return g.ID, nil
+}
+
+// capGrants retires the user's oldest grants beyond MaxGrantsPerUser, keeping
+// keep (the one just made). Failures are logged: the sign-in stands, and the
+// next sign-in tries again.
+func (k *Keeper) capGrants(ctx context.Context, keep store.Grant) {
+	if k.opts.MaxGrantsPerUser < 0 {
+		return
+	}
+	ids, err := k.st.GrantsBySubject(ctx, keep.Issuer, keep.Subject) // oldest first
+	if err != nil {
+		k.log.Warn("auth: list the user's grants", "err", err)
+		return
+	}
+	for i := 0; len(ids)-i > k.opts.MaxGrantsPerUser; i++ {
+		if ids[i] == keep.ID {
+			continue
+		}
+		k.log.Info("auth: retiring the user's oldest grant beyond the cap", "grant", ids[i], "cap", k.opts.MaxGrantsPerUser)
+		if err := k.end(ctx, ids[i], ReasonSessionEnded); err != nil {
+			k.log.Warn("auth: retire grant beyond the cap", "grant", ids[i], "err", err)
+		}
+	}
 }
 
 // Token returns the grant's current access token and records the activity.
@@ -227,6 +251,12 @@ func (k *Keeper) Info(ctx context.Context, grantID string) (GrantInfo, error) {
 // token lapses on its own within its sliding lifetime.
 func (k *Keeper) SignOut(ctx context.Context, grantID string) error {
 	k.metrics.add(&k.metrics.m.SignOuts, 1)
+	return k.end(ctx, grantID, ReasonSignedOut)
+}
+
+// end retires a grant for r (ReasonSignedOut, ReasonSessionEnded) under its
+// lock and, if it can be had, its lease.
+func (k *Keeper) end(ctx context.Context, grantID string, r Reason) error {
 	unlock, err := k.locks.lock(ctx, grantID)
 	if err != nil {
 		return err
@@ -238,7 +268,14 @@ func (k *Keeper) SignOut(ctx context.Context, grantID string) error {
 	if leased {
 		defer k.release(grantID)
 	}
-	return k.retire(context.WithoutCancel(ctx), grantID, ReasonSignedOut)
+	return k.retire(context.WithoutCancel(ctx), grantID, r)
+}
+
+// ended tells OnEnded that a grant ended.
+func (k *Keeper) ended(grantID string) {
+	if k.opts.OnEnded != nil {
+		k.opts.OnEnded(grantID)
+	}
 }
 
 // retire revokes and deletes a grant (ReasonSignedOut, ReasonSessionEnded);
@@ -271,6 +308,7 @@ func (k *Keeper) retire(ctx context.Context, grantID string, r Reason) error {
 	if err := k.st.DeleteGrant(ctx, grantID); err != nil {
 		return errors.Join(fmt.Errorf("auth: %s: %w", r, err), revokeErr)
 	}
+	k.ended(grantID)
 	if revokeErr != nil {
 		return fmt.Errorf("auth: %s: grant deleted, but %w", r, revokeErr)
 	}

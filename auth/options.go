@@ -49,6 +49,19 @@ type KeeperOptions struct {
 	// in the store lasts LeaseTTL + TokenCallTimeout, so it covers the
 	// longest token call without being renewed during it.
 	LeaseTTL time.Duration
+	// MaxGrantsPerUser caps the grants one user (issuer and subject) holds
+	// (default 10; negative: no cap). Every browser sign-in makes a grant of
+	// its own, so without a cap one user signing in again and again — a
+	// script, or many browsers — would multiply the grants the refresher
+	// keeps alive at the IdP and the connections the pool lets them hold.
+	// Start retires the oldest beyond the cap (revoked at the IdP).
+	MaxGrantsPerUser int
+	// OnEnded, when set, is told the id of every grant this keeper ends
+	// (signed out, retired, expired, or moved to needs_sign_in), after the
+	// store has it, so that the caller closes what it holds for the grant
+	// (pooled and bridged mail connections, which stay authenticated after
+	// their token is revoked). It must not block.
+	OnEnded func(grantID string)
 	// Owner names this process in leases; random when empty. Processes
 	// sharing a store must use different owners.
 	Owner string
@@ -79,6 +92,9 @@ func (o KeeperOptions) withDefaults() KeeperOptions {
 	o.TokenCallTimeout = min(o.TokenCallTimeout, time.Hour)
 	if o.Concurrency <= 0 {
 		o.Concurrency = 4
+	}
+	if o.MaxGrantsPerUser == 0 {
+		o.MaxGrantsPerUser = 10
 	}
 	if o.MaxPerSecond == 0 {
 		o.MaxPerSecond = 2

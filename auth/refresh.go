@@ -299,6 +299,7 @@ func (k *Keeper) signOff(g store.Grant, r Reason) (store.Grant, error) {
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		k.log.Warn("auth: record needs_sign_in", "grant", g.ID, "err", err)
 	}
+	k.ended(g.ID)
 	return saved, fmt.Errorf("auth: grant %s (%s): %w", g.ID, r, ErrNeedsSignIn)
 }
 

@@ -106,6 +106,13 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		Limiter:              sharedLimiter(a.store, cfg.Tokens.MaxRefreshesPerSecond),
 		TokenCallTimeout:     cfg.OIDC.TokenTimeout,
 		Owner:                leaseOwner(),
+		// A grant the keeper ends (signed out, retired beyond the per-user cap, expired, refused by the IdP)
+		// keeps no mail connection here; other instances hear of it through the database (store.go).
+		OnEnded: func(id string) {
+			if a.pool != nil {
+				a.pool.CloseKey(id)
+			}
+		},
 		Logger:               logger,
 	})
 
