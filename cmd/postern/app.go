@@ -113,7 +113,7 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 				a.pool.CloseKey(id)
 			}
 		},
-		Logger:               logger,
+		Logger: logger,
 	})
 
 	imapSrv, err := mailServer(cfg.IMAP.Host, cfg.IMAP.Port, cfg.IMAP.TLS, cfg.IMAP.CAFile, cfg.IMAP.SASL)
