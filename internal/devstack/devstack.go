@@ -21,6 +21,10 @@ import (
 // ClientID is the id of the OAuth client registered for Postern.
 const ClientID = "postern"
 
+// Audience is the audience the client may request and the JWT-mode mail server requires: Stalwart 0.16's default
+// requireAudience.
+const Audience = "stalwart"
+
 // Options say what to start. The zero value starts both peers with no users and a client without redirect URIs.
 type Options struct {
 	// RedirectURIs are the client's registered redirect URIs: Postern's callback (web.RedirectURL).
@@ -31,6 +35,9 @@ type Options struct {
 	Mail mailserver.Options
 	// AccessTokenLifespan is the IdP's access-token lifetime (default 1h); tests that need many rotations shorten it.
 	AccessTokenLifespan time.Duration
+	// JWT issues RFC 9068 JWT access tokens (the client may request Audience) and runs the mail server in its
+	// "Stalwart 0.16 JWT" mode, validating them offline against the IdP's JWKS. Mail.JWT, if set, is kept.
+	JWT bool
 	// Logger receives both peers' logs, each with a component attribute; nil discards.
 	Logger *slog.Logger
 }
@@ -63,8 +70,10 @@ func Start(opts Options) (*Stack, error) {
 			ID: ClientID, Secret: s.ClientSecret,
 			RedirectURIs: opts.RedirectURIs,
 			Scopes:       []string{"openid", "profile", "email", "offline_access"},
+			Audience:     []string{Audience},
 		}},
 		AccessTokenLifespan: opts.AccessTokenLifespan,
+		JWTAccessTokens:     opts.JWT,
 		Logger:              logger.With(slog.String("component", "dev-idp")),
 	})
 	if err != nil {
@@ -72,6 +81,9 @@ func Start(opts Options) (*Stack, error) {
 	}
 	mo := opts.Mail
 	mo.UserinfoURL = s.IdP.Issuer() + "/api/oidc/userinfo"
+	if opts.JWT && mo.JWT == nil {
+		mo.JWT = &mailserver.JWTOptions{IssuerURL: s.IdP.Issuer(), RequireAudience: Audience}
+	}
 	if mo.Logger == nil {
 		mo.Logger = logger.With(slog.String("component", "dev-mail"))
 	}

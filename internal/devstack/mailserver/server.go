@@ -74,6 +74,10 @@ type Options struct {
 	// with NO [OVERQUOTA] (RFC 9208 section 4.3), as on Stalwart. Delivery
 	// by SMTP is not limited.
 	QuotaBytes int64
+	// JWT, when set, is the "Stalwart 0.16 JWT" mode: JWT access tokens are
+	// validated offline against the issuer's JWKS (issuer, audience, expiry,
+	// username claim) with no userinfo call; opaque tokens still cost one.
+	JWT *JWTOptions
 	// Logger receives connection-level events; default discards. Tokens,
 	// SASL payloads and message bodies are never logged.
 	Logger *slog.Logger
@@ -99,6 +103,8 @@ type Stats struct {
 	IMAPConnections int64
 	// IdleCommands counts IDLE commands (RFC 2177) received, so a test can see a client end IDLE and start it again.
 	IdleCommands int64
+	// JWTValidations counts JWT access tokens accepted offline (JWT mode), JWKSFetches the key-set downloads.
+	JWTValidations, JWKSFetches int64
 }
 
 // Server is the IMAP and SMTP server. Its zero value is not usable; call New.
@@ -126,6 +132,9 @@ type Server struct {
 	authAttempts, authSuccesses, authFailures, userinfoCalls atomic.Int64
 	challengeAcks, delivered, sessions, imapConns            atomic.Int64
 	idles                                                    atomic.Int64
+	jwtValidations, jwksFetches                              atomic.Int64
+
+	jwt *jwtValidator // nil unless Options.JWT
 }
 
 // New returns a server. It does not listen yet.
@@ -147,6 +156,13 @@ func New(opts Options) (*Server, error) {
 	}
 	if s.http == nil {
 		s.http = &http.Client{Timeout: 10 * time.Second}
+	}
+	if opts.JWT != nil {
+		v, err := newJWTValidator(*opts.JWT, s.http)
+		if err != nil {
+			return nil, err
+		}
+		s.jwt = v
 	}
 	if len(opts.Mechanisms) == 0 {
 		s.mechs = []string{"OAUTHBEARER", "XOAUTH2"}
@@ -275,6 +291,8 @@ func (s *Server) Stats() Stats {
 		Sessions:        s.sessions.Load(),
 		IMAPConnections: s.imapConns.Load(),
 		IdleCommands:    s.idles.Load(),
+		JWTValidations:  s.jwtValidations.Load(),
+		JWKSFetches:     s.jwksFetches.Load(),
 	}
 }
 
