@@ -33,7 +33,7 @@ func TestInspectAccessToken(t *testing.T) {
 	claims := map[string]any{"iss": "https://auth.example", "aud": []string{"stalwart", "other"}, "exp": exp.Unix(), "scp": []string{"openid", "email"}}
 	tests := []struct {
 		name, token, want string
-		kind             TokenKind
+		kind              TokenKind
 	}{
 		{"authelia opaque", "authelia_at_0123456789abcdef.sigsigsig", "", TokenOpaque},
 		{"at+jwt", unsignedJWT(t, map[string]any{"alg": "RS256", "typ": "at+jwt"}, claims), "", TokenJWT},
