@@ -36,7 +36,8 @@ type Options struct {
 	// AccessTokenLifespan is the IdP's access-token lifetime (default 1h); tests that need many rotations shorten it.
 	AccessTokenLifespan time.Duration
 	// JWT issues RFC 9068 JWT access tokens (the client may request Audience) and runs the mail server in its
-	// "Stalwart 0.16 JWT" mode, validating them offline against the IdP's JWKS. Mail.JWT, if set, is kept.
+	// "Stalwart 0.16 JWT" mode, validating them offline against the IdP's JWKS. Mail.JWT, if set, is kept (an empty
+	// IssuerURL there becomes the IdP's).
 	JWT bool
 	// Logger receives both peers' logs, each with a component attribute; nil discards.
 	Logger *slog.Logger
@@ -83,6 +84,10 @@ func Start(opts Options) (*Stack, error) {
 	mo.UserinfoURL = s.IdP.Issuer() + "/api/oidc/userinfo"
 	if opts.JWT && mo.JWT == nil {
 		mo.JWT = &mailserver.JWTOptions{IssuerURL: s.IdP.Issuer(), RequireAudience: Audience}
+	} else if mo.JWT != nil && mo.JWT.IssuerURL == "" {
+		j := *mo.JWT
+		j.IssuerURL = s.IdP.Issuer()
+		mo.JWT = &j
 	}
 	if mo.Logger == nil {
 		mo.Logger = logger.With(slog.String("component", "dev-mail"))
