@@ -51,6 +51,8 @@ type Stack struct {
 	IMAP, SMTP net.Addr
 	// ClientSecret is the client's secret, random per Stack.
 	ClientSecret string
+	// JWT reports whether the IdP issues JWT access tokens (Options.JWT).
+	JWT bool
 }
 
 // Start starts the IdP and the mail server and seeds the users' mailboxes. Close stops them.
@@ -63,7 +65,7 @@ func Start(opts Options) (*Stack, error) {
 	if _, err := rand.Read(secret); err != nil {
 		return nil, fmt.Errorf("devstack: client secret: %w", err)
 	}
-	s := &Stack{ClientSecret: base64.RawURLEncoding.EncodeToString(secret)}
+	s := &Stack{ClientSecret: base64.RawURLEncoding.EncodeToString(secret), JWT: opts.JWT}
 	var err error
 	s.IdP, err = idp.Start("127.0.0.1:0", idp.Options{
 		Users: opts.Users,
