@@ -3,6 +3,8 @@ package auth
 import (
 	"encoding/base64"
 	"encoding/json"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -39,12 +41,15 @@ type AccessTokenInfo struct {
 	Kind TokenKind
 	// Type is the JOSE typ header, Algorithm the alg, both empty for an opaque token.
 	Type, Algorithm string
-	// Issuer, Audience and Expiry are the iss, aud and exp claims of a JWT; zero for an opaque token.
-	Issuer   string
-	Audience []string
-	Expiry   time.Time
+	// Issuer, Audience, Expiry and IssuedAt are the iss, aud, exp and iat claims of a JWT; zero for an opaque token.
+	Issuer           string
+	Audience         []string
+	Expiry, IssuedAt time.Time
 	// Scopes are the scp (Authelia) or scope (RFC 9068 §2.2.3) claim.
 	Scopes []string
+	// Claims names every claim the JWT carries, sorted, so a diagnosis can tell whether a resource server will find
+	// what it needs (Stalwart 0.16 calls userinfo for a missing email).
+	Claims []string
 }
 
 // InspectAccessToken decodes token's JOSE header and claims without checking the signature. The token is a JWT if
@@ -67,6 +72,7 @@ func InspectAccessToken(token, wantType string) AccessTokenInfo {
 		Iss   string          `json:"iss"`
 		Aud   json.RawMessage `json:"aud"`
 		Exp   json.Number     `json:"exp"`
+		Iat   json.Number     `json:"iat"`
 		Scp   json.RawMessage `json:"scp"`
 		Scope string          `json:"scope"`
 	}
@@ -89,18 +95,21 @@ func InspectAccessToken(token, wantType string) AccessTokenInfo {
 	if info.Scopes == nil && c.Scope != "" {
 		info.Scopes = strings.Fields(c.Scope)
 	}
+	if iat, err := c.Iat.Float64(); err == nil && iat > 0 {
+		info.IssuedAt = time.Unix(int64(iat), 0)
+	}
+	var all map[string]json.RawMessage
+	if decodeSegment(parts[1], &all) {
+		info.Claims = slices.Sorted(maps.Keys(all))
+	}
 	return info
 }
 
 // HasAudience reports whether aud is among the token's audiences.
-func (i AccessTokenInfo) HasAudience(aud string) bool {
-	for _, a := range i.Audience {
-		if a == aud {
-			return true
-		}
-	}
-	return false
-}
+func (i AccessTokenInfo) HasAudience(aud string) bool { return slices.Contains(i.Audience, aud) }
+
+// HasClaim reports whether the JWT carries the named claim.
+func (i AccessTokenInfo) HasClaim(name string) bool { return slices.Contains(i.Claims, name) }
 
 func decodeSegment(seg string, into any) bool {
 	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(seg, "="))
