@@ -76,6 +76,9 @@ type posternOptions struct {
 	// TokenTimeout and IntrospectionURL set oidc.token_timeout (default 2m) and oidc.introspection_url.
 	TokenTimeout     time.Duration
 	IntrospectionURL string
+	// Audience and AccessTokenType set oidc.audience and oidc.access_token_type (JWT access tokens).
+	Audience        []string
+	AccessTokenType string
 	// ShareWith runs a second process of another instance: same secrets, same store, same public URL (as behind a
 	// load balancer), its own Listen.
 	ShareWith *instance
@@ -132,6 +135,8 @@ oidc:
   http_timeout: 15s
   token_timeout: {{.TokenTimeout}}
   introspection_url: "{{.IntrospectionURL}}"
+  audience: [{{range $i, $a := .Audience}}{{if $i}}, {{end}}{{$a}}{{end}}]
+  access_token_type: "{{.AccessTokenType}}"
 tokens:
   refresh_before_expiry: {{.RefreshBeforeExpiry}}
   refresh_token_lifetime: {{.RefreshLifetime}}
@@ -214,6 +219,7 @@ func startPostern(t *testing.T, tb *testbed, opts posternOptions) *instance {
 	err := configTemplate.Execute(&cfg, map[string]any{
 		"PublicURL": publicURL, "Listen": opts.Listen,
 		"TokenTimeout": opts.TokenTimeout, "IntrospectionURL": opts.IntrospectionURL,
+		"Audience": opts.Audience, "AccessTokenType": opts.AccessTokenType,
 		"Issuer": tb.Issuer, "ClientID": opts.Client.ID,
 		"RefreshBeforeExpiry": opts.RefreshBeforeExpiry, "RefreshLifetime": tb.RefreshLifetime,
 		"MailHost": tb.MailHost, "CAFile": tb.CAFile,
