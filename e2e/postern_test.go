@@ -7,7 +7,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -283,6 +285,23 @@ func startPostern(t *testing.T, tb *testbed, opts posternOptions) *instance {
 	})
 	if err != nil {
 		t.Fatalf("postern did not become ready: %v", err)
+	}
+	// /healthz answers from the first second, while the "starting" front door waits for discovery; wait for the app
+	// itself, or the first page view races it and gets the starting page's 503.
+	err = eventually(30*time.Second, 100*time.Millisecond, func() error {
+		resp, err := httpClient.Get(p.URL + "/readyz")
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(body), "waiting for discovery") {
+			return errors.New("postern is still starting")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("postern did not finish starting: %v", err)
 	}
 	return p
 }
