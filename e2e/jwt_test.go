@@ -31,8 +31,8 @@ func (tb *testbed) jwtClient() client {
 }
 
 // installDovecotKeys writes the RSA public keys of Hydra's JWKS as PEM into Dovecot's local_validation_key_dict,
-// where Dovecot 2.3 looks up shared/<azp or "default">/<alg>/<kid>. Hydra's access tokens carry no azp, so the key
-// goes under "default" (and, for a dict that keeps the "shared/" prefix in the path, under shared/default too).
+// where Dovecot 2.3 looks up shared/<azp or "default">/<alg>/<kid>; the fs dict drops "shared/" from the path
+// (lib-dict/dict-fs.c), and Hydra's access tokens carry no azp, so the file is <dir>/default/RS256/<kid>.
 // Dovecot reads the dict on every lookup until it has cached a key, so writing them while Dovecot runs is enough.
 // kid, if not empty, must be among them: the key that signed the token under test.
 func (tb *testbed) installDovecotKeys(t *testing.T, kid string) {
@@ -52,15 +52,13 @@ func (tb *testbed) installDovecotKeys(t *testing.T, kid string) {
 			t.Fatal(err)
 		}
 		p := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-		for _, dir := range []string{"default/RS256", "shared/default/RS256"} {
-			d := filepath.Join(tb.DovecotKeys, dir)
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			// Readable by Dovecot's unprivileged auth process; these are public keys.
-			if err := os.WriteFile(filepath.Join(d, k.KeyID), p, 0o644); err != nil {
-				t.Fatal(err)
-			}
+		d := filepath.Join(tb.DovecotKeys, "default", "RS256")
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// Readable by Dovecot's unprivileged auth process; these are public keys.
+		if err := os.WriteFile(filepath.Join(d, k.KeyID), p, 0o644); err != nil {
+			t.Fatal(err)
 		}
 		n++
 		found = found || k.KeyID == kid
