@@ -1,6 +1,7 @@
 // Package idp is an in-process OpenID Connect provider shaped like Authelia 4.39, built on github.com/ory/fosite (the
 // library Authelia's provider is a fork of). It serves `postern demo` and the Go tests of the auth and web packages,
-// so it copies the Authelia behaviour Postern has to survive: opaque HMAC tokens, PKCE S256 for every client,
+// so it copies the Authelia behaviour Postern has to survive: opaque HMAC tokens (or, with Options.JWTAccessTokens,
+// RFC 9068 JWT access tokens as Authelia issues them per client), PKCE S256 for every client,
 // client_secret_basic only at the token endpoint, explicit consent, refresh-token rotation without grace period and
 // revocation of the whole grant when a rotated refresh token is presented again (docs/protocol-notes.md, section B).
 //

@@ -7,6 +7,8 @@
 // token, with no cache. The authzid (a=) and XOAUTH2 user= are ignored: the
 // account is the lower-cased "email" claim. Accounts are created on first
 // successful login and can be pre-seeded with realistic mail (Seed).
+// With Options.JWT it is Stalwart 0.16 instead: JWT access tokens are
+// validated offline against the issuer's JWKS, opaque ones still by userinfo.
 //
 // Stalwart's replies are mirrored (see docs/protocol-notes.md A.1, A.2):
 // userinfo 401/403 gives IMAP NO [AUTHENTICATIONFAILED] and SMTP 535 5.7.8;
