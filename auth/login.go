@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -49,6 +50,9 @@ type Identity struct {
 type TokenSet struct {
 	AccessToken, RefreshToken, IDToken string
 	Expiry                             time.Time
+	// Kind says whether the access token is a JWT the mail server validates offline; for a JWT, Expiry is at the
+	// latest its exp (see InspectAccessToken).
+	Kind TokenKind
 }
 
 // Login is the result of a completed sign-in.
@@ -80,7 +84,14 @@ func (p *Provider) Begin(returnTo string) (Flow, string) {
 		ReturnTo: returnTo,
 		Created:  p.now(),
 	}
-	u := p.oauth.AuthCodeURL(f.State, oauth2.S256ChallengeOption(f.Verifier), oidc.Nonce(f.Nonce))
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(f.Verifier), oidc.Nonce(f.Nonce)}
+	if len(p.cfg.Audience) > 0 {
+		// Authelia (and Hydra, both fosite) take the audiences a token should carry as the space-separated
+		// `audience` authorization parameter; the client's audience list must allow them. A JWT access token then
+		// has them in aud, which Stalwart 0.16 checks against requireAudience.
+		opts = append(opts, oauth2.SetAuthURLParam("audience", strings.Join(p.cfg.Audience, " ")))
+	}
+	u := p.oauth.AuthCodeURL(f.State, opts...)
 	return f, u
 }
 
@@ -244,12 +255,12 @@ func (p *Provider) Finish(ctx context.Context, f Flow, q url.Values) (*Login, er
 
 	return &Login{
 		Identity: id,
-		Tokens: TokenSet{
+		Tokens: withTokenKind(TokenSet{
 			AccessToken:  tok.AccessToken,
 			RefreshToken: tok.RefreshToken,
 			IDToken:      rawID,
 			Expiry:       tok.Expiry,
-		},
+		}, p.cfg.AccessTokenType),
 	}, nil
 }
 

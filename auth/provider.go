@@ -59,6 +59,12 @@ type Config struct {
 	// Ory Hydra serves introspection only on its admin port and does not
 	// advertise it, so there it must be configured.
 	IntrospectionURL string
+	// Audience is sent as the `audience` authorization parameter (space-separated), so that JWT access tokens carry
+	// it in aud: Stalwart 0.16 requires its requireAudience there (default "stalwart"). Empty sends none.
+	Audience []string
+	// AccessTokenType is the JOSE typ an access token must have to count as a JWT (TokenJWT); empty means
+	// DefaultAccessTokenType, "at+jwt" (RFC 9068 §2.1). Ory Hydra's JWT access tokens say "JWT".
+	AccessTokenType string
 }
 
 // flowLifetime bounds how long a sign-in may take between Begin and Finish.
@@ -283,12 +289,12 @@ func (p *Provider) Refresh(ctx context.Context, refreshToken string) (TokenSet, 
 		// the new tokens the old ones may be dead too.
 		return TokenSet{}, fmt.Errorf("auth: refresh: %w: 200 response without a usable access token", ErrOutcomeUnknown)
 	}
-	ts := TokenSet{
+	ts := withTokenKind(TokenSet{
 		AccessToken:  tr.AccessToken,
 		RefreshToken: tr.RefreshToken,
 		IDToken:      tr.IDToken,
 		Expiry:       expiry(start, tr.ExpiresIn),
-	}
+	}, p.cfg.AccessTokenType)
 	if ts.RefreshToken == "" {
 		// RFC 6749 §6: the provider MAY issue a new refresh token; if it
 		// does not, the old one stays valid.

@@ -7,7 +7,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -76,6 +78,9 @@ type posternOptions struct {
 	// TokenTimeout and IntrospectionURL set oidc.token_timeout (default 2m) and oidc.introspection_url.
 	TokenTimeout     time.Duration
 	IntrospectionURL string
+	// Audience and AccessTokenType set oidc.audience and oidc.access_token_type (JWT access tokens).
+	Audience        []string
+	AccessTokenType string
 	// ShareWith runs a second process of another instance: same secrets, same store, same public URL (as behind a
 	// load balancer), its own Listen.
 	ShareWith *instance
@@ -132,6 +137,8 @@ oidc:
   http_timeout: 15s
   token_timeout: {{.TokenTimeout}}
   introspection_url: "{{.IntrospectionURL}}"
+  audience: [{{range $i, $a := .Audience}}{{if $i}}, {{end}}{{$a}}{{end}}]
+  access_token_type: "{{.AccessTokenType}}"
 tokens:
   refresh_before_expiry: {{.RefreshBeforeExpiry}}
   refresh_token_lifetime: {{.RefreshLifetime}}
@@ -214,6 +221,7 @@ func startPostern(t *testing.T, tb *testbed, opts posternOptions) *instance {
 	err := configTemplate.Execute(&cfg, map[string]any{
 		"PublicURL": publicURL, "Listen": opts.Listen,
 		"TokenTimeout": opts.TokenTimeout, "IntrospectionURL": opts.IntrospectionURL,
+		"Audience": opts.Audience, "AccessTokenType": opts.AccessTokenType,
 		"Issuer": tb.Issuer, "ClientID": opts.Client.ID,
 		"RefreshBeforeExpiry": opts.RefreshBeforeExpiry, "RefreshLifetime": tb.RefreshLifetime,
 		"MailHost": tb.MailHost, "CAFile": tb.CAFile,
@@ -277,6 +285,23 @@ func startPostern(t *testing.T, tb *testbed, opts posternOptions) *instance {
 	})
 	if err != nil {
 		t.Fatalf("postern did not become ready: %v", err)
+	}
+	// /healthz answers from the first second, while the "starting" front door waits for discovery; wait for the app
+	// itself, or the first page view races it and gets the starting page's 503.
+	err = eventually(30*time.Second, 100*time.Millisecond, func() error {
+		resp, err := httpClient.Get(p.URL + "/readyz")
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(body), "waiting for discovery") {
+			return errors.New("postern is still starting")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("postern did not finish starting: %v", err)
 	}
 	return p
 }

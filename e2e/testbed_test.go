@@ -48,10 +48,14 @@ type testbed struct {
 	// IntrospectionURL is Hydra's RFC 7662 endpoint on its admin port, which Hydra's discovery does not advertise
 	// (Postern's oidc.introspection_url); HydraPIDFile holds the PID of Hydra's process, for tests that freeze it.
 	IntrospectionURL, HydraPIDFile string
-	roots                          *x509.CertPool
-	discoveryOnce                  sync.Once
-	endpoints                      oidcEndpoints
-	discoveryErr                   error
+	// JWTClientID etc. are the client whose access tokens are JWTs with aud JWTAudience; DovecotKeys is the
+	// directory of Dovecot's local_validation_key_dict, where installDovecotKeys writes Hydra's public keys.
+	JWTClientID, JWTSecret, JWTRedirectURL, JWTAudience string
+	DovecotKeys                                         string
+	roots                                               *x509.CertPool
+	discoveryOnce                                       sync.Once
+	endpoints                                           oidcEndpoints
+	discoveryErr                                        error
 }
 
 var (
@@ -139,6 +143,8 @@ func loadTestbed(path string) (*testbed, error) {
 		RefreshLifetime: dur("TB_REFRESH_TOKEN_LIFETIME"),
 		HydraLog:        str("TB_HYDRA_LOG"), DovecotLog: str("TB_DOVECOT_LOG"),
 		IntrospectionURL: str("TB_INTROSPECTION_URL"), HydraPIDFile: str("TB_HYDRA_PID_FILE"),
+		JWTClientID: str("TB_JWT_CLIENT_ID"), JWTSecret: str("TB_JWT_CLIENT_SECRET"),
+		JWTRedirectURL: str("TB_JWT_REDIRECT_URL"), JWTAudience: str("TB_JWT_AUDIENCE"), DovecotKeys: str("TB_DOVECOT_KEYS"),
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("%s: %s", path, strings.Join(problems, ", "))
@@ -224,7 +230,7 @@ type tokens struct {
 // form posts and exchanges the code with client_secret_basic. It gives the
 // tests their own tokens (for example to submit mail as bob), separate from
 // any grant Postern holds.
-func (tb *testbed) directLogin(t *testing.T, c client, user, password string) tokens {
+func (tb *testbed) directLogin(t *testing.T, c client, user, password string, opts ...oauth2.AuthCodeOption) tokens {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -236,7 +242,8 @@ func (tb *testbed) directLogin(t *testing.T, c client, user, password string) to
 	}
 	verifier := oauth2.GenerateVerifier()
 	state, nonce := randomString(), randomString()
-	authURL := conf.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("nonce", nonce))
+	opts = append([]oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("nonce", nonce)}, opts...)
+	authURL := conf.AuthCodeURL(state, opts...)
 
 	b := newBrowser(t)
 	// Stop at the redirect URI: nothing listens there (Postern may not run),

@@ -92,6 +92,8 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		Timeout:          cfg.OIDC.HTTPTimeout,
 		TokenTimeout:     cfg.OIDC.TokenTimeout,
 		IntrospectionURL: cfg.OIDC.IntrospectionURL,
+		Audience:         cfg.OIDC.Audience,
+		AccessTokenType:  cfg.OIDC.AccessTokenType,
 	}, hc, logger)
 	if err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/devstack"
@@ -32,8 +33,19 @@ var demoUsers = []demoUser{
 }
 
 // startDevstack starts the dev IdP and mail server on 127.0.0.1 with the demo users and their seeded mailboxes,
-// registering a client whose redirect URI is Postern's callback at publicURL.
+// registering a client whose redirect URI is Postern's callback at publicURL. Access tokens are opaque, Authelia's
+// default.
 func startDevstack(publicURL string, logger *slog.Logger) (*devstack.Stack, error) {
+	return startDevstackMode(publicURL, logger, false)
+}
+
+// jwtAccessLifetime is the access-token lifetime of the demo in JWT mode, the one docs/deploy.md recommends: a
+// revoked JWT stays valid at the mail server until it expires.
+const jwtAccessLifetime = 5 * time.Minute
+
+// startDevstackMode is startDevstack with JWT access tokens if jwt is set: the IdP issues RFC 9068 tokens with
+// aud "stalwart" and the mail server validates them offline like Stalwart 0.16.
+func startDevstackMode(publicURL string, logger *slog.Logger, jwt bool) (*devstack.Stack, error) {
 	pu, err := url.Parse(publicURL)
 	if err != nil {
 		return nil, err
@@ -42,7 +54,11 @@ func startDevstack(publicURL string, logger *slog.Logger) (*devstack.Stack, erro
 	for _, u := range demoUsers {
 		users = append(users, idp.User{Username: u.username, Password: u.password, Email: u.email, Name: u.name})
 	}
-	return devstack.Start(devstack.Options{RedirectURIs: []string{web.RedirectURL(pu)}, Users: users, Logger: logger})
+	opts := devstack.Options{RedirectURIs: []string{web.RedirectURL(pu)}, Users: users, Logger: logger, JWT: jwt}
+	if jwt {
+		opts.AccessTokenLifespan = jwtAccessLifetime
+	}
+	return devstack.Start(opts)
 }
 
 // demoConfig is the configuration a self-hoster would write for these peers, built from the same defaults and
@@ -53,6 +69,11 @@ func demoConfig(d *devstack.Stack, publicURL, dataDir string) (*config.Config, e
 	cfg.OIDC.Issuer = d.IdP.Issuer()
 	cfg.OIDC.ClientID = devstack.ClientID
 	cfg.OIDC.ClientSecret = d.ClientSecret
+	if d.JWT {
+		// Stalwart 0.16 requires its requireAudience in a JWT's aud; refresh 1 min before the 5 min lifetime ends.
+		cfg.OIDC.Audience = []string{devstack.Audience}
+		cfg.Tokens.RefreshBeforeExpiry = time.Minute
+	}
 	imapHost, imapPort := splitAddr(d.IMAP)
 	smtpHost, smtpPort := splitAddr(d.SMTP)
 	cfg.IMAP.Host, cfg.IMAP.Port, cfg.IMAP.TLS = imapHost, imapPort, "none"
@@ -73,6 +94,7 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 	listen := fs.String("listen", "127.0.0.1:8080", "address for Postern (loopback only)")
 	dataDir := fs.String("data", "", "directory for the demo database (default: a new temporary directory)")
 	verbose := fs.Bool("v", false, "log every request")
+	jwt := fs.Bool("jwt", false, "issue JWT access tokens (RFC 9068) that the mail server validates offline, like Stalwart 0.16")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -100,7 +122,7 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 		defer os.RemoveAll(dir)
 		*dataDir = dir
 	}
-	d, err := startDevstack(publicURL, logger)
+	d, err := startDevstackMode(publicURL, logger, *jwt)
 	if err != nil {
 		ln.Close()
 		return err
@@ -117,8 +139,20 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 		for _, u := range demoUsers {
 			fmt.Fprintf(stdout, "  user %-6s password %s\n", u.username, u.password)
 		}
-		fmt.Fprintf(stdout, "\nDemo mail server: IMAP %s, SMTP submission %s. Press Ctrl-C to stop.\n", d.IMAP, d.SMTP)
+		fmt.Fprintf(stdout, "\nDemo mail server: IMAP %s, SMTP submission %s.\n", d.IMAP, d.SMTP)
+		fmt.Fprintln(stdout, tokenModeLine(d.JWT))
+		fmt.Fprintln(stdout, "Press Ctrl-C to stop.")
 	})
+}
+
+// tokenModeLine says which access tokens the demo runs with and what a mail login costs the IdP in that mode.
+func tokenModeLine(jwt bool) string {
+	if jwt {
+		return fmt.Sprintf("Access tokens: JWT (RFC 9068, aud %q, %s), validated offline like Stalwart 0.16: "+
+			"a mail login costs the IdP nothing; a revoked token works until it expires.", devstack.Audience, jwtAccessLifetime)
+	}
+	return "Access tokens: opaque (Authelia's default): every mail login costs the IdP one userinfo call. " +
+		"Run with -jwt for JWT access tokens (Stalwart 0.16)."
 }
 
 func splitAddr(a net.Addr) (string, int) {

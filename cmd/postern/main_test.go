@@ -99,13 +99,31 @@ func (s *syncBuffer) String() string {
 }
 
 // TestDemo runs the real command as a newcomer would, on a free port, and walks the first screen: sign in as the
-// printed demo user, see the inbox, sign out.
+// printed demo user, see the inbox, sign out. It does so with opaque access tokens and with -jwt, where the inbox
+// only opens if the JWT carries the audience the offline-validating mail server requires.
 func TestDemo(t *testing.T) {
 	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		args []string
+		mode string
+	}{
+		{"opaque", nil, "Access tokens: opaque"},
+		{"jwt", []string{"-jwt"}, "Access tokens: JWT"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			testDemo(t, tt.args, tt.mode)
+		})
+	}
+}
+
+func testDemo(t *testing.T, extra []string, mode string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb syncBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"demo", "-listen", "127.0.0.1:0"}, noEnv, &out, &errb) }()
+	args := append([]string{"demo", "-listen", "127.0.0.1:0"}, extra...)
+	go func() { done <- run(ctx, args, noEnv, &out, &errb) }()
 	defer func() {
 		cancel()
 		select {
@@ -137,6 +155,12 @@ func TestDemo(t *testing.T) {
 	pw := regexp.MustCompile(`user alice\s+password (\S+)`).FindStringSubmatch(out.String())
 	if pw == nil {
 		t.Fatalf("demo did not print alice's password:\n%s", out.String())
+	}
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(out.String(), mode) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(out.String(), mode) {
+		t.Errorf("demo did not print %q:\n%s", mode, out.String())
 	}
 
 	jar, _ := cookiejar.New(nil)

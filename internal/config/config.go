@@ -74,6 +74,12 @@ type OIDCConfig struct {
 	// IntrospectionURL overrides the discovery document's introspection_endpoint (RFC 7662); Ory Hydra serves it
 	// only on its admin port and does not advertise it.
 	IntrospectionURL string `yaml:"introspection_url"`
+	// Audience is requested with the `audience` authorization parameter, so JWT access tokens carry it in aud
+	// (Stalwart 0.16's requireAudience, default "stalwart"); the Authelia client's audience list must allow it.
+	Audience []string `yaml:"audience"`
+	// AccessTokenType is the JOSE typ that marks a JWT access token; "" means "at+jwt" (RFC 9068 §2.1). Ory Hydra
+	// writes "JWT".
+	AccessTokenType string `yaml:"access_token_type"`
 }
 
 // TokensConfig tunes the background token refresher.

@@ -66,6 +66,16 @@ func (c *Config) validate(ps *Problems) {
 		}
 	}
 
+	for _, a := range c.OIDC.Audience {
+		if a == "" || strings.ContainsAny(a, " \t\r\n") {
+			// The audience parameter is space-separated: a value with a space would become two audiences.
+			ps.add("oidc.audience", "entries must be non-empty and contain no whitespace, got %q", a)
+		}
+	}
+	if strings.ContainsAny(c.OIDC.AccessTokenType, " \t\r\n") {
+		ps.add("oidc.access_token_type", "must be a JOSE typ such as at+jwt, got %q", c.OIDC.AccessTokenType)
+	}
+
 	// tokens
 	positive(ps, "tokens.refresh_before_expiry", c.Tokens.RefreshBeforeExpiry)
 	positive(ps, "tokens.refresh_token_lifetime", c.Tokens.RefreshTokenLifetime)

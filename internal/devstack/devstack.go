@@ -21,6 +21,10 @@ import (
 // ClientID is the id of the OAuth client registered for Postern.
 const ClientID = "postern"
 
+// Audience is the audience the client may request and the JWT-mode mail server requires: Stalwart 0.16's default
+// requireAudience.
+const Audience = "stalwart"
+
 // Options say what to start. The zero value starts both peers with no users and a client without redirect URIs.
 type Options struct {
 	// RedirectURIs are the client's registered redirect URIs: Postern's callback (web.RedirectURL).
@@ -31,6 +35,10 @@ type Options struct {
 	Mail mailserver.Options
 	// AccessTokenLifespan is the IdP's access-token lifetime (default 1h); tests that need many rotations shorten it.
 	AccessTokenLifespan time.Duration
+	// JWT issues RFC 9068 JWT access tokens (the client may request Audience) and runs the mail server in its
+	// "Stalwart 0.16 JWT" mode, validating them offline against the IdP's JWKS. Mail.JWT, if set, is kept (an empty
+	// IssuerURL there becomes the IdP's).
+	JWT bool
 	// Logger receives both peers' logs, each with a component attribute; nil discards.
 	Logger *slog.Logger
 }
@@ -43,6 +51,8 @@ type Stack struct {
 	IMAP, SMTP net.Addr
 	// ClientSecret is the client's secret, random per Stack.
 	ClientSecret string
+	// JWT reports whether the IdP issues JWT access tokens (Options.JWT).
+	JWT bool
 }
 
 // Start starts the IdP and the mail server and seeds the users' mailboxes. Close stops them.
@@ -55,7 +65,7 @@ func Start(opts Options) (*Stack, error) {
 	if _, err := rand.Read(secret); err != nil {
 		return nil, fmt.Errorf("devstack: client secret: %w", err)
 	}
-	s := &Stack{ClientSecret: base64.RawURLEncoding.EncodeToString(secret)}
+	s := &Stack{ClientSecret: base64.RawURLEncoding.EncodeToString(secret), JWT: opts.JWT}
 	var err error
 	s.IdP, err = idp.Start("127.0.0.1:0", idp.Options{
 		Users: opts.Users,
@@ -63,8 +73,10 @@ func Start(opts Options) (*Stack, error) {
 			ID: ClientID, Secret: s.ClientSecret,
 			RedirectURIs: opts.RedirectURIs,
 			Scopes:       []string{"openid", "profile", "email", "offline_access"},
+			Audience:     []string{Audience},
 		}},
 		AccessTokenLifespan: opts.AccessTokenLifespan,
+		JWTAccessTokens:     opts.JWT,
 		Logger:              logger.With(slog.String("component", "dev-idp")),
 	})
 	if err != nil {
@@ -72,6 +84,13 @@ func Start(opts Options) (*Stack, error) {
 	}
 	mo := opts.Mail
 	mo.UserinfoURL = s.IdP.Issuer() + "/api/oidc/userinfo"
+	if opts.JWT && mo.JWT == nil {
+		mo.JWT = &mailserver.JWTOptions{IssuerURL: s.IdP.Issuer(), RequireAudience: Audience}
+	} else if mo.JWT != nil && mo.JWT.IssuerURL == "" {
+		j := *mo.JWT
+		j.IssuerURL = s.IdP.Issuer()
+		mo.JWT = &j
+	}
 	if mo.Logger == nil {
 		mo.Logger = logger.With(slog.String("component", "dev-mail"))
 	}

@@ -40,6 +40,8 @@ type setupOptions struct {
 	mechanisms   []string                             // what the mail server offers
 	certNames    []string                             // names on the mail server's certificate
 	noCAFile     bool                                 // Postern does not trust the mail server's CA
+	jwt          bool                                 // the IdP issues JWT access tokens; the client may ask for aud "stalwart"
+	lifespan     time.Duration                        // the IdP's access-token lifetime; default 1h
 }
 
 // setup is the dev IdP and dev mail server on 127.0.0.1, with IMAP over implicit TLS and SMTP with STARTTLS, both
@@ -59,9 +61,12 @@ func newSetup(t *testing.T, o setupOptions) *setup {
 	}
 	issuer := "http://" + ln.Addr().String()
 	s.idp, err = idp.New(idp.Options{
-		Issuer:  issuer,
-		Users:   []idp.User{{Username: "alice", Password: "alice-password", Email: "alice@example.test", Name: "Alice Liddell"}},
-		Clients: []idp.Client{{ID: "postern", Secret: secret, RedirectURIs: []string{publicURL + "/callback"}, Scopes: o.clientScopes}},
+		Issuer: issuer,
+		Users:  []idp.User{{Username: "alice", Password: "alice-password", Email: "alice@example.test", Name: "Alice Liddell"}},
+		Clients: []idp.Client{{ID: "postern", Secret: secret, RedirectURIs: []string{publicURL + "/callback"}, Scopes: o.clientScopes,
+			Audience: []string{"stalwart"}}},
+		JWTAccessTokens:     o.jwt,
+		AccessTokenLifespan: o.lifespan,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -117,12 +122,15 @@ func newSetup(t *testing.T, o setupOptions) *setup {
 func port(a net.Addr) int { return a.(*net.TCPAddr).Port }
 
 // token signs alice in through the IdP as Postern does and returns her access token.
-func (s *setup) token(t *testing.T) string {
+func (s *setup) token(t *testing.T) string { return s.tokenFor(t, nil) }
+
+// tokenFor is token with the audience requested at sign-in.
+func (s *setup) tokenFor(t *testing.T, audience []string) string {
 	t.Helper()
 	ctx := context.Background()
 	hc := &http.Client{Timeout: 10 * time.Second}
 	p, err := auth.New(ctx, auth.Config{Issuer: s.idp.Issuer(), ClientID: "postern", ClientSecret: secret,
-		RedirectURL: publicURL + "/callback"}, hc)
+		RedirectURL: publicURL + "/callback", Audience: audience}, hc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +225,7 @@ func TestCorrectSetup(t *testing.T) {
 		names[i] = r.Name
 	}
 	wantNames := []string{"discovery", "issuer", "endpoints", "pkce", "iss_parameter", "offline_access", "authorization",
-		"client_auth", "outcome_probe", "imap", "smtp", "storage", "userinfo", "imap_login", "smtp_login"}
+		"client_auth", "outcome_probe", "imap", "smtp", "storage", "userinfo", "token_kind", "imap_login", "smtp_login"}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("checks = %q, want %q", names, wantNames)
 	}
@@ -227,6 +235,44 @@ func TestCorrectSetup(t *testing.T) {
 	want(t, rs, "outcome_probe", Pass, []string{"introspection at " + s.idp.Issuer() + "/api/oidc/introspection (from discovery)", "active: false"}, nil)
 	if Failed(rs) {
 		t.Error("Failed = true for a correct set-up")
+	}
+}
+
+// TestTokenKind: the doctor tells an opaque token from a JWT and, for a JWT, whether Stalwart 0.16 will take it
+// offline, with the Authelia client lines to change.
+func TestTokenKind(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		jwt       bool
+		lifespan  time.Duration
+		requested []string // audience requested at sign-in
+		config    []string // oidc.audience when the doctor runs
+		st        Status
+		detail    []string
+		fix       []string
+	}{
+		{"opaque", false, 0, nil, nil, Pass, []string{"opaque access token", "one userinfo call"}, nil},
+		{"jwt for stalwart", true, 5 * time.Minute, []string{"stalwart"}, []string{"stalwart"}, Pass,
+			[]string{"JWT access token", `typ "at+jwt"`, `requireAudience "stalwart"`, "valid there until it expires"}, nil},
+		{"jwt lasting an hour", true, time.Hour, []string{"stalwart"}, []string{"stalwart"}, Warn,
+			[]string{"lifetime 1h0m0s", "keep it at most 15m0s"}, []string{"lifespans.custom.postern.access_token: '5m'"}},
+		{"jwt without oidc.audience", true, 5 * time.Minute, nil, nil, Warn, []string{"oidc.audience is empty"},
+			[]string{"access_token_signed_response_alg: 'RS256'", "audience: ['stalwart']", "oidc.audience: [stalwart]", `requireAudience = "stalwart"`}},
+		{"jwt issued without the audience", true, 5 * time.Minute, nil, []string{"stalwart"}, Fail, []string{`aud lacks "stalwart"`},
+			[]string{"audience: ['stalwart']", "requireScopes = []"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newSetup(t, setupOptions{jwt: tt.jwt, lifespan: tt.lifespan})
+			tok := s.tokenFor(t, tt.requested)
+			s.cfg.OIDC.Audience = tt.config
+			rs := s.run(t, tok)
+			want(t, rs, "token_kind", tt.st, tt.detail, tt.fix)
+			// The dev mail server validates by userinfo here, so the logins pass whatever the kind.
+			want(t, rs, "imap_login", Pass, nil, nil)
+		})
 	}
 }
 

@@ -29,6 +29,7 @@ type identity struct {
 // and Stalwart refuses means Stalwart asks a different URL (or another IdP).
 func (d *run) token(ctx context.Context) {
 	d.userinfo(ctx)
+	d.tokenKind()
 	if d.identity == nil || d.identity.Email == "" {
 		d.skip("imap_login", "no identity from userinfo")
 		d.skip("smtp_login", "no identity from userinfo")

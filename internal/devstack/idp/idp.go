@@ -1,6 +1,7 @@
 // Package idp is an in-process OpenID Connect provider shaped like Authelia 4.39, built on github.com/ory/fosite (the
 // library Authelia's provider is a fork of). It serves `postern demo` and the Go tests of the auth and web packages,
-// so it copies the Authelia behaviour Postern has to survive: opaque HMAC tokens, PKCE S256 for every client,
+// so it copies the Authelia behaviour Postern has to survive: opaque HMAC tokens (or, with Options.JWTAccessTokens,
+// RFC 9068 JWT access tokens as Authelia issues them per client), PKCE S256 for every client,
 // client_secret_basic only at the token endpoint, explicit consent, refresh-token rotation without grace period and
 // revocation of the whole grant when a rotated refresh token is presented again (docs/protocol-notes.md, section B).
 //
@@ -48,6 +49,9 @@ type Client struct {
 	ID, Secret   string
 	RedirectURIs []string
 	Scopes       []string // allowed scopes; default openid profile email offline_access
+	// Audience is the whitelist of audiences a token may carry, as Authelia's client `audience` list: a request's
+	// `audience` parameter must name only these (e.g. "stalwart", Stalwart 0.16's requireAudience).
+	Audience []string
 }
 
 // Options configures New and Start. Zero lifespans take Authelia 4.39's defaults.
@@ -64,6 +68,11 @@ type Options struct {
 	// SigningKey signs ID tokens (RS256). Nil uses one RSA-2048 key generated for the whole process (devKey).
 	SigningKey *rsa.PrivateKey
 	Logger     *slog.Logger // nil discards
+
+	// JWTAccessTokens issues RFC 9068 JWT access tokens (typ at+jwt, signed with SigningKey, aud = the granted
+	// audience) instead of Authelia's opaque ones, as Authelia does for a client with
+	// access_token_signed_response_alg: RS256. Refresh tokens and codes stay opaque.
+	JWTAccessTokens bool
 }
 
 // devKey is the signing key of every IdP built without one. It is generated once per process: an RSA-2048 key costs
@@ -98,7 +107,9 @@ type IdP struct {
 	users  map[string]User
 	key    *rsa.PrivateKey
 	kid    string
-	mux    *http.ServeMux
+
+	accessLifespan time.Duration
+	mux            *http.ServeMux
 
 	// mu serialises every request that touches grants. Authelia runs a refresh in one database transaction; here one
 	// lock gives the same all-or-nothing rotation, and makes concurrent refreshes of one token race-free: the second
@@ -182,14 +193,16 @@ func New(opts Options) (*IdP, error) {
 	}
 
 	p := &IdP{
-		issuer:   issuer,
-		log:      log,
-		store:    newStore(),
-		users:    map[string]User{},
-		key:      key,
-		kid:      kid,
-		flows:    map[string]*flow{},
-		sessions: map[string]*loginSession{},
+		issuer: issuer,
+		log:    log,
+		store:  newStore(),
+		users:  map[string]User{},
+		key:    key,
+		kid:    kid,
+
+		accessLifespan: opts.AccessTokenLifespan,
+		flows:          map[string]*flow{},
+		sessions:       map[string]*loginSession{},
 	}
 	for _, u := range opts.Users {
 		if u.Username == "" {
@@ -230,10 +243,15 @@ func New(opts Options) (*IdP, error) {
 		SendDebugMessagesToClients:     false,
 	}
 	getKey := func(context.Context) (interface{}, error) { return key, nil }
+	signer := &jwt.DefaultSigner{GetPrivateKey: getKey}
+	var core oauth2.CoreStrategy = autheliaStrategy{oauth2.NewHMACSHAStrategyUnPrefixed(&hmac.HMACStrategy{Config: cfg}, cfg)}
+	if opts.JWTAccessTokens {
+		core = jwtAccessStrategy{autheliaStrategy: core.(autheliaStrategy), p: p, signer: signer}
+	}
 	strategy := &compose.CommonStrategy{
-		CoreStrategy:               autheliaStrategy{oauth2.NewHMACSHAStrategyUnPrefixed(&hmac.HMACStrategy{Config: cfg}, cfg)},
+		CoreStrategy:               core,
 		OpenIDConnectTokenStrategy: compose.NewOpenIDConnectStrategy(getKey, cfg),
-		Signer:                     &jwt.DefaultSigner{GetPrivateKey: getKey},
+		Signer:                     signer,
 	}
 	p.oauth = compose.Compose(cfg, p.store, strategy,
 		compose.OAuth2AuthorizeExplicitFactory,
@@ -267,6 +285,7 @@ func fositeClient(c Client, hasher fosite.Hasher) (fosite.Client, error) {
 		GrantTypes:    []string{"authorization_code", "refresh_token"},
 		ResponseTypes: []string{"code"},
 		Scopes:        append([]string(nil), scopes...),
+		Audience:      append([]string(nil), c.Audience...),
 		Public:        c.Secret == "",
 	}
 	method := "none"

@@ -66,7 +66,7 @@ func (b *bearerServer) Next(resp []byte) ([]byte, bool, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	email, res := b.s.userinfo(ctx, token)
+	email, res := b.s.validateToken(ctx, token)
 	if res == authOK && b.s.opts.ErrorChallenge && !strings.EqualFold(saslUser(resp), email) {
 		// Dovecot's oauth2 passdb (username_attribute = email) requires the SASL user — OAUTHBEARER's a=, XOAUTH2's
 		// user= — to equal the token's address after lower-casing; Stalwart ignores it. Postern must always send

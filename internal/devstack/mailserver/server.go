@@ -7,6 +7,8 @@
 // token, with no cache. The authzid (a=) and XOAUTH2 user= are ignored: the
 // account is the lower-cased "email" claim. Accounts are created on first
 // successful login and can be pre-seeded with realistic mail (Seed).
+// With Options.JWT it is Stalwart 0.16 instead: JWT access tokens are
+// validated offline against the issuer's JWKS, opaque ones still by userinfo.
 //
 // Stalwart's replies are mirrored (see docs/protocol-notes.md A.1, A.2):
 // userinfo 401/403 gives IMAP NO [AUTHENTICATIONFAILED] and SMTP 535 5.7.8;
@@ -74,6 +76,10 @@ type Options struct {
 	// with NO [OVERQUOTA] (RFC 9208 section 4.3), as on Stalwart. Delivery
 	// by SMTP is not limited.
 	QuotaBytes int64
+	// JWT, when set, is the "Stalwart 0.16 JWT" mode: JWT access tokens are
+	// validated offline against the issuer's JWKS (issuer, audience, expiry,
+	// username claim) with no userinfo call; opaque tokens still cost one.
+	JWT *JWTOptions
 	// Logger receives connection-level events; default discards. Tokens,
 	// SASL payloads and message bodies are never logged.
 	Logger *slog.Logger
@@ -99,6 +105,8 @@ type Stats struct {
 	IMAPConnections int64
 	// IdleCommands counts IDLE commands (RFC 2177) received, so a test can see a client end IDLE and start it again.
 	IdleCommands int64
+	// JWTValidations counts JWT access tokens accepted offline (JWT mode), JWKSFetches the key-set downloads.
+	JWTValidations, JWKSFetches int64
 }
 
 // Server is the IMAP and SMTP server. Its zero value is not usable; call New.
@@ -126,6 +134,9 @@ type Server struct {
 	authAttempts, authSuccesses, authFailures, userinfoCalls atomic.Int64
 	challengeAcks, delivered, sessions, imapConns            atomic.Int64
 	idles                                                    atomic.Int64
+	jwtValidations, jwksFetches                              atomic.Int64
+
+	jwt *jwtValidator // nil unless Options.JWT
 }
 
 // New returns a server. It does not listen yet.
@@ -147,6 +158,13 @@ func New(opts Options) (*Server, error) {
 	}
 	if s.http == nil {
 		s.http = &http.Client{Timeout: 10 * time.Second}
+	}
+	if opts.JWT != nil {
+		v, err := newJWTValidator(*opts.JWT, s.http)
+		if err != nil {
+			return nil, err
+		}
+		s.jwt = v
 	}
 	if len(opts.Mechanisms) == 0 {
 		s.mechs = []string{"OAUTHBEARER", "XOAUTH2"}
@@ -275,6 +293,8 @@ func (s *Server) Stats() Stats {
 		Sessions:        s.sessions.Load(),
 		IMAPConnections: s.imapConns.Load(),
 		IdleCommands:    s.idles.Load(),
+		JWTValidations:  s.jwtValidations.Load(),
+		JWKSFetches:     s.jwksFetches.Load(),
 	}
 }
 
