@@ -216,26 +216,12 @@ func (s *codec) scanGrant(row rowScanner) (Grant, error) {
 // Issuer, Subject and CreatedAt are never changed. LastActive never moves
 // backwards (see TouchGrant). Tokens are re-sealed under the current key.
 func (s *SQLite) UpdateGrant(ctx context.Context, g Grant) (Grant, error) {
-	if g.State == "" {
-		g.State = StateOK
-	}
-	if !g.State.valid() {
-		return Grant{}, fmt.Errorf("store: grant %q: unknown state %q", g.ID, g.State)
-	}
-	t, err := s.sealTokens(&g)
+	args, err := s.updateGrantArgs(&g)
 	if err != nil {
 		return Grant{}, err
 	}
-	g.UpdatedAt = s.now()
 	var lastActive, created int64
-	err = s.db.QueryRowContext(ctx, updateGrantSQL,
-		g.Email, g.Username, g.Name, t.keyID,
-		t.access, t.refresh, t.idTok,
-		toNanos(g.AccessExpiry), toNanos(g.RefreshExpiry), string(g.State), g.LastError,
-		g.FailCount, toNanos(g.LastRefresh),
-		toNanos(g.LastActive), toNanos(g.NextRefreshAt), toNanos(g.UpdatedAt),
-		g.ID, g.Version,
-	).Scan(&g.Issuer, &g.Subject, &lastActive, &created, &g.Version)
+	err = s.db.QueryRowContext(ctx, updateGrantSQL, args...).Scan(&g.Issuer, &g.Subject, &lastActive, &created, &g.Version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Grant{}, s.missOrConflict(ctx, g.ID, g.Version)
 	}
@@ -244,6 +230,30 @@ func (s *SQLite) UpdateGrant(ctx context.Context, g Grant) (Grant, error) {
 	}
 	g.LastActive, g.CreatedAt = fromNanos(lastActive), fromNanos(created)
 	return g, nil
+}
+
+// updateGrantArgs prepares g for the versioned update of either driver (updateGrantSQL's argument order): the state
+// checked, the tokens re-sealed under the current key, UpdatedAt stamped.
+func (s *codec) updateGrantArgs(g *Grant) ([]any, error) {
+	if g.State == "" {
+		g.State = StateOK
+	}
+	if !g.State.valid() {
+		return nil, fmt.Errorf("store: grant %q: unknown state %q", g.ID, g.State)
+	}
+	t, err := s.sealTokens(g)
+	if err != nil {
+		return nil, err
+	}
+	g.UpdatedAt = s.now()
+	return []any{
+		g.Email, g.Username, g.Name, t.keyID,
+		t.access, t.refresh, t.idTok,
+		toNanos(g.AccessExpiry), toNanos(g.RefreshExpiry), string(g.State), g.LastError,
+		g.FailCount, toNanos(g.LastRefresh),
+		toNanos(g.LastActive), toNanos(g.NextRefreshAt), toNanos(g.UpdatedAt),
+		g.ID, g.Version,
+	}, nil
 }
 
 // missOrConflict explains why a versioned update matched no row.

@@ -63,26 +63,12 @@ func (s *Postgres) Grant(ctx context.Context, id string) (Grant, error) {
 
 // UpdateGrant writes g if the stored version still equals g.Version; see (*SQLite).UpdateGrant.
 func (s *Postgres) UpdateGrant(ctx context.Context, g Grant) (Grant, error) {
-	if g.State == "" {
-		g.State = StateOK
-	}
-	if !g.State.valid() {
-		return Grant{}, fmt.Errorf("store: grant %q: unknown state %q", g.ID, g.State)
-	}
-	t, err := s.sealTokens(&g)
+	args, err := s.updateGrantArgs(&g)
 	if err != nil {
 		return Grant{}, err
 	}
-	g.UpdatedAt = s.now()
 	var lastActive, created int64
-	err = s.pool.QueryRow(ctx, pgUpdateGrantSQL,
-		g.Email, g.Username, g.Name, t.keyID,
-		t.access, t.refresh, t.idTok,
-		toNanos(g.AccessExpiry), toNanos(g.RefreshExpiry), string(g.State), g.LastError,
-		g.FailCount, toNanos(g.LastRefresh),
-		toNanos(g.LastActive), toNanos(g.NextRefreshAt), toNanos(g.UpdatedAt),
-		g.ID, g.Version,
-	).Scan(&g.Issuer, &g.Subject, &lastActive, &created, &g.Version)
+	err = s.pool.QueryRow(ctx, pgUpdateGrantSQL, args...).Scan(&g.Issuer, &g.Subject, &lastActive, &created, &g.Version)
 	if pgNoRows(err) {
 		return Grant{}, s.missOrConflict(ctx, g.ID, g.Version)
 	}
