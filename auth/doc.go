@@ -50,7 +50,7 @@
 // grant (docs/protocol-notes.md B.1). So every refresh goes through one path
 // that is serialised per grant within the process and by a store lease across
 // processes, commits the rotated tokens before anyone uses them, waits for the
-// token endpoint's answer for as long as TokenCallTimeout (default 15 minutes:
+// token endpoint's answer for as long as TokenCallTimeout (default 2 minutes:
 // an IdP that is slow, not dead, commits the rotation later and an abandoned
 // call loses its answer), and never re-sends a refresh token whose previous use
 // had an unknown outcome without a probe first. The probe introspects the

@@ -37,7 +37,7 @@ type KeeperOptions struct {
 	// many instances run.
 	Limiter Limiter
 	// TokenCallTimeout is how long a refresh, once sent, waits for the
-	// token endpoint's answer (default 15m, at most 1h). Giving up early is
+	// token endpoint's answer (default 2m, at most 1h). Giving up early is
 	// what loses grants: an IdP that is merely slow commits the rotation
 	// later and answers a closed connection. Only shutdown cuts the wait
 	// shorter. Page views never wait this long (see LeaseTTL).
@@ -88,7 +88,7 @@ func (o KeeperOptions) withDefaults() KeeperOptions {
 	def(&o.IdleTimeout, 24*time.Hour)
 	def(&o.Lifetime, 720*time.Hour)
 	def(&o.LeaseTTL, 30*time.Second)
-	def(&o.TokenCallTimeout, 15*time.Minute)
+	def(&o.TokenCallTimeout, 2*time.Minute)
 	o.TokenCallTimeout = min(o.TokenCallTimeout, time.Hour)
 	if o.Concurrency <= 0 {
 		o.Concurrency = 4

@@ -282,7 +282,7 @@ func defaults() Config {
 		OIDC: OIDCConfig{
 			Scopes:       []string{"openid", "profile", "email", "offline_access"},
 			HTTPTimeout:  15 * time.Second,
-			TokenTimeout: 15 * time.Minute,
+			TokenTimeout: 2 * time.Minute,
 		},
 		Tokens: TokensConfig{
 			RefreshBeforeExpiry:   5 * time.Minute,

@@ -118,7 +118,7 @@ func TestDefaults(t *testing.T) {
 		{"log.level", c.Log.Level, "info"},
 		{"scopes", strings.Join(c.OIDC.Scopes, ","), "openid,profile,email,offline_access"},
 		{"http_timeout", c.OIDC.HTTPTimeout, 15 * time.Second},
-		{"token_timeout", c.OIDC.TokenTimeout, 15 * time.Minute},
+		{"token_timeout", c.OIDC.TokenTimeout, 2 * time.Minute},
 		{"introspection_url", c.OIDC.IntrospectionURL, ""},
 		{"refresh_token_lifetime", c.Tokens.RefreshTokenLifetime, 90 * time.Minute},
 		{"imap.port", c.IMAP.Port, 993},
