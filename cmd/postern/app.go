@@ -310,6 +310,11 @@ func listenAndServe(ctx context.Context, ln net.Listener, cfg *config.Config, lo
 	a, err := newApp(ctx, cfg, logger, hc)
 	if err != nil {
 		srv.Close()
+		if ctx.Err() != nil {
+			// Stopped (SIGTERM) while still starting, e.g. waiting for the IdP: a clean stop, not a failure.
+			logger.Info("stopped before the identity provider answered", slog.Any("err", err))
+			return nil
+		}
 		return err
 	}
 	door.open(a.handler())

@@ -34,6 +34,40 @@ func freeAddr(t *testing.T) string {
 // could take in between.
 func TestServeWaitsForTheIdP(t *testing.T) {
 	idpAddr, webAddr := freeAddr(t), freeAddr(t)
+	path := waitingConfig(t, idpAddr, webAddr)
+	testServeWaitsForTheIdP(t, idpAddr, webAddr, path)
+}
+
+// TestServeStopsCleanlyWhileStarting: a SIGTERM (here: the context) while serve still waits for the IdP is a clean
+// stop, exit status 0, as an orchestrator stopping a not-yet-ready container expects.
+func TestServeStopsCleanlyWhileStarting(t *testing.T) {
+	idpAddr, webAddr := freeAddr(t), freeAddr(t)
+	path := waitingConfig(t, idpAddr, webAddr)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve", "-config", path}, noEnv, io.Discard, io.Discard) }()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get("http://" + webAddr + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("serve did not listen")
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve stopped while waiting for the IdP returned %v, want nil", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Error("serve did not stop")
+	}
+}
+
+// waitingConfig writes a configuration whose IdP (idpAddr) does not listen yet.
+func waitingConfig(t *testing.T, idpAddr, webAddr string) string {
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`server:
   public_url: http://%s
@@ -60,6 +94,10 @@ storage:
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return path
+}
+
+func testServeWaitsForTheIdP(t *testing.T, idpAddr, webAddr, path string) {
 	defer background(t, "serve", func(ctx context.Context) error {
 		return run(ctx, []string{"serve", "-config", path}, noEnv, io.Discard, io.Discard)
 	}, nil)()
