@@ -189,7 +189,7 @@ func TestDeviceOtherIdPUser(t *testing.T) {
 	if r := alice.get(cb.String()); r.status != http.StatusForbidden {
 		t.Errorf("callback with bob's consent in alice's browser = %d, want 403", r.status)
 	}
-	ds, _ := s.devices.List(t.Context(), s.idp.Issuer(), "alice")
+	ds, _ := s.devices.List(t.Context(), s.idp.Issuer(), idp.Subject("alice"))
 	if r := alice.get(s.ts.URL + "/devices"); !strings.Contains(r.body, `id="no-devices"`) || len(ds) != 0 {
 		t.Errorf("a device was created from bob's consent")
 	}
