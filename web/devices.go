@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ type Devices interface {
 	Create(ctx context.Context, o devices.Owner, name, grantID string) (devices.Device, string, error)
 	List(ctx context.Context, issuer, subject string) ([]devices.Device, error)
 	Revoke(ctx context.Context, issuer, subject, id string) (devices.Device, error)
+	Reconnect(ctx context.Context, issuer, subject, id, grantID string) (devices.Device, string, error)
 }
 
 // DeviceCloser closes a device's live bridge connections; the bridge implements it.
@@ -43,9 +45,11 @@ type Bridge struct {
 func (b Bridge) enabled() bool { return b.Host != "" }
 
 // deviceFlow is what the device flow cookie carries between "Connect a device" and the IdP's callback.
+// Name is set when connecting a new device; DeviceID when signing an existing device in again.
 type deviceFlow struct {
-	Flow auth.Flow
-	Name string
+	Flow     auth.Flow
+	Name     string
+	DeviceID string `json:",omitempty"`
 }
 
 // maxDeviceName bounds a device's name (devices.Service refuses longer ones too).
@@ -89,6 +93,8 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) error {
 	switch r.URL.Query().Get("done") {
 	case "revoked":
 		page.Notice = "The device was revoked: its password no longer works and its connections were closed."
+	case "reconnected":
+		page.Notice = "The device is signed in again. Its password is unchanged: the mail app works again as it is."
 	}
 	s.render(w, r, http.StatusOK, "devices", page)
 	return nil
@@ -146,6 +152,32 @@ func (s *Server) handleConnectDevice(w http.ResponseWriter, r *http.Request) err
 	return nil
 }
 
+// handleReconnectDevice signs a device whose grant ended in again: a device flow like "Connect a device", whose
+// callback gives the device the new grant and keeps its password (the bridge's "sign in again" answer sends here).
+func (s *Server) handleReconnectDevice(w http.ResponseWriter, r *http.Request) error {
+	if !s.devicesEnabled() {
+		return &Error{Status: http.StatusNotFound, Msg: "The mail-client bridge is not enabled on this server.", Retry: "/devices"}
+	}
+	o, err := s.owner(r)
+	if err != nil {
+		return err
+	}
+	ds, err := s.cfg.Devices.List(r.Context(), o.Issuer, o.Subject)
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if !slices.ContainsFunc(ds, func(d devices.Device) bool { return d.ID == id && !d.Revoked() }) {
+		return &Error{Status: http.StatusNotFound, Msg: "There is no such device.", Retry: "/devices"}
+	}
+	flow, authURL := s.auth.BeginDevice("/devices")
+	if err := s.deviceFlows.seal(w, deviceFlow{Flow: flow, DeviceID: id}); err != nil {
+		return err
+	}
+	http.Redirect(w, r, authURL, http.StatusSeeOther)
+	return nil
+}
+
 // deviceCallback reports whether the callback belongs to a device flow started in this browser (its state is that
 // flow's), and returns the flow.
 func (s *Server) deviceCallback(r *http.Request) (deviceFlow, bool) {
@@ -188,6 +220,9 @@ func (s *Server) finishDevice(w http.ResponseWriter, r *http.Request, df deviceF
 	if err != nil {
 		return err
 	}
+	if df.DeviceID != "" {
+		return s.reconnected(w, r, login.Identity, df.DeviceID, gid)
+	}
 	o := devices.Owner{Issuer: login.Identity.Issuer, Subject: login.Identity.Subject, Address: login.Identity.Email}
 	d, pw, err := s.cfg.Devices.Create(r.Context(), o, df.Name, gid)
 	if err != nil {
@@ -203,6 +238,31 @@ func (s *Server) finishDevice(w http.ResponseWriter, r *http.Request, df deviceF
 	}
 	page.Created, page.Password = &d, pw
 	s.render(w, r, http.StatusOK, "devices", page)
+	return nil
+}
+
+// reconnected binds the new grant gid to the device and retires the grant it replaces, with the connections that
+// used it.
+func (s *Server) reconnected(w http.ResponseWriter, r *http.Request, id auth.Identity, deviceID, gid string) error {
+	ctx := context.WithoutCancel(r.Context())
+	d, old, err := s.cfg.Devices.Reconnect(r.Context(), id.Issuer, id.Subject, deviceID, gid)
+	if err != nil {
+		if serr := s.tokens.SignOut(ctx, gid); serr != nil {
+			s.log(r).Warn("retire the grant of a device not reconnected", slog.Any("err", serr))
+		}
+		if errors.Is(err, devices.ErrNotFound) {
+			return &Error{Status: http.StatusNotFound, Msg: "This device was revoked in the meantime; connect it as a new device.", Retry: "/devices"}
+		}
+		return err
+	}
+	if err := s.tokens.SignOut(ctx, old); err != nil {
+		s.log(r).Warn("retire a device's previous grant", slog.Any("err", err))
+	}
+	if s.cfg.DeviceCloser != nil {
+		s.cfg.DeviceCloser.CloseDevice(d.ID)
+	}
+	s.log(r).Info("device signed in again", slog.String("user", userHash(id.Issuer, id.Subject)), slog.String("device", d.ID))
+	http.Redirect(w, r, "/devices?done=reconnected", http.StatusSeeOther)
 	return nil
 }
 

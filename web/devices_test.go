@@ -424,3 +424,55 @@ func mustGrant(t *testing.T, s *stack, id string) store.Grant {
 	}
 	return g
 }
+
+// TestDeviceReconnect: a device whose grant ended (here: gone, as after the IdP revoked it) answers "sign in
+// again"; "Sign in again" on the Devices page runs a device flow that gives it a new grant, keeps its password, and
+// retires the old grant with its connections.
+func TestDeviceReconnect(t *testing.T) {
+	s := newStack(t, withBridge(testBridge))
+	b := newBrowser(t)
+	s.signIn(b, "alice", "/devices")
+	_, pw := s.connectDevice(b, "alice", "iPad")
+	login, err := s.devices.Verify(t.Context(), "alice@example.test", pw, netip.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.keeper.SignOut(t.Context(), login.GrantID); err != nil { // the grant ends behind the device's back
+		t.Fatal(err)
+	}
+	if _, err := s.devices.Verify(t.Context(), "alice@example.test", pw, netip.Addr{}); !errors.Is(err, devices.ErrSignInAgain) {
+		t.Fatalf("Verify(grant gone) = %v, want ErrSignInAgain", err)
+	}
+	r := b.get(s.ts.URL + "/devices")
+	action := "/devices/" + login.DeviceID + "/reconnect"
+	if !strings.Contains(r.body, `action="`+action+`"`) || !strings.Contains(r.body, "sign it in again") {
+		t.Fatalf("GET /devices: want a Sign in again form for the ended device; body:\n%s", r.body)
+	}
+	if r := b.post(s.ts.URL+"/devices/nope/reconnect", nil); r.status != http.StatusNotFound {
+		t.Errorf("reconnect of an unknown device = %d, want 404", r.status)
+	}
+	r = b.post(s.ts.URL+action, nil)
+	if r.status != http.StatusSeeOther || !strings.HasPrefix(r.location, s.idp.Issuer()) {
+		t.Fatalf("POST reconnect = %d to %q, want 303 to the IdP", r.status, r.location)
+	}
+	cb, err := idp.SignIn(context.Background(), b.hc, r.location, "alice", "alice-password", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := b.get(cb.String()); r.status != http.StatusSeeOther || r.location != "/devices?done=reconnected" {
+		t.Fatalf("reconnect callback = %d to %q, want 303 to /devices?done=reconnected", r.status, r.location)
+	}
+	again, err := s.devices.Verify(t.Context(), "alice@example.test", pw, netip.Addr{})
+	if err != nil || again.DeviceID != login.DeviceID || again.GrantID == login.GrantID {
+		t.Fatalf("Verify after reconnect = %+v, %v; want the same device on a new grant", again, err)
+	}
+	if g := mustGrant(t, s, again.GrantID); g.Kind != store.KindDevice {
+		t.Errorf("new grant kind = %q, want device", g.Kind)
+	}
+	if got := s.closed.list(); !slices.Equal(got, []string{login.DeviceID}) {
+		t.Errorf("CloseDevice calls = %v, want [%s]", got, login.DeviceID)
+	}
+	if r := b.get(s.ts.URL + "/devices?done=reconnected"); strings.Contains(r.body, `action="`+action+`"`) || !strings.Contains(r.body, ">working<") {
+		t.Errorf("GET /devices after reconnecting: want the device working and no Sign in again form")
+	}
+}

@@ -37,6 +37,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /devices", s.signedIn(s.handleDevices))
 	mux.Handle("POST /devices", s.signedIn(s.handleConnectDevice))
 	mux.Handle("POST /devices/{id}/revoke", s.signedIn(s.handleRevokeDevice))
+	mux.Handle("POST /devices/{id}/reconnect", s.signedIn(s.handleReconnectDevice))
 	mux.Handle("POST /devices/{id}/mobileconfig", s.signedIn(s.handleMobileconfig))
 	mux.Handle("GET /.well-known/autoconfig/mail/config-v1.1.xml", s.handle(s.handleAutoconfig))
 	mux.Handle("GET /mail/config-v1.1.xml", s.handle(s.handleAutoconfig))

@@ -42,6 +42,7 @@ type Store interface {
 	DevicesByOwner(ctx context.Context, issuer, subject string) ([]store.Device, error)
 	TouchDevice(ctx context.Context, id string, at time.Time, ip, client string) error
 	RevokeDevice(ctx context.Context, id string, at time.Time) error
+	SetDeviceGrant(ctx context.Context, id, grantID string) error
 	Grant(ctx context.Context, id string) (store.Grant, error)
 }
 
@@ -186,6 +187,29 @@ func (s *Service) Revoke(ctx context.Context, issuer, subject, id string) (Devic
 		return Device{}, fmt.Errorf("devices: revoke: %w", err)
 	}
 	return fromStore(d), nil
+}
+
+// Reconnect gives a live device of this owner a new grant (the user signed it in again at the IdP, after its
+// grant ended) and returns the device with the grant it replaced, for the caller to retire. The password is
+// unchanged, so the mail app needs no new set-up. A revoked device or one of another owner is ErrNotFound.
+func (s *Service) Reconnect(ctx context.Context, issuer, subject, id, grantID string) (Device, string, error) {
+	d, err := s.st.Device(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (d.Issuer != issuer || d.Subject != subject || !d.RevokedAt.IsZero())) {
+		return Device{}, "", ErrNotFound
+	}
+	if err != nil {
+		return Device{}, "", fmt.Errorf("devices: reconnect: %w", err)
+	}
+	err = s.st.SetDeviceGrant(ctx, id, grantID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Device{}, "", ErrNotFound // revoked in the meantime
+	}
+	if err != nil {
+		return Device{}, "", fmt.Errorf("devices: reconnect: %w", err)
+	}
+	old := d.GrantID
+	d.GrantID = grantID
+	return fromStore(d), old, nil
 }
 
 // Verify checks a bridge login: username is the user's address (any case),

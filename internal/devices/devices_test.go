@@ -194,6 +194,19 @@ func TestVerify(t *testing.T) {
 				t.Errorf("Verify(grant gone) = %v, want ErrSignInAgain", err)
 			}
 
+			// Signing the device in again gives it a new grant and keeps its password.
+			fresh := newGrant(t, st, owner.Subject)
+			if _, _, err := s.Reconnect(ctx, issuer, "mallory", d.ID, fresh); !errors.Is(err, ErrNotFound) {
+				t.Errorf("Reconnect(another owner's device) = %v, want ErrNotFound", err)
+			}
+			rd, old, err := s.Reconnect(ctx, issuer, owner.Subject, d.ID, fresh)
+			if err != nil || old != d.GrantID || rd.GrantID != fresh {
+				t.Fatalf("Reconnect = %+v, old %q, %v; want grant %s replacing %s", rd, old, err, fresh, d.GrantID)
+			}
+			if l, err := s.Verify(ctx, "alice@example.test", pw, netip.Addr{}); err != nil || l.GrantID != fresh {
+				t.Errorf("Verify after Reconnect = %+v, %v; want the same password on the new grant", l, err)
+			}
+
 			// Revoked: bad credentials, at the cost of a wrong password.
 			if _, err := s.Revoke(ctx, issuer, "mallory", other.ID); !errors.Is(err, ErrNotFound) {
 				t.Errorf("Revoke(another owner's device) = %v, want ErrNotFound", err)
@@ -208,6 +221,9 @@ func TestVerify(t *testing.T) {
 			}
 			if got := s.checks.Load() - before; got != 1 {
 				t.Errorf("Verify(revoked) did %d argon2id checks, want 1", got)
+			}
+			if _, _, err := s.Reconnect(ctx, issuer, owner.Subject, d.ID, fresh); !errors.Is(err, ErrNotFound) {
+				t.Errorf("Reconnect(revoked) = %v, want ErrNotFound", err)
 			}
 			list, err := s.List(ctx, issuer, owner.Subject)
 			if err != nil || len(list) != 2 || !list[0].Revoked() || list[1].Revoked() {

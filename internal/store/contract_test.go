@@ -40,6 +40,7 @@ type contractStore interface {
 	DevicesByOwner(ctx context.Context, issuer, subject string) ([]Device, error)
 	TouchDevice(ctx context.Context, id string, at time.Time, ip, client string) error
 	RevokeDevice(ctx context.Context, id string, at time.Time) error
+	SetDeviceGrant(ctx context.Context, id, grantID string) error
 	SaveSession(ctx context.Context, sess Session) error
 	Session(ctx context.Context, id string) (Session, error)
 	TouchSession(ctx context.Context, id string, lastSeen, expiresAt time.Time) error

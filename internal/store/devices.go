@@ -45,6 +45,7 @@ const (
 	touchDeviceSQL  = `UPDATE devices SET last_used_at = ?, last_used_ip = ?, last_used_client = ? WHERE id = ?`
 	revokeDeviceSQL = `UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at = 0`
 	existsDeviceSQL = `SELECT COUNT(*) FROM devices WHERE id = ?`
+	setGrantSQL     = `UPDATE devices SET grant_id = ? WHERE id = ? AND revoked_at = 0`
 	maxClientLength = 200 // a client's ID string is display only; a hostile one must not fill the row
 )
 
@@ -154,6 +155,28 @@ func (s *SQLite) RevokeDevice(ctx context.Context, id string, at time.Time) erro
 	}
 	if n == 0 {
 		return fmt.Errorf("store: revoke device %q: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// SetDeviceGrant gives a live device a new grant (after the user signed the device in again); the device keeps its
+// password. A revoked or unknown device is ErrNotFound.
+func (s *SQLite) SetDeviceGrant(ctx context.Context, id, grantID string) error {
+	res, err := s.db.ExecContext(ctx, setGrantSQL, grantID, id)
+	if err != nil {
+		return fmt.Errorf("store: set device grant %q: %w", id, err)
+	}
+	return oneRow(res, "store: set device grant %q: %w", id)
+}
+
+// SetDeviceGrant gives a live device a new grant; see (*SQLite).SetDeviceGrant.
+func (s *Postgres) SetDeviceGrant(ctx context.Context, id, grantID string) error {
+	tag, err := s.pool.Exec(ctx, dollar(setGrantSQL), grantID, id)
+	if err != nil {
+		return fmt.Errorf("store: set device grant %q: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("store: set device grant %q: %w", id, ErrNotFound)
 	}
 	return nil
 }

@@ -138,6 +138,15 @@ func contractDeviceTouchAndRevoke(t *testing.T, s *testStore) {
 	if err := s.TouchDevice(ctx, "nope", at(0), "", ""); !errors.Is(err, ErrNotFound) {
 		t.Errorf("TouchDevice(unknown) = %v, want ErrNotFound", err)
 	}
+	if err := s.SetDeviceGrant(ctx, "ddddd", "grant-new"); err != nil {
+		t.Fatalf("SetDeviceGrant = %v", err)
+	}
+	if got, _ := s.Device(ctx, "ddddd"); got.GrantID != "grant-new" || got.PasswordHash != d.PasswordHash {
+		t.Errorf("after SetDeviceGrant: grant %q, hash kept %v; want grant-new and the same hash", got.GrantID, got.PasswordHash == d.PasswordHash)
+	}
+	if err := s.SetDeviceGrant(ctx, "nope", "g"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("SetDeviceGrant(unknown) = %v, want ErrNotFound", err)
+	}
 	if err := s.RevokeDevice(ctx, "ddddd", at(2*time.Minute)); err != nil {
 		t.Fatalf("RevokeDevice = %v", err)
 	}
@@ -146,6 +155,9 @@ func contractDeviceTouchAndRevoke(t *testing.T, s *testStore) {
 	}
 	if got, _ := s.Device(ctx, "ddddd"); !got.RevokedAt.Equal(at(2 * time.Minute)) {
 		t.Errorf("RevokedAt = %v, want the first revocation %v", got.RevokedAt, at(2*time.Minute))
+	}
+	if err := s.SetDeviceGrant(ctx, "ddddd", "grant-newer"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("SetDeviceGrant(revoked) = %v, want ErrNotFound", err)
 	}
 	if err := s.RevokeDevice(ctx, "nope", at(0)); !errors.Is(err, ErrNotFound) {
 		t.Errorf("RevokeDevice(unknown) = %v, want ErrNotFound", err)
