@@ -32,6 +32,17 @@
 // are dead at the IdP) and is never refreshed; deleted is the absence of the
 // grant (the refresh token is revoked first on signed_out and session_ended).
 //
+// # Device grants
+//
+// A grant has a kind, fixed at creation and stored with it: web (Start, a
+// browser session's) or device (StartDevice, one mail client's, begun with
+// BeginDevice's prompt=consent so each device holds its own refresh-token
+// family). Both kinds move through the same lifecycle and are refreshed by the
+// same path and scheduler; only policy.end differs: a device grant has no idle
+// timeout and ends DeviceLifetime after creation (default a year), or earlier
+// by SignOut on it (revoking the device) or at the IdP. The browser's sign-out
+// and session policy never reach it.
+//
 // # When refreshes happen (policy.go)
 //
 // An idle grant is refreshed at 0.75–0.8 of the sliding refresh-token

@@ -98,12 +98,25 @@ const touchEvery = time.Minute
 // Start stores a completed sign-in as a new grant and returns its id, which
 // web keeps in the session.
 func (k *Keeper) Start(ctx context.Context, l *Login) (string, error) {
+	return k.start(ctx, l, store.KindWeb)
+}
+
+// StartDevice stores a completed sign-in as a device grant: one mail
+// client's own grant (its own refresh-token family at the IdP), refreshed
+// like any other but ended only by SignOut on it (revoking the device), by
+// the IdP, or after KeeperOptions.DeviceLifetime — never by a browser
+// session's idle timeout, lifetime or sign-out.
+func (k *Keeper) StartDevice(ctx context.Context, l *Login) (string, error) {
+	return k.start(ctx, l, store.KindDevice)
+}
+
+func (k *Keeper) start(ctx context.Context, l *Login, kind store.GrantKind) (string, error) {
 	if l == nil {
 		return "", errors.New("auth: start: nil login")
 	}
 	id := l.Identity
 	g, err := transition(store.Grant{Issuer: id.Issuer, Subject: id.Subject, Email: id.Email,
-		Username: id.Username, Name: id.Name}, ReasonSignedIn, l.Tokens, time.Now(), k.pol)
+		Username: id.Username, Name: id.Name, Kind: kind}, ReasonSignedIn, l.Tokens, time.Now(), k.pol)
 	if err != nil {
 		return "", err
 	}
@@ -111,7 +124,9 @@ func (k *Keeper) Start(ctx context.Context, l *Login) (string, error) {
 		return "", fmt.Errorf("auth: start: %w", err)
 	}
 	k.nudge()
-	k.capGrants(ctx, g)
+	if kind == store.KindWeb {
+		k.capGrants(ctx, g)
+	}
 	return g.ID, nil
 }
 
@@ -122,10 +137,17 @@ func (k *Keeper) capGrants(ctx context.Context, keep store.Grant) {
 	if k.opts.MaxGrantsPerUser < 0 {
 		return
 	}
-	ids, err := k.st.GrantsBySubject(ctx, keep.Issuer, keep.Subject) // oldest first
+	all, err := k.st.GrantsBySubject(ctx, keep.Issuer, keep.Subject) // oldest first
 	if err != nil {
 		k.log.Warn("auth: list the user's grants", "err", err)
 		return
+	}
+	// Browser grants only: each device holds a grant of its own, ended only by revoking the device.
+	var ids []string
+	for _, id := range all {
+		if g, err := k.st.Grant(ctx, id); err == nil && g.Kind != store.KindDevice {
+			ids = append(ids, id)
+		}
 	}
 	for i := 0; len(ids)-i > k.opts.MaxGrantsPerUser; i++ {
 		if ids[i] == keep.ID {

@@ -125,71 +125,78 @@ func TestTransition(t *testing.T) {
 	p := KeeperOptions{}.withDefaults().policy()
 	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
 	ts := TokenSet{AccessToken: "at1", RefreshToken: "rt1", IDToken: "id1", Expiry: now.Add(time.Hour)}
-	for _, row := range lifecycleSpec {
-		t.Run(string(row.from)+"/"+string(row.reason), func(t *testing.T) {
-			g := store.Grant{ID: "g", Issuer: "i", Subject: "s", Version: 3}
-			if row.from != StateDeleted {
-				g.State = store.GrantState(row.from)
-				g.AccessToken, g.RefreshToken, g.IDToken = "at0", "rt0", "id0"
-				g.AccessExpiry, g.RefreshExpiry = now.Add(time.Minute), now.Add(time.Hour)
-				g.LastRefresh, g.LastActive, g.CreatedAt = now.Add(-time.Hour), now.Add(-time.Minute), now.Add(-2*time.Hour)
-				g.FailCount, g.LastError, g.NextRefreshAt = 2, "timeout", now.Add(time.Second)
-			}
-			got, err := transition(g, row.reason, ts, now, p)
-			if row.to == refused {
-				if err == nil || got != g {
-					t.Fatalf("transition() = %v, changed %v; want an error and no change", err, got != g)
+	for _, kind := range []store.GrantKind{store.KindWeb, store.KindDevice} {
+		for _, row := range lifecycleSpec {
+			t.Run(string(kind)+"/"+string(row.from)+"/"+string(row.reason), func(t *testing.T) {
+				// Device grants move through the same lifecycle as browser ones; only the time policy
+				// (policy.end) tells them apart, so every row holds for both kinds and keeps the kind.
+				g := store.Grant{ID: "g", Issuer: "i", Subject: "s", Version: 3, Kind: kind}
+				if row.from != StateDeleted {
+					g.State = store.GrantState(row.from)
+					g.AccessToken, g.RefreshToken, g.IDToken = "at0", "rt0", "id0"
+					g.AccessExpiry, g.RefreshExpiry = now.Add(time.Minute), now.Add(time.Hour)
+					g.LastRefresh, g.LastActive, g.CreatedAt = now.Add(-time.Hour), now.Add(-time.Minute), now.Add(-2*time.Hour)
+					g.FailCount, g.LastError, g.NextRefreshAt = 2, "timeout", now.Add(time.Second)
 				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("transition() = %v", err)
-			}
-			if row.reason.State() != row.to {
-				t.Errorf("%s.State() = %s, want %s", row.reason, row.reason.State(), row.to)
-			}
-			if row.to == StateDeleted {
-				if got != (store.Grant{}) {
-					t.Errorf("transition() to deleted = %+v, want the zero grant", got)
+				got, err := transition(g, row.reason, ts, now, p)
+				if row.to == refused {
+					if err == nil || got != g {
+						t.Fatalf("transition() = %v, changed %v; want an error and no change", err, got != g)
+					}
+					return
 				}
-				return
-			}
-			if stateOf(got) != row.to {
-				t.Errorf("state = %s, want %s", stateOf(got), row.to)
-			}
-			wantErr, wantFails := string(row.reason), g.FailCount+1
-			if row.to == StateOK {
-				wantErr, wantFails = "", 0
-			}
-			if got.LastError != wantErr || got.FailCount != wantFails {
-				t.Errorf("last error %q, failures %d; want %q, %d", got.LastError, got.FailCount, wantErr, wantFails)
-			}
-			tokens := [3]string{got.AccessToken, got.RefreshToken, got.IDToken}
-			want := map[tokenRule][3]string{newTokens: {"at1", "rt1", "id1"}, keepTokens: {"at0", "rt0", "id0"}, noTokens: {}}[row.tokens]
-			if tokens != want {
-				t.Errorf("tokens = %q, want %q", tokens, want)
-			}
-			switch row.next {
-			case nextBySchedule:
-				if got.NextRefreshAt != p.schedule(got, now) || !got.NextRefreshAt.After(now) || got.LastRefresh != now {
-					t.Errorf("next refresh at %v, last refresh %v; want policy.schedule (%v), now", got.NextRefreshAt, got.LastRefresh, p.schedule(got, now))
+				if err != nil {
+					t.Fatalf("transition() = %v", err)
 				}
-				if got.AccessExpiry != ts.Expiry || got.RefreshExpiry != now.Add(p.refreshTokenLifetime) {
-					t.Errorf("expiries %v, %v; want the rotation's and a fresh refresh-token lifetime", got.AccessExpiry, got.RefreshExpiry)
+				if row.reason.State() != row.to {
+					t.Errorf("%s.State() = %s, want %s", row.reason, row.reason.State(), row.to)
 				}
-			case nextByBackoff:
-				if d := got.NextRefreshAt.Sub(now); d != p.backoff(got, now) || d <= 0 || d > backoffMax {
-					t.Errorf("next refresh in %v, want policy.backoff (%v), within (0, %v]", d, p.backoff(got, now), backoffMax)
+				if row.to == StateDeleted {
+					if got != (store.Grant{}) {
+						t.Errorf("transition() to deleted = %+v, want the zero grant", got)
+					}
+					return
 				}
-			case nextNever:
-				if !got.NextRefreshAt.IsZero() {
-					t.Errorf("next refresh at %v, want none", got.NextRefreshAt)
+				if stateOf(got) != row.to {
+					t.Errorf("state = %s, want %s", stateOf(got), row.to)
 				}
-			}
-			if got.ID != g.ID || got.Version != g.Version {
-				t.Errorf("id %q version %d, want %q %d (the store's CAS needs the version read)", got.ID, got.Version, g.ID, g.Version)
-			}
-		})
+				wantErr, wantFails := string(row.reason), g.FailCount+1
+				if row.to == StateOK {
+					wantErr, wantFails = "", 0
+				}
+				if got.LastError != wantErr || got.FailCount != wantFails {
+					t.Errorf("last error %q, failures %d; want %q, %d", got.LastError, got.FailCount, wantErr, wantFails)
+				}
+				tokens := [3]string{got.AccessToken, got.RefreshToken, got.IDToken}
+				want := map[tokenRule][3]string{newTokens: {"at1", "rt1", "id1"}, keepTokens: {"at0", "rt0", "id0"}, noTokens: {}}[row.tokens]
+				if tokens != want {
+					t.Errorf("tokens = %q, want %q", tokens, want)
+				}
+				switch row.next {
+				case nextBySchedule:
+					if got.NextRefreshAt != p.schedule(got, now) || !got.NextRefreshAt.After(now) || got.LastRefresh != now {
+						t.Errorf("next refresh at %v, last refresh %v; want policy.schedule (%v), now", got.NextRefreshAt, got.LastRefresh, p.schedule(got, now))
+					}
+					if got.AccessExpiry != ts.Expiry || got.RefreshExpiry != now.Add(p.refreshTokenLifetime) {
+						t.Errorf("expiries %v, %v; want the rotation's and a fresh refresh-token lifetime", got.AccessExpiry, got.RefreshExpiry)
+					}
+				case nextByBackoff:
+					if d := got.NextRefreshAt.Sub(now); d != p.backoff(got, now) || d <= 0 || d > backoffMax {
+						t.Errorf("next refresh in %v, want policy.backoff (%v), within (0, %v]", d, p.backoff(got, now), backoffMax)
+					}
+				case nextNever:
+					if !got.NextRefreshAt.IsZero() {
+						t.Errorf("next refresh at %v, want none", got.NextRefreshAt)
+					}
+				}
+				if got.ID != g.ID || got.Version != g.Version {
+					t.Errorf("id %q version %d, want %q %d (the store's CAS needs the version read)", got.ID, got.Version, g.ID, g.Version)
+				}
+				if got.Kind != kind {
+					t.Errorf("kind = %q, want %q (fixed at creation)", got.Kind, kind)
+				}
+			})
+		}
 	}
 }
 

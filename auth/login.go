@@ -95,6 +95,25 @@ func (p *Provider) Begin(returnTo string) (Flow, string) {
 	return f, u
 }
 
+// BeginDevice starts a sign-in that connects a mail client: like Begin, but
+// with prompt=consent (OIDC Core §3.1.2.1, and §11, which asks for it with
+// offline_access), so the user explicitly grants this one device offline
+// access and the code yields a new grant of its own — its own refresh-token
+// family, revoked alone when the device is. Finish completes it; the caller
+// stores it with Keeper.StartDevice.
+func (p *Provider) BeginDevice(returnTo string) (Flow, string) {
+	f := Flow{
+		State:    randomString(),
+		Nonce:    randomString(),
+		Verifier: oauth2.GenerateVerifier(),
+		ReturnTo: returnTo,
+		Created:  p.now(),
+	}
+	u := p.oauth.AuthCodeURL(f.State, oauth2.S256ChallengeOption(f.Verifier), oidc.Nonce(f.Nonce),
+		oauth2.SetAuthURLParam("prompt", "consent"))
+	return f, u
+}
+
 // randomString returns 32 random bytes, base64url without padding.
 func randomString() string {
 	b := make([]byte, 32)

@@ -25,6 +25,12 @@ type KeeperOptions struct {
 	// revoked at the IdP and deleted by Run; a grant that needs a new
 	// sign-in is deleted once unused for IdleTimeout.
 	IdleTimeout, Lifetime time.Duration
+	// DeviceLifetime ends a device grant (one mail client's, store.KindDevice)
+	// this long after it was created (default 8760h, a year). Device grants
+	// have no idle timeout: a phone that is off for a week must still
+	// connect. Otherwise they end only by revocation (the device's Revoke
+	// calls SignOut) or at the IdP.
+	DeviceLifetime time.Duration
 	// Concurrency bounds Run's parallel refreshes (default 4).
 	Concurrency int
 	// MaxPerSecond caps Run's calls to the IdP's token and revocation
@@ -87,6 +93,7 @@ func (o KeeperOptions) withDefaults() KeeperOptions {
 	def(&o.ActiveWindow, 15*time.Minute)
 	def(&o.IdleTimeout, 24*time.Hour)
 	def(&o.Lifetime, 720*time.Hour)
+	def(&o.DeviceLifetime, 8760*time.Hour)
 	def(&o.LeaseTTL, 30*time.Second)
 	def(&o.TokenCallTimeout, 2*time.Minute)
 	o.TokenCallTimeout = min(o.TokenCallTimeout, time.Hour)

@@ -35,10 +35,11 @@ type policy struct {
 	idleTimeout          time.Duration
 	lifetime             time.Duration
 	tokenCallTimeout     time.Duration
+	deviceLifetime       time.Duration
 }
 
 func (o KeeperOptions) policy() policy {
-	return policy{o.RefreshBeforeExpiry, o.RefreshTokenLifetime, o.ActiveWindow, o.IdleTimeout, o.Lifetime, o.TokenCallTimeout}
+	return policy{o.RefreshBeforeExpiry, o.RefreshTokenLifetime, o.ActiveWindow, o.IdleTimeout, o.Lifetime, o.TokenCallTimeout, o.DeviceLifetime}
 }
 
 // mode is what a caller of the refresh path needs from a grant.
@@ -88,8 +89,13 @@ func (p policy) refreshAt(g store.Grant, now time.Time) time.Time {
 }
 
 // end is when session policy ends g: IdleTimeout after the last page view,
-// or Lifetime after sign-in, whichever is first.
+// or Lifetime after sign-in, whichever is first. A device grant (one mail
+// client's) has no idle timeout and ends DeviceLifetime after it was
+// created: neither the browser session's policy nor its sign-out touches it.
 func (p policy) end(g store.Grant) time.Time {
+	if g.Kind == store.KindDevice {
+		return g.CreatedAt.Add(p.deviceLifetime)
+	}
 	last := g.LastActive
 	if last.IsZero() {
 		last = g.CreatedAt

@@ -44,34 +44,39 @@ func newFlowCookies(secret []byte, sessionCookie string, secure bool) *flowCooki
 }
 
 // set seals f into the flow cookie.
-func (fc *flowCookies) set(w http.ResponseWriter, f auth.Flow) error {
-	raw, err := json.Marshal(f)
-	if err != nil {
-		return err
-	}
-	v, err := fc.codec.Encode(fc.name, raw)
-	if err != nil {
-		return err
-	}
-	http.SetCookie(w, fc.cookie(v, int(flowLifetime/time.Second)))
-	return nil
-}
+func (fc *flowCookies) set(w http.ResponseWriter, f auth.Flow) error { return fc.seal(w, f) }
 
 // get opens the flow cookie; ok is false when there is none or it is forged, altered or expired.
 func (fc *flowCookies) get(r *http.Request) (auth.Flow, bool) {
+	var f auth.Flow
+	return f, fc.open(r, &f)
+}
+
+// seal puts v, as JSON, into the cookie (the device flow carries a device name beside its auth.Flow).
+func (fc *flowCookies) seal(w http.ResponseWriter, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	enc, err := fc.codec.Encode(fc.name, raw)
+	if err != nil {
+		return err
+	}
+	http.SetCookie(w, fc.cookie(enc, int(flowLifetime/time.Second)))
+	return nil
+}
+
+// open reads the cookie into v; false when there is none or it is forged, altered or expired.
+func (fc *flowCookies) open(r *http.Request, v any) bool {
 	c, err := r.Cookie(fc.name)
 	if err != nil {
-		return auth.Flow{}, false
+		return false
 	}
 	var raw []byte
 	if fc.codec.Decode(fc.name, c.Value, &raw) != nil {
-		return auth.Flow{}, false
+		return false
 	}
-	var f auth.Flow
-	if json.Unmarshal(raw, &f) != nil {
-		return auth.Flow{}, false
-	}
-	return f, true
+	return json.Unmarshal(raw, v) == nil
 }
 
 // clear deletes the flow cookie.

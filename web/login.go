@@ -105,6 +105,10 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) error {
+	// One redirect URI serves both flows; the state says which this callback answers.
+	if df, ok := s.deviceCallback(r); ok {
+		return s.finishDevice(w, r, df)
+	}
 	flow, ok := s.flows.get(r)
 	if !ok {
 		return &Error{Status: http.StatusBadRequest, Msg: "This sign-in link has expired or was already used. Please start again.", Retry: "/login"}

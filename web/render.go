@@ -83,6 +83,7 @@ func loadPages() (*pages, error) {
 			return "/static/" + name + "?v=" + a.hash, nil
 		},
 		"date":    formatDate,
+		"since":   since,
 		"text":    text,
 		"isolate": isolate,
 		"people":  people,

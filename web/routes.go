@@ -32,6 +32,15 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /msg/{box}/{uid}/html", s.signedIn(s.handleMessageHTML))
 	mux.Handle("GET /msg/{box}/{uid}/part/{path}", s.signedIn(s.handlePart))
 	mux.Handle("GET /msg/{box}/{uid}/raw", s.signedIn(s.handleRaw))
+	// Devices (devices.go, setup.go): mail clients through the bridge. The autoconfig documents are public, as
+	// Thunderbird fetches them before any sign-in; they hold no secret.
+	mux.Handle("GET /devices", s.signedIn(s.handleDevices))
+	mux.Handle("POST /devices", s.signedIn(s.handleConnectDevice))
+	mux.Handle("POST /devices/{id}/revoke", s.signedIn(s.handleRevokeDevice))
+	mux.Handle("POST /devices/{id}/reconnect", s.signedIn(s.handleReconnectDevice))
+	mux.Handle("POST /devices/{id}/mobileconfig", s.signedIn(s.handleMobileconfig))
+	mux.Handle("GET /.well-known/autoconfig/mail/config-v1.1.xml", s.handle(s.handleAutoconfig))
+	mux.Handle("GET /mail/config-v1.1.xml", s.handle(s.handleAutoconfig))
 	mux.Handle("GET /static/{file}", http.HandlerFunc(s.pages.serveStatic))
 
 	// Operations (health.go): liveness and readiness probes for the orchestrator; the mux is kept so that metrics

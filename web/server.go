@@ -22,12 +22,16 @@ import (
 // Authenticator runs the browser sign-in; *auth.Provider implements it.
 type Authenticator interface {
 	Begin(returnTo string) (auth.Flow, string)
+	// BeginDevice starts a device's own authorization flow (prompt=consent), completed by Finish.
+	BeginDevice(returnTo string) (auth.Flow, string)
 	Finish(ctx context.Context, f auth.Flow, q url.Values) (*auth.Login, error)
 }
 
 // Tokens owns grants and their tokens; *auth.Keeper implements it.
 type Tokens interface {
 	Start(ctx context.Context, l *auth.Login) (string, error)
+	// StartDevice stores a device's sign-in as a device grant (not ended by the browser session's policy).
+	StartDevice(ctx context.Context, l *auth.Login) (string, error)
 	Token(ctx context.Context, grantID string) (auth.Token, error)
 	Replace(ctx context.Context, grantID, rejected string) (auth.Token, error)
 	Info(ctx context.Context, grantID string) (auth.GrantInfo, error)
@@ -78,6 +82,14 @@ type Config struct {
 	BrowserSessionCookie bool
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client in the access log (clientIP).
 	TrustedProxies []netip.Prefix
+	// Devices, when set together with Bridge.Host, enables the Devices page (devices.go); cmd passes a
+	// *devices.Service.
+	Devices Devices
+	// Bridge is where mail clients reach the IMAP/SMTP bridge, for the set-up help and documents; an empty Host
+	// means the bridge is not enabled and the Devices page says so.
+	Bridge Bridge
+	// DeviceCloser, when set, is told to close a revoked device's live bridge connections.
+	DeviceCloser DeviceCloser
 }
 
 // DefaultStallTimeout is Config.StallTimeout's default: a minute without progress is a client gone, not a slow link
@@ -99,8 +111,8 @@ type Server struct {
 	ops operations
 	// uploads keeps a compose form's attachments across a re-shown form (compose.go).
 	uploads *uploadStash
-	// flows carries sign-in flows in sealed cookies (flowcookie.go).
-	flows *flowCookies
+	// flows carries sign-in flows in sealed cookies (flowcookie.go); deviceFlows the device flows (devices.go).
+	flows, deviceFlows *flowCookies
 	// watchers bounds the live-update streams per user and in all (events.go).
 	watchers *watchLimiter
 	// obs is told what happened (observe.go); never nil.
@@ -160,6 +172,13 @@ func New(cfg Config, a Authenticator, t Tokens, m Mailer, ss SessionStore) (*Ser
 	s.uploads = newUploadStash(cfg.MaxUpload)
 	s.watchers = newWatchLimiter(maxWatchersPerUser, maxWatchersTotal)
 	s.flows = newFlowCookies(cfg.SessionSecret, cfg.CookieName, s.secure)
+	s.deviceFlows = newFlowCookies(cfg.SessionSecret, cfg.CookieName+"_device", s.secure)
+	if cfg.Bridge.IMAPPort == 0 {
+		s.cfg.Bridge.IMAPPort = 993
+	}
+	if cfg.Bridge.SMTPPort == 0 {
+		s.cfg.Bridge.SMTPPort = 465
+	}
 	s.sessions = newServerStore(ss, cfg.SessionSecret, cfg.CookieName, s.secure, cfg.IdleTimeout, cfg.Lifetime, cfg.BrowserSessionCookie)
 	s.handler = s.routes()
 	return s, nil

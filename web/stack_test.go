@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/devices"
 	"github.com/postern/postern/internal/devstack/idp"
 	"github.com/postern/postern/internal/devstack/mailserver"
 	"github.com/postern/postern/internal/seal"
@@ -36,6 +37,9 @@ type stack struct {
 	// smtp is the dev mail server's submission listener, which Config.Sender sends through.
 	smtp     net.Addr
 	imapAddr string // the dev IMAP server, for benchmarks that bypass Postern
+	// devices and closed are the device service and the closed-device recorder, with withBridge.
+	devices *devices.Service
+	closed  *closedDevices
 }
 
 // stackOptions adjust newStack for one test.
@@ -45,6 +49,7 @@ type stackOptions struct {
 	quota     int64
 	pool      mail.PoolOptions
 	stall     time.Duration
+	bridge    Bridge
 }
 
 // stackOption is an option of newStack.
@@ -61,6 +66,9 @@ func withPool(p mail.PoolOptions) stackOption { return func(o *stackOptions) { o
 
 // withStallTimeout sets Config.StallTimeout.
 func withStallTimeout(d time.Duration) stackOption { return func(o *stackOptions) { o.stall = d } }
+
+// withBridge enables the Devices page with a device service on the stack's store and the bridge at b.
+func withBridge(b Bridge) stackOption { return func(o *stackOptions) { o.bridge = b } }
 
 // withQuota gives every account of the dev mail server a storage quota (APPEND over it fails with OVERQUOTA).
 func withQuota(bytes int64) stackOption { return func(o *stackOptions) { o.quota = bytes } }
@@ -138,7 +146,12 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 	s.pool = mail.NewPool(mail.Server{Host: host, Port: port, TLS: mail.TLSNone}, o.pool)
 	t.Cleanup(func() { s.pool.Close() })
 
+	s.devices = devices.New(s.store, nil)
+	s.closed = &closedDevices{}
 	s.web, err = New(Config{
+		Devices:       s.devices,
+		Bridge:        o.bridge,
+		DeviceCloser:  s.closed,
 		PublicURL:     public,
 		IssuerOrigin:  s.idp.Issuer(),
 		SessionSecret: []byte("0123456789abcdef0123456789abcdef-test"),

@@ -36,6 +36,12 @@ type contractStore interface {
 	ClaimLease(ctx context.Context, grantID, owner string, now, until time.Time) (bool, error)
 	ClaimLeaseFrom(ctx context.Context, grantID, owner string, now, until time.Time) (bool, string, error)
 	ReleaseLease(ctx context.Context, grantID, owner string) error
+	CreateDevice(ctx context.Context, d *Device) error
+	Device(ctx context.Context, id string) (Device, error)
+	DevicesByOwner(ctx context.Context, issuer, subject string) ([]Device, error)
+	TouchDevice(ctx context.Context, id string, at time.Time, ip, client string) error
+	RevokeDevice(ctx context.Context, id string, at time.Time) error
+	SetDeviceGrant(ctx context.Context, id, grantID string) error
 	SaveSession(ctx context.Context, sess Session) error
 	Session(ctx context.Context, id string) (Session, error)
 	TouchSession(ctx context.Context, id string, lastSeen, expiresAt time.Time) error
@@ -104,6 +110,9 @@ var contractCases = []struct {
 	{"SessionExpiry", contractSessionExpiry},
 	{"SessionDataBoundToID", contractSessionDataBoundToID},
 	{"DueGrants", contractDueGrants},
+	{"GrantKind", contractGrantKind},
+	{"DeviceRoundTrip", contractDeviceRoundTrip},
+	{"DeviceTouchAndRevoke", contractDeviceTouchAndRevoke},
 }
 
 func TestSQLiteContract(t *testing.T) {

@@ -14,11 +14,11 @@ import (
 const grantColumns = `id, issuer, subject, email, username, name, key_id,
 	access_sealed, refresh_sealed, id_sealed, access_expiry, refresh_expiry,
 	state, last_error, fail_count, version, last_refresh, last_active,
-	next_refresh_at, created_at, updated_at`
+	next_refresh_at, created_at, updated_at, kind`
 
 // insertGrantSQL creates a grant; its arguments come from insertGrantArgs.
 const insertGrantSQL = `INSERT INTO grants (` + grantColumns + `)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 // updateGrantSQL is the compare-and-swap at the heart of token safety: it
 // only matches the row at the version the caller read. Issuer, subject and
@@ -32,7 +32,7 @@ const updateGrantSQL = `UPDATE grants SET
 	fail_count = ?, version = version + 1, last_refresh = ?,
 	last_active = MAX(last_active, ?), next_refresh_at = ?, updated_at = ?
 	WHERE id = ? AND version = ?
-	RETURNING issuer, subject, last_active, created_at, version`
+	RETURNING issuer, subject, last_active, created_at, version, kind`
 
 // dueGrantsSQL lists the refresher's work. Its WHERE clause repeats the
 // grants_due index's condition word for word: SQLite only uses a partial
@@ -121,6 +121,12 @@ func (s *codec) insertGrantArgs(g *Grant) ([]any, error) {
 	if !g.State.valid() {
 		return nil, fmt.Errorf("store: grant %q: unknown state %q", g.ID, g.State)
 	}
+	if g.Kind == "" {
+		g.Kind = KindWeb
+	}
+	if g.Kind != KindWeb && g.Kind != KindDevice {
+		return nil, fmt.Errorf("store: grant %q: unknown kind %q", g.ID, g.Kind)
+	}
 	now := s.now()
 	if g.CreatedAt.IsZero() {
 		g.CreatedAt = now
@@ -136,7 +142,7 @@ func (s *codec) insertGrantArgs(g *Grant) ([]any, error) {
 		g.ID, g.Issuer, g.Subject, g.Email, g.Username, g.Name, t.keyID,
 		t.access, t.refresh, t.idTok, toNanos(g.AccessExpiry), toNanos(g.RefreshExpiry),
 		string(g.State), g.LastError, g.FailCount, int64(1), toNanos(g.LastRefresh), toNanos(g.LastActive),
-		toNanos(g.NextRefreshAt), toNanos(g.CreatedAt), toNanos(g.UpdatedAt),
+		toNanos(g.NextRefreshAt), toNanos(g.CreatedAt), toNanos(g.UpdatedAt), string(g.Kind),
 	}, nil
 }
 
@@ -182,7 +188,7 @@ func (s *codec) scanGrant(row rowScanner) (Grant, error) {
 	var (
 		g                                    Grant
 		t                                    sealedTokens
-		state                                string
+		state, kind                          string
 		accessExp, refreshExp                int64
 		lastRefresh, lastActive, nextRefresh int64
 		created, updated                     int64
@@ -190,14 +196,14 @@ func (s *codec) scanGrant(row rowScanner) (Grant, error) {
 	err := row.Scan(&g.ID, &g.Issuer, &g.Subject, &g.Email, &g.Username, &g.Name, &t.keyID,
 		&t.access, &t.refresh, &t.idTok, &accessExp, &refreshExp,
 		&state, &g.LastError, &g.FailCount, &g.Version, &lastRefresh, &lastActive,
-		&nextRefresh, &created, &updated)
+		&nextRefresh, &created, &updated, &kind)
 	if errors.Is(err, sql.ErrNoRows) || pgNoRows(err) {
 		return Grant{}, err
 	}
 	if err != nil {
 		return Grant{}, fmt.Errorf("store: read grant: %w", err)
 	}
-	g.State = GrantState(state)
+	g.State, g.Kind = GrantState(state), GrantKind(kind)
 	g.AccessExpiry, g.RefreshExpiry = fromNanos(accessExp), fromNanos(refreshExp)
 	g.LastRefresh, g.LastActive, g.NextRefreshAt = fromNanos(lastRefresh), fromNanos(lastActive), fromNanos(nextRefresh)
 	g.CreatedAt, g.UpdatedAt = fromNanos(created), fromNanos(updated)
@@ -221,14 +227,15 @@ func (s *SQLite) UpdateGrant(ctx context.Context, g Grant) (Grant, error) {
 		return Grant{}, err
 	}
 	var lastActive, created int64
-	err = s.db.QueryRowContext(ctx, updateGrantSQL, args...).Scan(&g.Issuer, &g.Subject, &lastActive, &created, &g.Version)
+	var kind string
+	err = s.db.QueryRowContext(ctx, updateGrantSQL, args...).Scan(&g.Issuer, &g.Subject, &lastActive, &created, &g.Version, &kind)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Grant{}, s.missOrConflict(ctx, g.ID, g.Version)
 	}
 	if err != nil {
 		return Grant{}, fmt.Errorf("store: update grant %q: %w", g.ID, err)
 	}
-	g.LastActive, g.CreatedAt = fromNanos(lastActive), fromNanos(created)
+	g.LastActive, g.CreatedAt, g.Kind = fromNanos(lastActive), fromNanos(created), GrantKind(kind)
 	return g, nil
 }
 

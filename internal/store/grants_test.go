@@ -20,7 +20,7 @@ func contractGrantRoundTrip(t *testing.T, s *testStore) {
 	}{
 		{"every field", sampleGrant("full")},
 		{"empty tokens and zero times", Grant{
-			ID: "bare", Issuer: "https://auth.example.org", Subject: "bare",
+			ID: "bare", Issuer: "https://auth.example.org", Subject: "bare", Kind: KindWeb,
 			State: StateNeedsSignIn, CreatedAt: at(0), UpdatedAt: at(0),
 		}},
 		{"unicode and long values", func() Grant {

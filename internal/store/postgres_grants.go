@@ -24,7 +24,7 @@ var (
 	fail_count = $12, version = version + 1, last_refresh = $13,
 	last_active = GREATEST(last_active, $14), next_refresh_at = $15, updated_at = $16
 	WHERE id = $17 AND version = $18
-	RETURNING issuer, subject, last_active, created_at, version`
+	RETURNING issuer, subject, last_active, created_at, version, kind`
 
 	// pgTouchGrantSQL is TouchGrant's statement with GREATEST/LEAST: last_active only forward, next_refresh_at
 	// only earlier and only for a grant in state ok (a degraded grant's backoff survives a racing page view).
@@ -68,14 +68,15 @@ func (s *Postgres) UpdateGrant(ctx context.Context, g Grant) (Grant, error) {
 		return Grant{}, err
 	}
 	var lastActive, created int64
-	err = s.pool.QueryRow(ctx, pgUpdateGrantSQL, args...).Scan(&g.Issuer, &g.Subject, &lastActive, &created, &g.Version)
+	var kind string
+	err = s.pool.QueryRow(ctx, pgUpdateGrantSQL, args...).Scan(&g.Issuer, &g.Subject, &lastActive, &created, &g.Version, &kind)
 	if pgNoRows(err) {
 		return Grant{}, s.missOrConflict(ctx, g.ID, g.Version)
 	}
 	if err != nil {
 		return Grant{}, fmt.Errorf("store: update grant %q: %w", g.ID, err)
 	}
-	g.LastActive, g.CreatedAt = fromNanos(lastActive), fromNanos(created)
+	g.LastActive, g.CreatedAt, g.Kind = fromNanos(lastActive), fromNanos(created), GrantKind(kind)
 	return g, nil
 }
 

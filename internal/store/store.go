@@ -59,6 +59,19 @@ func (s GrantState) valid() bool {
 	return false
 }
 
+// GrantKind says which policy ends a grant; it is fixed at creation.
+type GrantKind string
+
+// Grant kinds.
+const (
+	// KindWeb is a browser session's grant (the default): ended by sign-out,
+	// the session's idle timeout or its lifetime.
+	KindWeb GrantKind = "web"
+	// KindDevice is one mail client's grant: ended only by revoking the
+	// device, by the IdP, or after the long device lifetime.
+	KindDevice GrantKind = "device"
+)
+
 // Grant is one user's OAuth grant at one issuer: identity, tokens and the
 // refresher's bookkeeping. Tokens are plaintext here and sealed at rest.
 type Grant struct {
@@ -67,6 +80,9 @@ type Grant struct {
 	// Issuer and Subject identify the user (OIDC Core §2: iss + sub is the
 	// only stable identity). They are fixed at creation.
 	Issuer, Subject string
+	// Kind is KindWeb or KindDevice; empty means KindWeb on create. It is
+	// fixed at creation.
+	Kind GrantKind
 	// Email, Username and Name are display and addressing claims from the
 	// last sign-in or userinfo call.
 	Email, Username, Name string

@@ -76,7 +76,7 @@ func createGrant(t testing.TB, s interface {
 
 func sampleGrant(id string) Grant {
 	return Grant{
-		ID: id, Issuer: "https://auth.example.org", Subject: "sub-" + id,
+		ID: id, Issuer: "https://auth.example.org", Subject: "sub-" + id, Kind: KindDevice,
 		Email: id + "@example.org", Username: "user-" + id, Name: "User " + id,
 		AccessToken: "access-" + id, RefreshToken: "refresh-" + id, IDToken: "idtoken-" + id,
 		AccessExpiry: at(time.Hour), RefreshExpiry: at(30 * 24 * time.Hour),
