@@ -18,6 +18,7 @@ import (
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/metrics"
 	"github.com/postern/postern/internal/seal"
+	"github.com/postern/postern/internal/store"
 	"github.com/postern/postern/mail"
 	"github.com/postern/postern/web"
 )
@@ -133,7 +134,11 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		Logger:      logger,
 	})
 
-	a.metrics = metrics.New(metrics.Sources{Keeper: a.keeper.Metrics, Pool: a.pool.Stats, Grants: a.store.CountGrantsByState, Version: version})
+	src := metrics.Sources{Keeper: a.keeper.Metrics, Pool: a.pool.Stats, Grants: a.store.CountGrantsByState, Version: version}
+	if pg, ok := a.store.(*store.Postgres); ok {
+		src.DB = pg.PoolStats
+	}
+	a.metrics = metrics.New(src)
 	issuer, _ := url.Parse(cfg.OIDC.Issuer)
 	a.web, err = web.New(web.Config{
 		PublicURL:     public,

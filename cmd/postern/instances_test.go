@@ -177,7 +177,7 @@ storage:
 
 	// B's pooled IMAP connection for alice's grant is open now (a connection stays authenticated after its token
 	// is revoked, so B must close it when the grant ends elsewhere).
-	poolOpen := func() string {
+	metric := func(series string) string {
 		resp, err := http.Get("http://" + metricsB + "/metrics")
 		if err != nil {
 			return err.Error()
@@ -185,11 +185,19 @@ storage:
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, `postern_imap_pool_connections{state="open"} `); ok {
+			if v, ok := strings.CutPrefix(line, series+" "); ok {
 				return v
 			}
 		}
 		return "missing"
+	}
+	poolOpen := func() string { return metric(`postern_imap_pool_connections{state="open"}`) }
+	// The database pool is in the metrics too (connections, waits).
+	if v := metric("postern_db_pool_acquires_total"); v == "missing" || v == "0" {
+		t.Errorf("postern_db_pool_acquires_total = %s, want a count above 0", v)
+	}
+	if v := metric(`postern_db_pool_connections{state="max"}`); v == "missing" || v == "0" {
+		t.Errorf(`postern_db_pool_connections{state="max"} = %s`, v)
 	}
 	if got := poolOpen(); got != "1" {
 		t.Fatalf("B's open IMAP connections after one inbox view = %s, want 1", got)

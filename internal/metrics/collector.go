@@ -18,6 +18,7 @@ type sourceCollector struct {
 	refreshAttempts, refreshes, probes, signInRequired, expired, abandoned, signOuts *prometheus.Desc
 	grants                                                                           *prometheus.Desc
 	poolConns, poolReuses, imapLogins, imapAuthFailures                              *prometheus.Desc
+	dbConns, dbAcquires, dbWaits, dbWaitSeconds                                      *prometheus.Desc
 }
 
 // Grant states, refresh outcomes, probe results and sign-in reasons are always reported, at 0 until they happen, so
@@ -75,13 +76,21 @@ func newSourceCollector(src Sources) *sourceCollector {
 			"Successful IMAP AUTHENTICATEs; each costs the mail server one userinfo call to the IdP.", nil, nil),
 		imapAuthFailures: d("postern_imap_auth_failures_total",
 			"IMAP logins refused or not checkable (token refused, IdP unavailable at the mail server).", nil, nil),
+		dbConns: d("postern_db_pool_connections",
+			"PostgreSQL connections of this instance: total, idle, in_use and max (the bound).", []string{"state"}, nil),
+		dbAcquires: d("postern_db_pool_acquires_total", "Connections taken from the PostgreSQL pool.", nil, nil),
+		dbWaits: d("postern_db_pool_waits_total",
+			"Takes from the PostgreSQL pool that found no idle connection and waited (for a new one or a busy one).", nil, nil),
+		dbWaitSeconds: d("postern_db_pool_acquire_seconds_total",
+			"Time spent taking connections from the PostgreSQL pool.", nil, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.refreshAttempts, c.refreshes, c.probes, c.signInRequired, c.expired, c.abandoned, c.signOuts,
-		c.grants, c.poolConns, c.poolReuses, c.imapLogins, c.imapAuthFailures} {
+		c.grants, c.poolConns, c.poolReuses, c.imapLogins, c.imapAuthFailures,
+		c.dbConns, c.dbAcquires, c.dbWaits, c.dbWaitSeconds} {
 		ch <- d
 	}
 }
@@ -146,6 +155,17 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.poolReuses, float64(ps.Reuses))
 		counter(c.imapLogins, float64(ps.Logins))
 		counter(c.imapAuthFailures, float64(ps.AuthFailures))
+	}
+
+	if c.src.DB != nil {
+		db := c.src.DB()
+		gauge(c.dbConns, float64(db.Total), "total")
+		gauge(c.dbConns, float64(db.Idle), "idle")
+		gauge(c.dbConns, float64(db.InUse), "in_use")
+		gauge(c.dbConns, float64(db.Max), "max")
+		counter(c.dbAcquires, float64(db.Acquires))
+		counter(c.dbWaits, float64(db.Waits))
+		counter(c.dbWaitSeconds, db.WaitTime.Seconds())
 	}
 }
 

@@ -38,6 +38,8 @@ type Sources struct {
 	// Grants is (*store.SQLite).CountGrantsByState, read at each scrape so the gauge is current; when nil the
 	// keeper's own count (refreshed about once a minute by its Run) is used.
 	Grants func(ctx context.Context) (map[store.GrantState]int, error)
+	// DB is (*store.Postgres).PoolStats: the database connection pool (nil with SQLite).
+	DB func() store.PoolStats
 	// Version is reported by postern_build_info.
 	Version string
 }

@@ -227,3 +227,21 @@ func InspectPostgres(ctx context.Context, dsn string) (PostgresInfo, error) {
 	}
 	return info, nil
 }
+
+// PoolStats is the connection pool of a PostgreSQL store, for the metrics.
+type PoolStats struct {
+	// Total, Idle and InUse are connections now; Max is the pool's bound.
+	Total, Idle, InUse, Max int
+	// Acquires counts connections taken from the pool; Waits those that had to wait for one, for WaitTime in all.
+	Acquires, Waits int64
+	WaitTime        time.Duration
+}
+
+// PoolStats reads the pool's counters (no I/O).
+func (s *Postgres) PoolStats() PoolStats {
+	st := s.pool.Stat()
+	return PoolStats{
+		Total: int(st.TotalConns()), Idle: int(st.IdleConns()), InUse: int(st.AcquiredConns()), Max: int(st.MaxConns()),
+		Acquires: st.AcquireCount(), Waits: st.EmptyAcquireCount(), WaitTime: st.AcquireDuration(),
+	}
+}
