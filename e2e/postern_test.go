@@ -7,10 +7,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +22,8 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/postern/postern/internal/seal"
 	"github.com/postern/postern/internal/store"
@@ -92,6 +96,7 @@ type instance struct {
 	Dir     string
 	cfgPath string
 	dbPath  string
+	dsn     string // PostgreSQL, in a schema of this instance's own (POSTERN_E2E_STORE=postgres); else SQLite at dbPath
 	key     []byte
 	issuer  string
 	cmd     *exec.Cmd
@@ -166,9 +171,11 @@ session:
   idle_timeout: 24h
   lifetime: 720h
 storage:
-  driver: sqlite
+{{if .DSN}}  driver: postgres
+  dsn_file: secrets/dsn
+{{else}}  driver: sqlite
   path: data/postern.db
-  encryption_key_file: secrets/encryption_key
+{{end}}  encryption_key_file: secrets/encryption_key
   encryption_key_id: "1"
 web:
   page_size: 50
@@ -195,11 +202,11 @@ func startPostern(t *testing.T, tb *testbed, opts posternOptions) *instance {
 	}
 	publicURL := "http://" + opts.Listen
 	cfgName := "config.yml"
-	var dir string
+	var dir, dsn string
 	var key []byte
 	if o := opts.ShareWith; o != nil {
 		// The configuration's relative paths resolve against its directory: the other instance's secrets and store.
-		dir, key, publicURL = o.Dir, o.key, o.URL
+		dir, key, publicURL, dsn = o.Dir, o.key, o.URL, o.dsn
 		cfgName = "config-" + strings.ReplaceAll(opts.Listen, ":", "-") + ".yml"
 	} else {
 		dir = t.TempDir()
@@ -215,13 +222,16 @@ func startPostern(t *testing.T, tb *testbed, opts posternOptions) *instance {
 		writeSecret(t, filepath.Join(dir, "secrets/oidc_client_secret"), opts.Client.Secret+"\n")
 		writeSecret(t, filepath.Join(dir, "secrets/session_secret"), base64.StdEncoding.EncodeToString(sessionSecret)+"\n")
 		writeSecret(t, filepath.Join(dir, "secrets/encryption_key"), base64.StdEncoding.EncodeToString(key)+"\n")
+		if dsn = postgresDSN(t); dsn != "" {
+			writeSecret(t, filepath.Join(dir, "secrets/dsn"), dsn+"\n")
+		}
 	}
 
 	var cfg bytes.Buffer
 	err := configTemplate.Execute(&cfg, map[string]any{
 		"PublicURL": publicURL, "Listen": opts.Listen,
 		"TokenTimeout": opts.TokenTimeout, "IntrospectionURL": opts.IntrospectionURL,
-		"Audience": opts.Audience, "AccessTokenType": opts.AccessTokenType,
+		"Audience": opts.Audience, "AccessTokenType": opts.AccessTokenType, "DSN": dsn,
 		"Issuer": tb.Issuer, "ClientID": opts.Client.ID,
 		"RefreshBeforeExpiry": opts.RefreshBeforeExpiry, "RefreshLifetime": tb.RefreshLifetime,
 		"MailHost": tb.MailHost, "CAFile": tb.CAFile,
@@ -247,7 +257,7 @@ func startPostern(t *testing.T, tb *testbed, opts posternOptions) *instance {
 
 	p := &instance{
 		URL: "http://" + opts.Listen, Dir: dir, cfgPath: cfgPath,
-		dbPath: filepath.Join(dir, "data/postern.db"), key: key, issuer: tb.Issuer,
+		dbPath: filepath.Join(dir, "data/postern.db"), dsn: dsn, key: key, issuer: tb.Issuer,
 		out: &syncBuffer{}, exited: make(chan struct{}),
 	}
 	p.cmd = exec.Command(bin, "serve", "-config", cfgPath)
@@ -353,7 +363,7 @@ func (p *instance) Log() string { return p.out.String() }
 // openStore opens Postern's database the way Postern does, with the key
 // from the configuration, so the test can read the tokens of a grant. SQLite
 // in WAL mode lets it share the file with the running server.
-func (p *instance) openStore(t *testing.T) *store.SQLite {
+func (p *instance) openStore(t *testing.T) grantStore {
 	t.Helper()
 	s, err := seal.New(map[string][]byte{"1": p.key}, "1")
 	if err != nil {
@@ -361,7 +371,12 @@ func (p *instance) openStore(t *testing.T) *store.SQLite {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := store.OpenSQLite(ctx, p.dbPath, s)
+	var st grantStore
+	if p.dsn != "" {
+		st, err = store.OpenPostgres(ctx, p.dsn, s)
+	} else {
+		st, err = store.OpenSQLite(ctx, p.dbPath, s)
+	}
 	if err != nil {
 		t.Fatalf("open postern's store: %v", err)
 	}
@@ -369,8 +384,54 @@ func (p *instance) openStore(t *testing.T) *store.SQLite {
 	return st
 }
 
+// grantStore is what the tests read of Postern's store, with either driver.
+type grantStore interface {
+	GrantsBySubject(ctx context.Context, issuer, subject string) ([]string, error)
+	Grant(ctx context.Context, id string) (store.Grant, error)
+	UpdateGrant(ctx context.Context, g store.Grant) (store.Grant, error)
+	Close() error
+}
+
+// postgresDSN is "" for SQLite (the default), or, with POSTERN_E2E_STORE=postgres, a DSN for a fresh schema of
+// POSTERN_TEST_POSTGRES_DSN's database, dropped when the test ends: the suite then runs Postern on PostgreSQL.
+func postgresDSN(t *testing.T) string {
+	t.Helper()
+	if os.Getenv("POSTERN_E2E_STORE") != "postgres" {
+		return ""
+	}
+	base := os.Getenv("POSTERN_TEST_POSTGRES_DSN")
+	if base == "" {
+		t.Fatal("POSTERN_E2E_STORE=postgres needs POSTERN_TEST_POSTGRES_DSN")
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	schema := "e2e_" + hex.EncodeToString(b[:])
+	admin, err := pgx.Connect(context.Background(), base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(context.Background(), "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close(context.Background())
+	t.Cleanup(func() {
+		if c, err := pgx.Connect(context.Background(), base); err == nil {
+			c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+			c.Close(context.Background())
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
 // grantOf returns the only grant Postern holds for subject.
-func (p *instance) grantOf(t *testing.T, st *store.SQLite, subject string) store.Grant {
+func (p *instance) grantOf(t *testing.T, st grantStore, subject string) store.Grant {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -389,7 +450,7 @@ func (p *instance) grantOf(t *testing.T, st *store.SQLite, subject string) store
 }
 
 // grantCount returns how many grants Postern holds for subject.
-func (p *instance) grantCount(t *testing.T, st *store.SQLite, subject string) int {
+func (p *instance) grantCount(t *testing.T, st grantStore, subject string) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
