@@ -7,12 +7,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,10 +21,9 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/postern/postern/internal/seal"
 	"github.com/postern/postern/internal/store"
+	"github.com/postern/postern/internal/store/pgtest"
 )
 
 var (
@@ -399,35 +396,10 @@ func postgresDSN(t *testing.T) string {
 	if os.Getenv("POSTERN_E2E_STORE") != "postgres" {
 		return ""
 	}
-	base := os.Getenv("POSTERN_TEST_POSTGRES_DSN")
-	if base == "" {
-		t.Fatal("POSTERN_E2E_STORE=postgres needs POSTERN_TEST_POSTGRES_DSN")
+	if os.Getenv(pgtest.Env) == "" {
+		t.Fatalf("POSTERN_E2E_STORE=postgres needs %s", pgtest.Env)
 	}
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "e2e_" + hex.EncodeToString(b[:])
-	admin, err := pgx.Connect(context.Background(), base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Exec(context.Background(), "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	admin.Close(context.Background())
-	t.Cleanup(func() {
-		if c, err := pgx.Connect(context.Background(), base); err == nil {
-			c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-			c.Close(context.Background())
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return pgtest.DSN(t)
 }
 
 // grantOf returns the only grant Postern holds for subject.

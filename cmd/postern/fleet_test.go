@@ -21,6 +21,7 @@ import (
 
 	"github.com/postern/postern/internal/devstack"
 	"github.com/postern/postern/internal/devstack/idp"
+	"github.com/postern/postern/internal/store/pgtest"
 )
 
 // A fleet is several `postern serve` processes — real processes, so that kill -9 and restarts are real — sharing
@@ -78,9 +79,9 @@ type fleet struct {
 func startFleet(t *testing.T, n int, accessLife time.Duration, users int, oidcExtra ...string) (*fleet, *devstack.Stack, []idp.User) {
 	t.Helper()
 	if os.Getenv(instancesEnv) == "" {
-		t.Skipf("multi-instance tests skipped: set %s=1 (and %s)", instancesEnv, postgresDSNEnv)
+		t.Skipf("multi-instance tests skipped: set %s=1 (and %s)", instancesEnv, pgtest.Env)
 	}
-	dsn := postgresTestDSN(t)
+	dsn := pgtest.DSN(t)
 	bin, err := buildOnce()
 	if err != nil {
 		t.Fatal(err)

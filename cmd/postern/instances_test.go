@@ -4,8 +4,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,49 +16,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/postern/postern/internal/devstack/idp"
+	"github.com/postern/postern/internal/store/pgtest"
 )
-
-// postgresDSNEnv names the PostgreSQL server the tests may use (.ci/run sets it); see internal/store.
-const postgresDSNEnv = "POSTERN_TEST_POSTGRES_DSN"
-
-// postgresTestDSN returns a DSN for a schema of this test's own, dropped at its end, or skips the test when no
-// server is configured.
-func postgresTestDSN(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv(postgresDSNEnv)
-	if dsn == "" {
-		t.Skipf("PostgreSQL tests skipped: set %s (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)", postgresDSNEnv)
-	}
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "cmd_" + hex.EncodeToString(b[:])
-	admin, err := pgxpool.New(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(admin.Close)
-	if _, err := admin.Exec(context.Background(), "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
 
 // TestPostgresInstancesShareSessions runs two `postern serve` instances on one PostgreSQL database, as a site
 // behind a load balancer would without sticky sessions: a sign-in on A is a session on B, and a sign-out on A ends
 // it on B.
 func TestPostgresInstancesShareSessions(t *testing.T) {
-	dsn := postgresTestDSN(t)
+	dsn := pgtest.DSN(t)
 	addrA, addrB, metricsB := freeAddr(t), freeAddr(t), freeAddr(t)
 	d, err := startDevstack("http://"+addrA, slog.New(slog.DiscardHandler))
 	if err != nil {

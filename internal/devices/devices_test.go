@@ -13,6 +13,7 @@ import (
 
 	"github.com/postern/postern/internal/seal"
 	"github.com/postern/postern/internal/store"
+	"github.com/postern/postern/internal/store/pgtest"
 )
 
 const issuer = "https://idp.example.test"
@@ -32,8 +33,8 @@ func stores(t *testing.T) map[string]storeUnderTest {
 	}
 	t.Cleanup(func() { sq.Close() })
 	out["sqlite"] = sq
-	if dsn := os.Getenv("POSTERN_TEST_POSTGRES_DSN"); dsn != "" {
-		out["postgres"] = openPostgres(t, dsn, sealer)
+	if os.Getenv(pgtest.Env) != "" {
+		out["postgres"] = openPostgres(t, sealer)
 	}
 	return out
 }

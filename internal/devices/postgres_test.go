@@ -2,44 +2,17 @@ package devices
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
 	"testing"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/postern/postern/internal/seal"
 	"github.com/postern/postern/internal/store"
+	"github.com/postern/postern/internal/store/pgtest"
 )
 
 // openPostgres opens a PostgreSQL store in a schema of its own, dropped at the test's end.
-func openPostgres(t *testing.T, dsn string, sealer *seal.Sealer) *store.Postgres {
+func openPostgres(t *testing.T, sealer *seal.Sealer) *store.Postgres {
 	t.Helper()
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "d_" + hex.EncodeToString(b[:])
-	admin, err := pgxpool.New(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(admin.Close)
-	if _, err := admin.Exec(context.Background(), "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema: %v", err)
-		}
-	})
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	s, err := store.OpenPostgres(context.Background(), u.String(), sealer)
+	s, err := store.OpenPostgres(context.Background(), pgtest.DSN(t), sealer)
 	if err != nil {
 		t.Fatalf("OpenPostgres = %v", err)
 	}

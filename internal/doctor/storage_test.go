@@ -2,44 +2,32 @@ package doctor
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/seal"
 	"github.com/postern/postern/internal/store"
+	"github.com/postern/postern/internal/store/pgtest"
 )
 
 // TestPostgresDoctorStorage: the doctor reads a PostgreSQL database without changing it, and says what the first
 // start will do, what is current, and what to fix when it cannot connect.
 func TestPostgresDoctorStorage(t *testing.T) {
-	dsn := os.Getenv("POSTERN_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		t.Skip("PostgreSQL tests skipped: set POSTERN_TEST_POSTGRES_DSN (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)")
-	}
 	ctx := context.Background()
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "doctor_" + hex.EncodeToString(b[:])
-	admin, err := pgxpool.New(ctx, dsn)
+	dsn := pgtest.DSN(t)
+	u, err := url.Parse(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close()
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
-	u, _ := url.Parse(dsn)
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
+	defer conn.Close(ctx)
 
 	check := func(dsn string) Result {
 		cfg := config.Default()
@@ -52,7 +40,7 @@ func TestPostgresDoctorStorage(t *testing.T) {
 		t.Errorf("fresh database: %s %s", r.Status, r.Detail)
 	}
 	var tables int
-	admin.QueryRow(ctx, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = $1", schema).Scan(&tables)
+	conn.QueryRow(ctx, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema()").Scan(&tables)
 	if tables != 0 {
 		t.Errorf("the doctor created %d tables; it must change nothing", tables)
 	}

@@ -2,25 +2,17 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/postern/postern/internal/seal"
+	"github.com/postern/postern/internal/store/pgtest"
 )
 
 // The store contract: every driver must pass these cases, so SQLite and PostgreSQL cannot drift. Each case gets a
 // fresh, empty store. TestSQLiteContract always runs; TestPostgresContract runs against the server named by
 // POSTERN_TEST_POSTGRES_DSN (each case in a schema of its own, dropped afterwards) and is skipped, saying so, when
 // the variable is unset. `go test -run 'Postgres|Instance' ./...` selects the PostgreSQL and multi-instance tests.
-
-// postgresDSNEnv names the PostgreSQL server the tests may use (.ci/run sets it).
-const postgresDSNEnv = "POSTERN_TEST_POSTGRES_DSN"
 
 // contractStore is the whole store contract, as the keeper, web and cmd use it.
 type contractStore interface {
@@ -125,7 +117,7 @@ func TestSQLiteContract(t *testing.T) {
 }
 
 func TestPostgresContract(t *testing.T) {
-	dsn := postgresDSN(t)
+	dsn := pgtest.BaseDSN(t)
 	for _, c := range contractCases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -148,52 +140,6 @@ func openSQLiteTest(t *testing.T) *testStore {
 	}
 }
 
-// postgresDSN returns the test server's DSN, or skips the test when none is configured.
-func postgresDSN(t testing.TB) string {
-	t.Helper()
-	dsn := os.Getenv(postgresDSNEnv)
-	if dsn == "" {
-		t.Skipf("PostgreSQL tests skipped: set %s (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)", postgresDSNEnv)
-	}
-	return dsn
-}
-
-// postgresSchema creates a schema of its own for one test, dropped at its end, and returns a DSN whose connections
-// use it: the cases run in parallel in one database without seeing each other's rows.
-func postgresSchema(t testing.TB, dsn string) string {
-	t.Helper()
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "t_" + hex.EncodeToString(b[:])
-	admin, err := pgxpool.New(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(admin.Close)
-	if _, err := admin.Exec(context.Background(), "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema: %v", err)
-		}
-	})
-	return withParam(t, dsn, "search_path", schema)
-}
-
-// withParam adds a query parameter to a URL-style DSN (pgx passes unknown ones on as run-time parameters).
-func withParam(t testing.TB, dsn, key, value string) string {
-	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil || u.Scheme == "" {
-		t.Fatalf("%s must be a postgres:// URL", postgresDSNEnv)
-	}
-	q := u.Query()
-	q.Set(key, value)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
 // openPostgresAt opens a Postgres store on dsn and closes it at test end.
 func openPostgresAt(t testing.TB, dsn string, sealer *seal.Sealer) *Postgres {
 	t.Helper()
@@ -207,7 +153,7 @@ func openPostgresAt(t testing.TB, dsn string, sealer *seal.Sealer) *Postgres {
 
 // openPostgresTest opens a fresh Postgres store in a schema of its own.
 func openPostgresTest(t *testing.T, dsn string) *testStore {
-	dsn = postgresSchema(t, dsn)
+	dsn = pgtest.Schema(t, dsn)
 	s := openPostgresAt(t, dsn, newSealer(t, "old"))
 	return &testStore{
 		contractStore: s, codec: &s.codec,

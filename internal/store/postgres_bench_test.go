@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/postern/postern/internal/store/pgtest"
 )
 
 // seedPostgresGrants inserts n grants with COPY, a fraction due of them before at(0), like seedGrants for SQLite.
@@ -47,7 +49,7 @@ func seedPostgresGrants(b *testing.B, s *Postgres, n int, due float64) {
 // BenchmarkPostgresDueGrants is BenchmarkDueGrants on PostgreSQL: one refresher poll against 100,000 grants, about
 // 1% due.
 func BenchmarkPostgresDueGrants(b *testing.B) {
-	s := openPostgresAt(b, postgresSchema(b, postgresDSN(b)), newSealer(b, "old"))
+	s := openPostgresAt(b, pgtest.DSN(b), newSealer(b, "old"))
 	seedPostgresGrants(b, s, 100_000, 0.01)
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -67,7 +69,7 @@ func BenchmarkPostgresDueGrants(b *testing.B) {
 // BenchmarkPostgresClaimDueGrants is the scheduler's pass with several instances: claiming up to 256 due grants of
 // 100,000 (FOR UPDATE SKIP LOCKED and one UPDATE). The claims expire at once, so every pass claims afresh.
 func BenchmarkPostgresClaimDueGrants(b *testing.B) {
-	s := openPostgresAt(b, postgresSchema(b, postgresDSN(b)), newSealer(b, "old"))
+	s := openPostgresAt(b, pgtest.DSN(b), newSealer(b, "old"))
 	seedPostgresGrants(b, s, 100_000, 0.01)
 	ctx := context.Background()
 	b.ReportAllocs()

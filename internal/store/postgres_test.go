@@ -11,12 +11,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/internal/store/pgtest"
 )
 
 // TestPostgresMigrateConcurrentOpen starts several instances on one fresh database at once, as a rolling
 // deployment does: each migration must be applied exactly once and every instance must come up.
 func TestPostgresMigrateConcurrentOpen(t *testing.T) {
-	dsn := postgresSchema(t, postgresDSN(t))
+	dsn := pgtest.DSN(t)
 	const instances = 6
 	var wg sync.WaitGroup
 	errs := make(chan error, instances)
@@ -52,7 +54,7 @@ func TestPostgresMigrateConcurrentOpen(t *testing.T) {
 
 // TestPostgresRefusesNewerDatabase: a binary must not run against a schema it does not know.
 func TestPostgresRefusesNewerDatabase(t *testing.T) {
-	dsn := postgresSchema(t, postgresDSN(t))
+	dsn := pgtest.DSN(t)
 	s := openPostgresAt(t, dsn, newSealer(t, "old"))
 	if _, err := s.pool.Exec(context.Background(),
 		"INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, '0999_future', 0)"); err != nil {
@@ -67,7 +69,7 @@ func TestPostgresRefusesNewerDatabase(t *testing.T) {
 // TestPostgresTokensSealedAtRest reads every grant and session column as the database holds it: no token or
 // session data may appear in clear, only the display claims.
 func TestPostgresTokensSealedAtRest(t *testing.T) {
-	ts := openPostgresTest(t, postgresDSN(t))
+	ts := openPostgresTest(t, pgtest.BaseDSN(t))
 	ctx := context.Background()
 	g := sampleGrant("g1")
 	if err := ts.CreateGrant(ctx, &g); err != nil {
@@ -126,7 +128,7 @@ func mustSub(t testing.TB) fs.FS {
 // TestPostgresGrantEndedEvents: a second instance hears, through the database, of every grant deleted or moved to
 // needs_sign_in on the first, and of nothing else.
 func TestPostgresGrantEndedEvents(t *testing.T) {
-	ts := openPostgresTest(t, postgresDSN(t))
+	ts := openPostgresTest(t, pgtest.BaseDSN(t))
 	a := ts.contractStore
 	b := ts.reopen(t).(*Postgres)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -213,7 +215,7 @@ func TestPostgresGrantEndedEvents(t *testing.T) {
 // TestPostgresClaimDueGrantsSplits: two instances claiming due grants at the same moment each get their own, never
 // the same grant; a grant leased elsewhere is not handed out.
 func TestPostgresClaimDueGrantsSplits(t *testing.T) {
-	ts := openPostgresTest(t, postgresDSN(t))
+	ts := openPostgresTest(t, pgtest.BaseDSN(t))
 	a := ts.contractStore.(*Postgres)
 	b := ts.reopen(t).(*Postgres)
 	ctx := context.Background()
@@ -279,7 +281,7 @@ func TestPostgresClaimDueGrantsSplits(t *testing.T) {
 // TestPostgresRateLimiterIsShared: waits on two instances' limiters of the same name draw from one sequence of
 // slots, so k waits in all move the next free slot k spacings on, whichever instance made them.
 func TestPostgresRateLimiterIsShared(t *testing.T) {
-	ts := openPostgresTest(t, postgresDSN(t))
+	ts := openPostgresTest(t, pgtest.BaseDSN(t))
 	a := ts.contractStore.(*Postgres)
 	b := ts.reopen(t).(*Postgres)
 	ctx := context.Background()

@@ -120,19 +120,7 @@ func TestFreezeUntilClientGone(t *testing.T) {
 	tok, _ := login(t, p, hc, oauthConfig(p), "alice", "alice-pw")
 
 	p.Freeze(FreezeOptions{UntilClientGone: true})
-	ctx, cancel := context.WithCancel(t.Context())
-	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.Issuer()+pathToken, strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(clientSecret))
-	errc := make(chan error, 1)
-	go func() {
-		resp, err := hc.Do(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		errc <- err
-	}()
+	errc, cancel := sendRefresh(t, p, hc, tok.RefreshToken)
 	waitFor(t, func() bool { return p.Stats().HeldWhileFrozen == 1 })
 	p.Thaw()
 	// Thawed, but the client is still waiting: the request stays held. Counting proves it is not processed.
@@ -157,6 +145,25 @@ func TestFreezeUntilClientGone(t *testing.T) {
 	}
 }
 
+// sendRefresh sends a refresh-token request over a real socket in the background; cancel gives up on it (the
+// client leaving), and errc has the client's error once it returns.
+func sendRefresh(t *testing.T, p *IdP, hc *http.Client, refreshToken string) (errc chan error, cancel context.CancelFunc) {
+	ctx, cancel := context.WithCancel(t.Context())
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.Issuer()+pathToken, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(clientSecret))
+	errc = make(chan error, 1)
+	go func() {
+		resp, err := hc.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	return errc, cancel
+}
+
 // waitFor polls cond; real sockets have no fake clock. It gives up after 10 s.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
@@ -176,19 +183,7 @@ func TestFreezeDropIfClientGone(t *testing.T) {
 	tok, _ := login(t, p, hc, oauthConfig(p), "alice", "alice-pw")
 
 	p.Freeze(FreezeOptions{DropIfClientGone: true})
-	ctx, cancel := context.WithCancel(t.Context())
-	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.Issuer()+pathToken, strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(clientSecret))
-	errc := make(chan error, 1)
-	go func() {
-		resp, err := hc.Do(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		errc <- err
-	}()
+	errc, cancel := sendRefresh(t, p, hc, tok.RefreshToken)
 	waitFor(t, func() bool { return p.Stats().HeldWhileFrozen == 1 })
 	cancel()
 	<-errc
