@@ -85,6 +85,8 @@ type posternOptions struct {
 	// ShareWith runs a second process of another instance: same secrets, same store, same public URL (as behind a
 	// load balancer), its own Listen.
 	ShareWith *instance
+	// Extra is appended to the configuration as it is (a top-level block such as bridge:).
+	Extra string
 }
 
 // instance is one running `postern serve`.
@@ -176,7 +178,7 @@ storage:
   encryption_key_id: "1"
 web:
   page_size: 50
-`))
+{{.Extra}}`))
 
 // startPostern writes a configuration for opts, checks it with `postern
 // config check`, runs `postern serve` and waits until /healthz answers. The
@@ -233,6 +235,7 @@ func startPostern(t *testing.T, tb *testbed, opts posternOptions) *instance {
 		"RefreshBeforeExpiry": opts.RefreshBeforeExpiry, "RefreshLifetime": tb.RefreshLifetime,
 		"MailHost": tb.MailHost, "CAFile": tb.CAFile,
 		"IMAPPort": opts.IMAPPort, "IMAPTLS": opts.IMAPTLS, "SMTPPort": opts.SMTPPort, "SMTPTLS": opts.SMTPTLS,
+		"Extra": opts.Extra,
 	})
 	if err != nil {
 		t.Fatal(err)
