@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -25,6 +26,10 @@ type Devices interface {
 	List(ctx context.Context, issuer, subject string) ([]devices.Device, error)
 	Revoke(ctx context.Context, issuer, subject, id string) (devices.Device, error)
 	Reconnect(ctx context.Context, issuer, subject, id, grantID string) (devices.Device, string, error)
+	// Room returns an error wrapping devices.ErrTooMany when the user may connect no more devices.
+	Room(ctx context.Context, issuer, subject string) error
+	// Max is the number of live devices a user may have.
+	Max() int
 }
 
 // DeviceCloser closes a device's live bridge connections; the bridge implements it.
@@ -144,6 +149,22 @@ func (s *Server) handleConnectDevice(w http.ResponseWriter, r *http.Request) err
 		s.render(w, r, http.StatusBadRequest, "devices", page)
 		return nil
 	}
+	// Said before the IdP round trip, not after: a grant Create would refuse is not worth the user's consent.
+	o, err := s.owner(r)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Devices.Room(r.Context(), o.Issuer, o.Subject); errors.Is(err, devices.ErrTooMany) {
+		page, err := s.devicesPage(r)
+		if err != nil {
+			return err
+		}
+		page.Problem = s.tooManyDevices()
+		s.render(w, r, http.StatusConflict, "devices", page)
+		return nil
+	} else if err != nil {
+		return err
+	}
 	flow, authURL := s.auth.BeginDevice("/devices")
 	if err := s.deviceFlows.seal(w, deviceFlow{Flow: flow, Name: name}); err != nil {
 		return err
@@ -229,6 +250,10 @@ func (s *Server) finishDevice(w http.ResponseWriter, r *http.Request, df deviceF
 		if serr := s.tokens.SignOut(context.WithoutCancel(r.Context()), gid); serr != nil {
 			s.log(r).Warn("retire the grant of a device not created", slog.Any("err", serr))
 		}
+		if errors.Is(err, devices.ErrTooMany) {
+			// Another device was connected meanwhile (another tab): the grant just made is retired above.
+			return &Error{Status: http.StatusConflict, Msg: s.tooManyDevices(), Retry: "/devices"}
+		}
 		return err
 	}
 	s.log(r).Info("device connected", slog.String("user", userHash(o.Issuer, o.Subject)), slog.String("device", d.ID))
@@ -293,6 +318,11 @@ func (s *Server) handleRevokeDevice(w http.ResponseWriter, r *http.Request) erro
 	s.log(r).Info("device revoked", slog.String("user", userHash(o.Issuer, o.Subject)), slog.String("device", d.ID))
 	http.Redirect(w, r, "/devices?done=revoked", http.StatusSeeOther)
 	return nil
+}
+
+// tooManyDevices says what to do when the user has bridge.max_devices_per_user devices.
+func (s *Server) tooManyDevices() string {
+	return fmt.Sprintf("You have %d connected devices, the most this server allows. Revoke one you no longer use, then connect the new one.", s.cfg.Devices.Max())
 }
 
 // since formats a device's last use for the list.

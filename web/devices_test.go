@@ -476,3 +476,37 @@ func TestDeviceReconnect(t *testing.T) {
 		t.Errorf("GET /devices after reconnecting: want the device working and no Sign in again form")
 	}
 }
+
+// TestDevicesCap: bridge.max_devices_per_user. At the cap, "Connect a device" answers on the Devices page with what
+// to do, before any trip to the IdP (no flow started, no grant made); revoking one makes room again.
+func TestDevicesCap(t *testing.T) {
+	s := newStack(t, withBridge(testBridge), withMaxDevices(2))
+	b := newBrowser(t)
+	s.signIn(b, "alice", "/devices")
+	s.connectDevice(b, "alice", "Phone")
+	s.connectDevice(b, "alice", "Laptop")
+	grantsBefore := s.idp.Stats()
+
+	r := b.post(s.ts.URL+"/devices", url.Values{"name": {"Tablet"}})
+	if r.status != http.StatusConflict || !strings.Contains(r.body, `id="problem"`) ||
+		!strings.Contains(r.body, "You have 2 connected devices, the most this server allows. Revoke one") {
+		t.Fatalf("POST /devices at the cap = %d (to %q), want 409 with the problem; body:\n%s", r.status, r.location, r.body)
+	}
+	if got := s.idp.Stats(); got.AuthorizeRequests != grantsBefore.AuthorizeRequests || got.CodeExchanges != grantsBefore.CodeExchanges {
+		t.Errorf("the IdP saw a sign-in for a device refused at the cap: authorize %d→%d, code exchanges %d→%d",
+			grantsBefore.AuthorizeRequests, got.AuthorizeRequests, grantsBefore.CodeExchanges, got.CodeExchanges)
+	}
+	ds, err := s.devices.List(t.Context(), s.idp.Issuer(), idp.Subject("alice"))
+	if err != nil || len(ds) != 2 {
+		t.Fatalf("devices = %d, %v; want 2", len(ds), err)
+	}
+	// Another user is not counted against alice.
+	bob := newBrowser(t)
+	s.signIn(bob, "bob", "/devices")
+	s.connectDevice(bob, "bob", "Phone")
+
+	if r := b.post(s.ts.URL+"/devices/"+ds[0].ID+"/revoke", nil); r.status != http.StatusSeeOther {
+		t.Fatalf("POST revoke = %d", r.status)
+	}
+	s.connectDevice(b, "alice", "Tablet") // fatal if refused
+}

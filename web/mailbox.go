@@ -41,6 +41,13 @@ func (s *Server) grantTokens(grant string) *grantTokens {
 	return &grantTokens{t: s.tokens, grant: grant}
 }
 
+// GrantTokens is the same adapter for other users of a grant's tokens: cmd gives it to the IMAP/SMTP bridge for
+// device grants, so that the bridge and the webmail share one mapping (ErrNeedsSignIn → mail.ErrNoCredentials) and
+// mail.WithToken's one retry rule.
+func GrantTokens(t Tokens, grantID string) mail.TokenSource {
+	return &grantTokens{t: t, grant: grantID}
+}
+
 // Token implements mail.TokenSource.
 func (g *grantTokens) Token(ctx context.Context) (mail.Credentials, error) {
 	return g.credentials(g.t.Token(ctx, g.grant))

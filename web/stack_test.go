@@ -46,10 +46,12 @@ type stack struct {
 type stackOptions struct {
 	maxUpload int64
 	sender    Sender
-	quota     int64
-	pool      mail.PoolOptions
-	stall     time.Duration
-	bridge    Bridge
+	// maxDevices is devices.Options.MaxPerUser (0: its default).
+	maxDevices int
+	quota      int64
+	pool       mail.PoolOptions
+	stall      time.Duration
+	bridge     Bridge
 }
 
 // stackOption is an option of newStack.
@@ -69,6 +71,9 @@ func withStallTimeout(d time.Duration) stackOption { return func(o *stackOptions
 
 // withBridge enables the Devices page with a device service on the stack's store and the bridge at b.
 func withBridge(b Bridge) stackOption { return func(o *stackOptions) { o.bridge = b } }
+
+// withMaxDevices caps each user's live devices (bridge.max_devices_per_user).
+func withMaxDevices(n int) stackOption { return func(o *stackOptions) { o.maxDevices = n } }
 
 // withQuota gives every account of the dev mail server a storage quota (APPEND over it fails with OVERQUOTA).
 func withQuota(bytes int64) stackOption { return func(o *stackOptions) { o.quota = bytes } }
@@ -146,7 +151,7 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 	s.pool = mail.NewPool(mail.Server{Host: host, Port: port, TLS: mail.TLSNone}, o.pool)
 	t.Cleanup(func() { s.pool.Close() })
 
-	s.devices = devices.New(s.store, nil)
+	s.devices = devices.New(s.store, &devices.Options{MaxPerUser: o.maxDevices})
 	s.closed = &closedDevices{}
 	s.web, err = New(Config{
 		Devices:       s.devices,

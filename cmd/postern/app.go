@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/bridge"
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/devices"
 	"github.com/postern/postern/internal/metrics"
 	"github.com/postern/postern/internal/seal"
 	"github.com/postern/postern/internal/store"
@@ -34,6 +36,10 @@ type app struct {
 	smtp    mail.Server
 	web     *web.Server
 	metrics *metrics.Metrics
+	// devices, bridge and bridgeLn are set when a bridge listener is configured (bridge.go).
+	devices  *devices.Service
+	bridge   *bridge.Server
+	bridgeLn *bridgeListeners
 }
 
 // newLogger builds the slog logger the config asks for.
@@ -51,6 +57,20 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 // (the demo passes one); otherwise one is built from the config.
 func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *http.Client) (*app, error) {
 	a := &app{cfg: cfg, log: logger}
+	if cfg.Bridge.Enabled() {
+		// First, before the store and the wait for the IdP: a port in use is reported at once, naming its key.
+		bl, err := openBridgeListeners(cfg.Bridge)
+		if err != nil {
+			return nil, err
+		}
+		a.bridgeLn = bl
+	}
+	ok := false
+	defer func() {
+		if !ok && a.bridgeLn != nil {
+			a.bridgeLn.close()
+		}
+	}()
 	keys, current, err := cfg.SealKeys()
 	if err != nil {
 		return nil, fmt.Errorf("storage keys: %w", err)
@@ -63,7 +83,6 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	ok := false
 	defer func() {
 		if !ok {
 			a.store.Close()
@@ -111,9 +130,14 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		Owner:                leaseOwner(),
 		// A grant the keeper ends (signed out, retired beyond the per-user cap, expired, refused by the IdP)
 		// keeps no mail connection here; other instances hear of it through the database (store.go).
+		// A device grant that ends (revoked, refused by the IdP, expired) closes that device's bridge connections,
+		// which would otherwise stay authenticated upstream.
 		OnEnded: func(id string) {
 			if a.pool != nil {
 				a.pool.CloseKey(id)
+			}
+			if a.bridge != nil {
+				a.bridge.CloseGrant(id)
 			}
 		},
 		Logger: logger,
@@ -133,6 +157,32 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		IdleTimeout: cfg.IMAP.Pool.IdleTimeout,
 		Logger:      logger,
 	})
+
+	var devicesOn web.Devices
+	var closer web.DeviceCloser
+	var wb web.Bridge
+	if a.bridgeLn != nil {
+		a.devices = devices.New(a.store, &devices.Options{MaxPerUser: cfg.Bridge.MaxDevicesPerUser, Logger: logger})
+		a.bridge, err = bridge.New(bridge.Options{
+			IMAP:              imapSrv,
+			Submission:        a.smtp,
+			Auth:              deviceAuth{devices: a.devices, tokens: a.keeper},
+			Recorder:          a.devices,
+			PublicURL:         cfg.Server.PublicURL,
+			CertFile:          cfg.Bridge.CertFile,
+			KeyFile:           cfg.Bridge.KeyFile,
+			MaxConns:          cfg.Bridge.MaxConnections,
+			MaxConnsPerDevice: cfg.Bridge.MaxConnectionsPerDevice,
+			PreLoginTimeout:   cfg.Bridge.PreloginTimeout,
+			FailureDelay:      cfg.Bridge.FailureDelay,
+			Logger:            logger.With(slog.String("component", "bridge")),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("bridge.cert_file: %w", err)
+		}
+		// Set only here: a nil *devices.Service in the interface would read as "enabled".
+		devicesOn, closer, wb = a.devices, a.bridge, webBridge(cfg.Bridge, a.bridgeLn)
+	}
 
 	src := metrics.Sources{Keeper: a.keeper.Metrics, Pool: a.pool.Stats, Grants: a.store.CountGrantsByState, Version: version}
 	if pg, ok := a.store.(*store.Postgres); ok {
@@ -157,6 +207,10 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 
 		BrowserSessionCookie: cfg.Session.BrowserSessionCookie,
 		TrustedProxies:       trustedProxies(cfg.Server.TrustedProxies),
+
+		Devices:      devicesOn,
+		Bridge:       wb,
+		DeviceCloser: closer,
 	}, a.auth, a.keeper, a.pool, a.store)
 	if err != nil {
 		return nil, err
@@ -225,6 +279,10 @@ func (a *app) serve(ctx context.Context, srv *http.Server, errc <-chan error) er
 		if err != nil {
 			stopBG()
 			wg.Wait()
+			if a.bridge != nil {
+				a.bridge.Close()
+				a.bridgeLn.close()
+			}
 			return fmt.Errorf("server.metrics_listen: %w", err)
 		}
 		wg.Go(func() {
@@ -232,6 +290,9 @@ func (a *app) serve(ctx context.Context, srv *http.Server, errc <-chan error) er
 				a.log.Error("metrics server", slog.Any("err", err))
 			}
 		})
+	}
+	if a.bridge != nil {
+		a.serveBridge(bg, wg.Go)
 	}
 	a.log.Info("postern ready", slog.String("public_url", a.cfg.Server.PublicURL), slog.String("version", version))
 
@@ -245,6 +306,10 @@ func (a *app) serve(ctx context.Context, srv *http.Server, errc <-chan error) er
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil {
 		a.log.Warn("http shutdown", slog.Any("err", err))
+	}
+	if a.bridge != nil {
+		// Mail clients reconnect on their own; their spliced sessions end here, before the refresher stops.
+		a.bridge.Close()
 	}
 	stopBG()
 	wg.Wait()

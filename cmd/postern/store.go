@@ -11,6 +11,7 @@ import (
 
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/devices"
 	"github.com/postern/postern/internal/seal"
 	"github.com/postern/postern/internal/store"
 	"github.com/postern/postern/web"
@@ -21,6 +22,7 @@ import (
 type appStore interface {
 	auth.GrantStore
 	web.SessionStore
+	devices.Store
 	DeleteExpiredSessions(ctx context.Context, now time.Time) (int, error)
 	DeleteEndedGrants(ctx context.Context, before time.Time) (int, error)
 	Ping(ctx context.Context) error
@@ -59,6 +61,9 @@ type endedGrantWatcher interface {
 func (a *app) watchEndedGrants(ctx context.Context, w endedGrantWatcher) {
 	err := w.WatchEndedGrants(ctx, func(id string) {
 		a.pool.CloseKey(id)
+		if a.bridge != nil {
+			a.bridge.CloseGrant(id) // a device revoked on another instance
+		}
 	}, func() {
 		a.log.Warn("events from other instances were interrupted; closing idle IMAP connections in case one ended")
 		a.pool.Reap(time.Now().Add(100 * 365 * 24 * time.Hour))

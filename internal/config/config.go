@@ -28,6 +28,7 @@ type Config struct {
 	Session SessionConfig `yaml:"session"`
 	Storage StorageConfig `yaml:"storage"`
 	Web     WebConfig     `yaml:"web"`
+	Bridge  BridgeConfig  `yaml:"bridge"`
 }
 
 // ServerConfig is the HTTP listener and the URL users reach Postern at.
@@ -189,6 +190,44 @@ type WebConfig struct {
 	MaxUploadMB int `yaml:"max_upload_mb"`
 }
 
+// BridgeConfig is the IMAP/SMTP bridge for mail clients (issue 11): listeners that take a device password and
+// speak to the mail server with that device's own grant. Every listener empty (the default) disables it.
+type BridgeConfig struct {
+	// Host is the name mail clients connect to; it must be in the certificate. Required with any listener.
+	Host string `yaml:"host"`
+	// IMAPSListen is the host:port of IMAP with implicit TLS (993 style, RFC 8314 §3.3).
+	IMAPSListen string `yaml:"imaps_listen"`
+	// IMAPListen is the host:port of IMAP with STARTTLS (143 style); optional.
+	IMAPListen string `yaml:"imap_listen"`
+	// SubmissionsListen is the host:port of SMTP submission with implicit TLS (465 style, RFC 8314 §3.3).
+	SubmissionsListen string `yaml:"submissions_listen"`
+	// SubmissionListen is the host:port of SMTP submission with STARTTLS (587 style); optional.
+	SubmissionListen string `yaml:"submission_listen"`
+	// CertFile and KeyFile are the PEM certificate chain and private key the bridge presents; made absolute on
+	// load, read again on SIGHUP.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// PublicIMAPPort and PublicSMTPPort are the ports mail clients type when they differ from the listeners'
+	// (NAT or a port forward); 0 takes the listener's port.
+	PublicIMAPPort int `yaml:"public_imap_port"`
+	PublicSMTPPort int `yaml:"public_smtp_port"`
+	// MaxConnections bounds the bridge's client connections in all.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerDevice bounds one device's connections.
+	MaxConnectionsPerDevice int `yaml:"max_connections_per_device"`
+	// MaxDevicesPerUser bounds the live (not revoked) devices of one user.
+	MaxDevicesPerUser int `yaml:"max_devices_per_user"`
+	// PreloginTimeout bounds the time from connecting to a successful login.
+	PreloginTimeout time.Duration `yaml:"prelogin_timeout"`
+	// FailureDelay is the base delay before answering a wrong password; it doubles with repeated failures.
+	FailureDelay time.Duration `yaml:"failure_delay"`
+}
+
+// Enabled reports whether any bridge listener is configured.
+func (b BridgeConfig) Enabled() bool {
+	return b.IMAPSListen != "" || b.IMAPListen != "" || b.SubmissionsListen != "" || b.SubmissionListen != ""
+}
+
 // Problem is one configuration mistake. Key is the YAML key path
 // (imap.tls, storage.previous_keys[1].id), or the environment variable
 // when its value could not be parsed.
@@ -307,6 +346,13 @@ func defaults() Config {
 			EncryptionKeyID: "1",
 		},
 		Web: WebConfig{PageSize: 50, MaxUploadMB: 25},
+		Bridge: BridgeConfig{
+			MaxConnections:          1000,
+			MaxConnectionsPerDevice: 20,
+			MaxDevicesPerUser:       10,
+			PreloginTimeout:         time.Minute,
+			FailureDelay:            time.Second,
+		},
 	}
 }
 
@@ -335,6 +381,7 @@ func (c *Config) resolvePaths(baseDir string) {
 	paths := []*string{
 		&c.OIDC.ClientSecretFile, &c.OIDC.CAFile, &c.IMAP.CAFile, &c.SMTP.CAFile,
 		&c.Session.SecretFile, &c.Storage.EncryptionKeyFile, &c.Storage.DSNFile,
+		&c.Bridge.CertFile, &c.Bridge.KeyFile,
 	}
 	// SQLite's ":memory:" and "file:" URIs are not file paths.
 	if !strings.HasPrefix(c.Storage.Path, ":") && !strings.HasPrefix(c.Storage.Path, "file:") {

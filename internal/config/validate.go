@@ -121,6 +121,9 @@ func (c *Config) validate(ps *Problems) {
 	if n := c.Web.PageSize; n < 1 || n > 500 {
 		ps.add("web.page_size", "must be between 1 and 500, got %d", n)
 	}
+
+	// bridge
+	c.validateBridge(ps)
 }
 
 func (c *Config) validateStorage(ps *Problems) {

@@ -32,6 +32,8 @@ var (
 	ErrSignInAgain = errors.New("devices: sign in again")
 	// ErrNotFound: no such device for this owner.
 	ErrNotFound = errors.New("devices: no such device")
+	// ErrTooMany: the owner has Options.MaxPerUser live devices already.
+	ErrTooMany = errors.New("devices: too many devices")
 )
 
 // Store is the persistence the package needs; *store.SQLite and
@@ -86,6 +88,9 @@ type Options struct {
 	// MaxHashing bounds concurrent argon2id computations, and so their
 	// memory (19 MiB each); default 4.
 	MaxHashing int
+	// MaxPerUser bounds an owner's live (not revoked) devices (default 10): each holds a grant the keeper
+	// refreshes at the IdP, so it bounds what one user costs the IdP.
+	MaxPerUser int
 	Logger     *slog.Logger
 }
 
@@ -95,6 +100,7 @@ type Service struct {
 	log   *slog.Logger
 	memo  *memo
 	slots chan struct{}
+	max   int
 	dummy string // the hash an unknown user's password is checked against
 	now   func() time.Time
 	// checks counts argon2id verifications, so tests can hold the
@@ -118,24 +124,55 @@ func New(st Store, opts *Options) *Service {
 	if o.MaxHashing <= 0 {
 		o.MaxHashing = 4
 	}
+	if o.MaxPerUser <= 0 {
+		o.MaxPerUser = 10
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Service{
 		st: st, log: o.Logger, memo: newMemo(o.MemoTTL, o.MemoSize),
 		slots: make(chan struct{}, o.MaxHashing),
+		max:   o.MaxPerUser,
 		dummy: hashPassword(strings.Repeat("2", passwordLen)),
 		now:   time.Now,
 	}
 }
 
+// Room returns ErrTooMany if the owner has MaxPerUser live devices already, so that the Devices page can say so
+// before sending the browser to the IdP for a grant that Create would refuse.
+func (s *Service) Room(ctx context.Context, issuer, subject string) error {
+	ds, err := s.st.DevicesByOwner(ctx, issuer, subject)
+	if err != nil {
+		return fmt.Errorf("devices: count: %w", err)
+	}
+	live := 0
+	for _, d := range ds {
+		if d.RevokedAt.IsZero() {
+			live++
+		}
+	}
+	if live >= s.max {
+		return fmt.Errorf("%w: %d of %d", ErrTooMany, live, s.max)
+	}
+	return nil
+}
+
+// Max is the number of live devices an owner may have.
+func (s *Service) Max() int { return s.max }
+
 // Create makes a device for o holding the grant grantID (a device grant the
 // caller stored), and returns it with its password. The password exists only
-// in the return value: show it once, never log it.
+// in the return value: show it once, never log it. It returns ErrTooMany if
+// o has MaxPerUser live devices already (two creations at the same instant
+// may both pass the count: the cap is a bound on cost, not a security line).
 func (s *Service) Create(ctx context.Context, o Owner, name, grantID string) (Device, string, error) {
 	name = strings.TrimSpace(name)
 	if name == "" || len(name) > 100 {
 		return Device{}, "", errors.New("devices: a device name has 1 to 100 characters")
+	}
+	if err := s.Room(ctx, o.Issuer, o.Subject); err != nil {
+		return Device{}, "", err
 	}
 	for range 5 { // 31^5 ids: a collision is rare, five in a row is a broken store
 		id := randomGroup(idLen)

@@ -319,3 +319,44 @@ func TestUsed(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxPerUser: Create refuses a device beyond Options.MaxPerUser live devices of one owner with ErrTooMany;
+// revoked devices and other owners do not count.
+func TestMaxPerUser(t *testing.T) {
+	t.Parallel()
+	for name, st := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			s := New(st, &Options{MaxPerUser: 2})
+			alice := Owner{Issuer: issuer, Subject: "alice", Address: "alice@example.test"}
+			var first Device
+			for i := range 2 {
+				d, _, err := s.Create(t.Context(), alice, "d", newGrant(t, st, "alice"))
+				if err != nil {
+					t.Fatalf("Create %d = %v", i, err)
+				}
+				if i == 0 {
+					first = d
+				}
+			}
+			if err := s.Room(t.Context(), issuer, "alice"); !errors.Is(err, ErrTooMany) {
+				t.Errorf("Room at the cap = %v, want ErrTooMany", err)
+			}
+			if _, _, err := s.Create(t.Context(), alice, "third", newGrant(t, st, "alice")); !errors.Is(err, ErrTooMany) {
+				t.Errorf("Create beyond the cap = %v, want ErrTooMany", err)
+			}
+			bob := Owner{Issuer: issuer, Subject: "bob", Address: "bob@example.test"}
+			if _, _, err := s.Create(t.Context(), bob, "d", newGrant(t, st, "bob")); err != nil {
+				t.Errorf("Create for another owner = %v", err)
+			}
+			if _, err := s.Revoke(t.Context(), issuer, "alice", first.ID); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := s.Create(t.Context(), alice, "third", newGrant(t, st, "alice")); err != nil {
+				t.Errorf("Create after revoking one = %v", err)
+			}
+			if New(st, nil).Max() != 10 {
+				t.Errorf("default MaxPerUser = %d, want 10", New(st, nil).Max())
+			}
+		})
+	}
+}
