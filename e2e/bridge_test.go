@@ -787,18 +787,22 @@ func (bp *bridged) appendMany(ctx context.Context, t *testing.T, d device, box s
 	if got := readTagged("C"); !strings.HasPrefix(got, "C OK") {
 		t.Fatalf("CREATE %s: %s", box, got)
 	}
+	written := make(chan struct{})
 	go func() {
+		defer close(written)
 		for i := 1; i <= n; i++ {
 			m := message(bob, alice, fmt.Sprintf("bulk %d of %d", i, n))
 			fmt.Fprintf(w, "A%d APPEND %s {%d+}\r\n%s\r\n", i, box, len(m), m)
 		}
 		w.Flush()
 	}()
+	defer func() { tc.Close(); <-written }() // a failed test closes the connection, which ends the writer
 	for i := 1; i <= n; i++ {
 		if got := readTagged(fmt.Sprintf("A%d", i)); !strings.HasPrefix(got, fmt.Sprintf("A%d OK", i)) {
 			t.Fatalf("APPEND %d: %s", i, got)
 		}
 	}
+	<-written
 	fmt.Fprintf(w, "Z LOGOUT\r\n")
 	w.Flush()
 }
@@ -857,7 +861,7 @@ User %s
 PassCmd "cat %s"
 SSLType IMAPS
 CertificateFile %s
-AuthMechs PLAIN
+AuthMechs LOGIN
 PipelineDepth 50
 
 IMAPStore far
