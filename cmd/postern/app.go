@@ -365,8 +365,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 }
 
 // listenAndServe serves ln from the start — a "starting" page while newApp waits for the IdP — then the app, until
-// ctx is done. hc is passed to newApp; ready, if set, is called once the app serves.
-func listenAndServe(ctx context.Context, ln net.Listener, cfg *config.Config, logger *slog.Logger, hc *http.Client, ready func()) error {
+// ctx is done. hc is passed to newApp; ready, if set, is called with the app once it serves the web (the bridge's
+// listeners are bound; it accepts right after); an error from ready stops the app.
+func listenAndServe(ctx context.Context, ln net.Listener, cfg *config.Config, logger *slog.Logger, hc *http.Client, ready func(*app) error) error {
 	door := &frontDoor{issuer: cfg.OIDC.Issuer}
 	srv := &http.Server{
 		Handler:  door,
@@ -389,7 +390,13 @@ func listenAndServe(ctx context.Context, ln net.Listener, cfg *config.Config, lo
 	}
 	door.open(a.handler())
 	if ready != nil {
-		ready()
+		if err := ready(a); err != nil {
+			rctx, cancel := context.WithCancel(ctx)
+			cancel()
+			// Shut down in order as a signal would, then report ready's error.
+			_ = a.serve(rctx, srv, errc)
+			return err
+		}
 	}
 	return a.serve(ctx, srv, errc)
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/postern/postern/internal/config"
@@ -92,7 +94,10 @@ func demoConfig(d *devstack.Stack, publicURL, dataDir string) (*config.Config, e
 func runDemo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("demo", stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "address for Postern (loopback only)")
-	dataDir := fs.String("data", "", "directory for the demo database (default: a new temporary directory)")
+	dataDir := fs.String("data", "", "directory for the demo's working files (database, bridge certificate); nothing in it is "+
+		"usable by a later run, whose identity provider, keys and mail are new (default: a temporary directory, removed at exit)")
+	bridgeMode := fs.String("bridge", "fixed", "the IMAP/SMTP bridge for mail clients: fixed (127.0.0.1 ports 1993, 1143, 1465, 1587), "+
+		"free (ports the system picks) or off")
 	verbose := fs.Bool("v", false, "log every request")
 	jwt := fs.Bool("jwt", false, "issue JWT access tokens (RFC 9068) that the mail server validates offline, like Stalwart 0.16")
 	if err := fs.Parse(args); err != nil {
@@ -129,11 +134,14 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	defer d.Close()
 	cfg, err := demoConfig(d, publicURL, *dataDir)
+	if err == nil {
+		err = demoBridge(cfg, *dataDir, *bridgeMode)
+	}
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	return listenAndServe(ctx, ln, cfg, logger, &http.Client{}, func() {
+	err = listenAndServe(ctx, ln, cfg, logger, &http.Client{}, func(a *app) error {
 		fmt.Fprintf(stdout, "Postern demo is running at %s\n\n", publicURL)
 		fmt.Fprintf(stdout, "Sign in as one of these users of the demo identity provider (%s):\n", d.IdP.Issuer())
 		for _, u := range demoUsers {
@@ -141,8 +149,18 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 		}
 		fmt.Fprintf(stdout, "\nDemo mail server: IMAP %s, SMTP submission %s.\n", d.IMAP, d.SMTP)
 		fmt.Fprintln(stdout, tokenModeLine(d.JWT))
+		if a.bridge != nil {
+			if err := printBridge(ctx, stdout, a); err != nil {
+				return err
+			}
+		}
 		fmt.Fprintln(stdout, "Press Ctrl-C to stop.")
+		return nil
 	})
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%w (is another demo running? try -bridge free, or -bridge off)", err)
+	}
+	return err
 }
 
 // tokenModeLine says which access tokens the demo runs with and what a mail login costs the IdP in that mode.
