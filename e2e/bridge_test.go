@@ -179,19 +179,7 @@ func (bp *bridged) connectDevice(ctx context.Context, t *testing.T, name string)
 	if resp.StatusCode != http.StatusOK || resp.Request.URL.Host == strings.TrimPrefix(bp.URL, "http://") {
 		t.Fatalf("Connect a device: ended at %s with status %d, want the IdP's login page; page: %.300s", resp.Request.URL, resp.StatusCode, visibleText(page))
 	}
-	// The device flow is an authorization of its own (prompt=consent): the testbed's login app never remembers a
-	// login, so the user signs in again, as at Authelia with a device flow.
-	f, err := idp.ParseForm([]byte(page))
-	if err != nil {
-		t.Fatalf("login page %s: %v", resp.Request.URL, err)
-	}
-	action, err := resp.Request.URL.Parse(f.Action)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Values.Set("username", "alice")
-	f.Values.Set("password", "alice-password")
-	resp, page = b.post(ctx, t, action.String(), f.Values)
+	resp, page = bp.idpLogin(ctx, t, resp, page)
 	m := devicePassword.FindStringSubmatch(page)
 	if resp.StatusCode != http.StatusOK || m == nil {
 		t.Fatalf("device flow for %q: ended at %s with status %d and no password shown; page: %.500s", name, resp.Request.URL, resp.StatusCode, visibleText(page))
@@ -202,6 +190,24 @@ func (bp *bridged) connectDevice(ctx context.Context, t *testing.T, name string)
 		t.Fatalf("device %q: password %d chars does not start with an id listed on the page", name, len(pw))
 	}
 	return device{ID: id, Password: pw}
+}
+
+// idpLogin fills in the IdP's login form that resp and page are, as alice, and follows the redirects back to
+// Postern. A device flow is an authorization of its own (prompt=consent): the testbed's login app never remembers a
+// login, so the user signs in again, as at Authelia with a device flow.
+func (bp *bridged) idpLogin(ctx context.Context, t *testing.T, resp *http.Response, page string) (*http.Response, string) {
+	t.Helper()
+	f, err := idp.ParseForm([]byte(page))
+	if err != nil {
+		t.Fatalf("login page %s: %v", resp.Request.URL, err)
+	}
+	action, err := resp.Request.URL.Parse(f.Action)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Values.Set("username", "alice")
+	f.Values.Set("password", "alice-password")
+	return bp.browser.post(ctx, t, action.String(), f.Values)
 }
 
 // deviceGrant returns the grant Postern holds for the device, read from Postern's store.
@@ -974,6 +980,23 @@ except Exception as e:
     sys.exit(1)
 `
 
+// pySMTPAuth tries AUTH PLAIN on the implicit-TLS submission port and reports the code.
+const pySMTPAuth = `
+try:
+    c = smtplib.SMTP_SSL(HOST, int(os.environ["BR_SUBMISSIONS"]), context=CTX, timeout=30)
+    c.ehlo("e2e.example.test")
+    c.user, c.password = USER, PW
+    try:
+        code, resp = c.auth("PLAIN", c.auth_plain, initial_response_ok=True)
+        out(step="auth", code=code)
+    except smtplib.SMTPAuthenticationError as e:
+        out(step="auth", code=e.smtp_code, text=s(e.smtp_error))
+    c.close()
+except Exception as e:
+    out(step="error", error="%s: %s" % (type(e).__name__, e))
+    sys.exit(1)
+`
+
 // TestBridgeRevoke revokes a device on the Devices page while it idles on an IMAP connection through the bridge: the
 // connection must be closed within a second, the next login with its password must fail with AUTHENTICATIONFAILED,
 // and its grant must be inactive at Hydra, while the browser session and another device keep working.
@@ -1011,6 +1034,10 @@ func TestBridgeRevoke(t *testing.T) {
 	if l["ok"] != false || !strings.Contains(str(l, "answer"), "AUTHENTICATIONFAILED") {
 		t.Errorf("login with the revoked device's password = %v, want NO [AUTHENTICATIONFAILED]", l)
 	}
+	// Nor the SMTP bridge.
+	if a := runPython(ctx, t, bp.env(laptop), pySMTPAuth)["auth"]; a["code"] != float64(535) {
+		t.Errorf("SMTP AUTH with the revoked device's password = %v, want 535", a)
+	}
 	// Its grant is gone at the IdP.
 	if in := tb.introspect(t, g.RefreshToken); in.Active {
 		t.Errorf("the revoked device's refresh token is still active at Hydra")
@@ -1035,7 +1062,7 @@ func TestBridgeRevoke(t *testing.T) {
 
 // TestBridgeSignOut signs the browser out: the device keeps working (its own grant, still active at Hydra). Then the
 // provider revokes the device's grant behind Postern's back: the device's next login gets the "sign in again at
-// …/devices" answer.
+// …/devices" answer, and "Sign in again" on the Devices page gives it a new grant under the same password.
 func TestBridgeSignOut(t *testing.T) {
 	tb := peers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -1072,7 +1099,26 @@ func TestBridgeSignOut(t *testing.T) {
 	// Dovecot refused the revoked token once: clear its per-IP penalty for the next tests.
 	bobTok := tb.directLogin(t, tb.postern(), "bob", "bob-password")
 	resetPenalty(t, tb, mail.Credentials{Address: bob, Token: bobTok.Access})
-	assertNoSecrets(t, "postern's log", bp.Log(), d.Password, dg.AccessToken, dg.RefreshToken, cur.AccessToken, cur.RefreshToken)
+
+	// Where the answer sends the user: sign in to the Devices page, which offers "Sign in again" for the device; a
+	// new grant of its own, and the mail app works again with the password it has.
+	resp, page := bp.browser.signInForm(ctx, t, bp.URL+"/devices", "alice", "alice-password")
+	if resp.Request.URL.String() != bp.URL+"/devices" || !strings.Contains(page, `action="/devices/`+d.ID+`/reconnect"`) {
+		t.Fatalf("the Devices page after the provider ended the device's grant offers no \"Sign in again\" for it: %.500s", visibleText(page))
+	}
+	resp, page = bp.browser.post(ctx, t, bp.URL+"/devices/"+d.ID+"/reconnect", nil)
+	resp, page = bp.idpLogin(ctx, t, resp, page)
+	if resp.Request.URL.Path != "/devices" || !strings.Contains(page, `id="notice"`) {
+		t.Fatalf("Sign in again ended at %s with status %d: %.300s", resp.Request.URL, resp.StatusCode, visibleText(page))
+	}
+	if l := runPython(ctx, t, bp.env(d), pyLogin)["login"]; l["ok"] != true || str(l, "select") != "OK" {
+		t.Errorf("the device after \"Sign in again\", same password: %v, want a working login", l)
+	}
+	again := bp.deviceGrant(t, st, d)
+	if again.ID == cur.ID {
+		t.Errorf("Sign in again kept the ended grant %s", cur.ID)
+	}
+	assertNoSecrets(t, "postern's log", bp.Log(), d.Password, dg.AccessToken, dg.RefreshToken, cur.AccessToken, cur.RefreshToken, again.AccessToken, again.RefreshToken)
 }
 
 // kindFilter is a grantStore whose GrantsBySubject returns grants of one kind only.
