@@ -104,6 +104,11 @@ func webBridge(b config.BridgeConfig, bl *bridgeListeners) web.Bridge {
 // serveBridge serves every configured listener until the bridge is closed, and reloads the certificate on SIGHUP
 // until ctx is done. Each goroutine is started on wg.
 func (a *app) serveBridge(ctx context.Context, goroutine func(func())) {
+	// SIGHUP re-reads bridge.cert_file and bridge.key_file (a renewed certificate, e.g. from a certbot deploy
+	// hook); connections made afterwards present it, open ones keep theirs. A pair that does not load leaves the
+	// old one in use.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	bl := a.bridgeLn
 	for _, l := range []struct {
 		name  string
@@ -125,11 +130,6 @@ func (a *app) serveBridge(ctx context.Context, goroutine func(func())) {
 			}
 		})
 	}
-	// SIGHUP re-reads bridge.cert_file and bridge.key_file (a renewed certificate, e.g. from a certbot deploy
-	// hook); connections made afterwards present it, open ones keep theirs. A pair that does not load leaves the
-	// old one in use.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
 	goroutine(func() {
 		defer signal.Stop(hup)
 		for {
