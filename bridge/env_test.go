@@ -110,7 +110,9 @@ type env struct {
 	client *tls.Config // trusts the bridge's certificate
 	// imaps, imap, smtps, smtp are the bridge's listeners.
 	imaps, imap, smtps, smtp string
-	certFile, keyFile        string
+	// directPort is the mail server's own implicit-TLS IMAP port, in benchmarks (benchEnv).
+	directPort        int
+	certFile, keyFile string
 	// delays are the failure delays the bridge would have waited.
 	delays atomic.Int64
 }

@@ -41,6 +41,8 @@ type imapConn struct {
 	from     netip.Addr
 	clientID string
 	failures int
+	// batch is under the TLS connection, for splice to send a chunk's TLS records in one write.
+	batch *recordBatcher
 }
 
 func (s *Server) imapSession(lc *liveConn, implicitTLS bool) {
@@ -48,7 +50,8 @@ func (s *Server) imapSession(lc *liveConn, implicitTLS bool) {
 	// The pre-login deadline covers the TLS handshake and every command up to a successful login.
 	c.conn.SetDeadline(time.Now().Add(s.opts.PreLoginTimeout))
 	if implicitTLS {
-		tc := tls.Server(c.conn, s.tls)
+		c.batch = &recordBatcher{Conn: c.conn}
+		tc := tls.Server(c.batch, s.tls)
 		if err := tc.Handshake(); err != nil {
 			return
 		}
@@ -128,7 +131,8 @@ func (c *imapConn) handle(cmd command) (up net.Conn, done bool) {
 		if c.r.Buffered() > 0 {
 			return nil, true
 		}
-		tc := tls.Server(c.conn, c.s.tls)
+		c.batch = &recordBatcher{Conn: c.conn}
+		tc := tls.Server(c.batch, c.s.tls)
 		if err := tc.Handshake(); err != nil {
 			return nil, true
 		}
@@ -269,26 +273,6 @@ func (c *imapConn) login(t, username, password string) (net.Conn, bool) {
 
 func (s *Server) signInAgain() string {
 	return "sign in again at " + s.opts.PublicURL + "/devices"
-}
-
-// splice copies bytes both ways until either side ends, then closes both: the pattern of Dovecot's and Stalwart's
-// proxies. Nothing is parsed or buffered whole; what the client pipelined after its login, still in c.r, goes first.
-func (c *imapConn) splice(up net.Conn) {
-	c.conn.SetDeadline(time.Time{})
-	// One direction runs on this goroutine, the other on one more: an idle connection costs two goroutines.
-	// Neither io.Copy allocates a buffer of its own: c.r and up (mail.DialIMAPConn's connection) copy through
-	// their read buffers (WriteTo).
-	done := make(chan struct{})
-	go func() {
-		io.Copy(up, c.r)
-		c.conn.Close()
-		up.Close()
-		close(done)
-	}()
-	io.Copy(c.conn, up)
-	c.conn.Close()
-	up.Close()
-	<-done
 }
 
 // clientID renders an ID command's parameter list (RFC 2971 section 3.1) as "name version", for the Devices page.

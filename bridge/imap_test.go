@@ -124,7 +124,8 @@ func TestIMAPClientThroughBridge(t *testing.T) {
 }
 
 // TestFolderListOneAuthPerConnection opens the folder list as a client does — LIST, then STATUS of every folder —
-// and checks it costs the upstream one AUTHENTICATE.
+// and then opens each folder (SELECT, EXAMINE), and checks that the whole conversation cost the upstream one
+// AUTHENTICATE: the mail server counts them (Stats.AuthAttempts), so a bridge that logged in per command would show.
 func TestFolderListOneAuthPerConnection(t *testing.T) {
 	e := newEnv(t, Options{})
 	before := e.upstreamAuths()
@@ -133,13 +134,29 @@ func TestFolderListOneAuthPerConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(boxes) < 2 {
+		t.Fatalf("LIST = %d folders, want several", len(boxes))
+	}
 	for _, b := range boxes {
 		if _, err := c.Status(b.Mailbox, &imap.StatusOptions{NumMessages: true, NumUnseen: true}).Wait(); err != nil {
 			t.Fatalf("Status %s: %v", b.Mailbox, err)
 		}
 	}
+	for i, b := range boxes {
+		if _, err := c.Select(b.Mailbox, &imap.SelectOptions{ReadOnly: i%2 == 1}).Wait(); err != nil {
+			t.Fatalf("Select %s: %v", b.Mailbox, err)
+		}
+	}
+	if err := c.Noop().Wait(); err != nil {
+		t.Fatal(err)
+	}
 	if got := e.upstreamAuths() - before; got != 1 {
-		t.Errorf("upstream AUTHENTICATEs for LIST and %d STATUS = %d, want 1", len(boxes), got)
+		t.Errorf("upstream AUTHENTICATEs for LIST, %d STATUS and %d SELECT/EXAMINE = %d, want 1", len(boxes), len(boxes), got)
+	}
+	// The count is real: a second connection costs a second AUTHENTICATE.
+	e.dialIMAPS(t, alice, alicePW, nil)
+	if got := e.upstreamAuths() - before; got != 2 {
+		t.Errorf("upstream AUTHENTICATEs after a second connection = %d, want 2", got)
 	}
 }
 
