@@ -14,6 +14,7 @@ import (
 	"log"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -98,6 +99,11 @@ func run(args []string) {
 		log.Fatal(err)
 	}
 	log.Printf("targets: newest %d, plain %d, html %d, search %q", t.Newest, t.Plain, t.HTML, t.SearchSubject)
+	raw, err := rawFetch(*imapAddr, *caFile, *mailUser, *mailPass, t.Newest)
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("raw FETCH of the newest 50 rows: p50 %v", raw)
 	attachment := make([]byte, 1<<20)
 	rand.Read(attachment)
 	scs := bench.Scenarios(attachment, nil)
@@ -164,6 +170,11 @@ func run(args []string) {
 	if err != nil {
 		log.Fatal(err)
 	}
+	if p := findResult(results, "Postern", "inbox page", 1); p != nil {
+		fmt.Fprintf(f, "\nInbox page vs raw FETCH (1 user, warm, same run): Postern's inbox page p50 %.2f ms; imapclient `UID FETCH` of the same "+
+			"50 rows (UID FLAGS ENVELOPE BODYSTRUCTURE RFC822.SIZE INTERNALDATE) on an already selected connection to Dovecot p50 %.2f ms: **%.2f×**.\n",
+			float64(p.P50)/1e6, float64(raw)/1e6, float64(p.P50)/float64(raw))
+	}
 	bench.WriteMarkdown(f, results, names, levels)
 	f.Close()
 	if err := bench.WriteChart(*svg, results, []string{"inbox page", "open plain message", "search by subject"}, levels); err != nil {
@@ -211,6 +222,51 @@ func reread(p bench.Procs) bench.Procs {
 		}
 	}
 	return out
+}
+
+func findResult(rs []bench.Result, web, sc string, users int) *bench.Result {
+	for i := range rs {
+		if r := &rs[i]; r.Webmail == web && r.Scenario == sc && r.Users == users && !r.Cold {
+			return r
+		}
+	}
+	return nil
+}
+
+// rawFetch is the floor for the inbox page: the median of 200 UID FETCHes of the newest 50 rows with the items of a
+// list row, on one connection with INBOX already selected, over TLS like Postern's.
+func rawFetch(addr, caFile, user, pass string, newest uint32) (time.Duration, error) {
+	pool := x509.NewCertPool()
+	if pem, err := os.ReadFile(caFile); err == nil {
+		pool.AppendCertsFromPEM(pem)
+	}
+	c, err := imapclient.DialTLS(addr, &imapclient.Options{TLSConfig: &tls.Config{RootCAs: pool}})
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if err := c.Login(user, pass).Wait(); err != nil {
+		return 0, err
+	}
+	if _, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		return 0, err
+	}
+	var set imap.UIDSet
+	set.AddRange(imap.UID(newest-49), imap.UID(newest))
+	items := &imap.FetchOptions{UID: true, Envelope: true, Flags: true, BodyStructure: &imap.FetchItemBodyStructure{Extended: true}, RFC822Size: true, InternalDate: true}
+	var lat []time.Duration
+	for i := range 220 {
+		t0 := time.Now()
+		msgs, err := c.Fetch(set, items).Collect()
+		if err != nil || len(msgs) != 50 {
+			return 0, fmt.Errorf("raw fetch: %d rows, %v", len(msgs), err)
+		}
+		if i >= 20 {
+			lat = append(lat, time.Since(t0))
+		}
+	}
+	slices.Sort(lat)
+	return lat[len(lat)/2], nil
 }
 
 // findTargets logs in to Dovecot with the bench password and picks the messages the scenarios open.
