@@ -163,7 +163,7 @@ func Run(ctx context.Context, sc Scenario, users []Webmail, d time.Duration, pro
 	}
 	l0, i0 := ctr.count()
 	var req0 int64
-	for _, u := range users {
+	for _, u := range distinct(users) {
 		req0 += u.Requests()
 	}
 	var (
@@ -242,7 +242,7 @@ func Run(ctx context.Context, sc Scenario, users []Webmail, d time.Duration, pro
 	res.RSSPerUser = float64(peak.Load()-rss0) / 1024 / float64(len(users))
 	l1, i1 := ctr.count()
 	res.IMAPLogins, res.IdPCalls = l1-l0, i1-i0
-	for _, u := range users {
+	for _, u := range distinct(users) {
 		res.HTTPReqs += u.Requests()
 	}
 	res.HTTPReqs -= req0
@@ -254,4 +254,21 @@ func Dir(path string) string {
 	d := filepath.Dir(path)
 	os.MkdirAll(d, 0o755)
 	return d
+}
+
+// distinct drops users that share another's browser (Postern.Share), whose requests are counted once.
+func distinct(users []Webmail) []Webmail {
+	seen := map[any]bool{}
+	var out []Webmail
+	for _, u := range users {
+		key := any(u)
+		if p, ok := u.(*Postern); ok {
+			key = p.b
+		}
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, u)
+		}
+	}
+	return out
 }

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/html"
@@ -45,7 +46,7 @@ type Webmail interface {
 // browser is an HTTP client with cookies that does not follow redirects by itself.
 type browser struct {
 	hc   *http.Client
-	reqs int64
+	reqs atomic.Int64
 }
 
 func newBrowser() *browser {
@@ -64,7 +65,7 @@ func newBrowser() *browser {
 // do sends req and follows redirects (GET) up to 10 times, returning the last response's status and body.
 func (b *browser) do(req *http.Request) (int, string, *url.URL, error) {
 	for range 10 {
-		b.reqs++
+		b.reqs.Add(1)
 		resp, err := b.hc.Do(req)
 		if err != nil {
 			return 0, "", nil, err
@@ -205,8 +206,14 @@ func NewPostern(base, user, password string, t *Targets) *Postern {
 // Name implements Webmail.
 func (p *Postern) Name() string { return "Postern" }
 
+// Share returns another user of the same signed-in browser session. Postern keeps at most 10 grants per user
+// (auth.Options.MaxGrantsPerUser) and every virtual user of the benchmark is the same account, so above 10 users
+// the sessions are shared; each request still runs on its own pooled IMAP connection (the bench raises the pool's
+// per-user cap to the number of users, as if they were different accounts).
+func (p *Postern) Share() *Postern { q := *p; return &q }
+
 // Requests implements Webmail.
-func (p *Postern) Requests() int64 { return p.b.reqs }
+func (p *Postern) Requests() int64 { return p.b.reqs.Load() }
 
 // SignIn implements Webmail: /mail/INBOX redirects to the IdP, whose login page (loginconsent) posts back, consent
 // is granted without a page (skip_consent is off but loginconsent accepts at once), and the callback lands on the
@@ -317,7 +324,7 @@ func NewRoundcube(base, user, password string, t *Targets) *Roundcube {
 func (r *Roundcube) Name() string { return "Roundcube" }
 
 // Requests implements Webmail.
-func (r *Roundcube) Requests() int64 { return r.b.reqs }
+func (r *Roundcube) Requests() int64 { return r.b.reqs.Load() }
 
 var rcToken = regexp.MustCompile(`"request_token":"([^"]+)"`)
 
