@@ -182,7 +182,8 @@ func summariesOf(bufs []*imapclient.FetchMessageBuffer, before uint32) []Summary
 func (s *Session) fetchSeq(first, last uint32) ([]*imapclient.FetchMessageBuffer, error) {
 	var set imap.SeqSet
 	set.AddRange(first, last)
-	return s.c.Fetch(set, summaryItems).Collect()
+	bufs, err := s.c.Fetch(set, summaryItems).Collect()
+	return listRows(bufs), err
 }
 
 // pageBelow finds the n messages below the cursor UID before without a
@@ -221,6 +222,7 @@ func (s *Session) finishPageBelow(cmd *imapclient.FetchCommand, before uint32, n
 	if err != nil {
 		return nil, 0, false, err
 	}
+	got = listRows(got)
 	if len(got) == 0 {
 		return nil, 0, lo == 1, nil
 	}

@@ -35,10 +35,23 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 		fallback bool
 	)
 	err := s.run(ctx, fmt.Sprintf("list %q", box), func() error {
-		listCmd := s.startMailboxes()
-		selCmd := s.c.Select(box, &imap.SelectOptions{ReadOnly: true})
-		var fetchCmd *imapclient.FetchCommand
 		hint, hinted := s.newest[box]
+		// The session still has box selected (its last command was on it): NOOP instead of EXAMINE. NOOP makes the
+		// server report what changed since (EXISTS, EXPUNGE; RFC 9051 section 6.1.2), and costs Dovecot far less
+		// than re-opening a large mailbox. The count then comes from the answer itself (below). Listing fetches no
+		// body, so it sets no \Seen even when the mailbox was selected read-write.
+		reuse := (hinted || before > 0) && s.c.Mailbox() != nil && s.c.Mailbox().Name == box
+		listCmd := s.startMailboxes()
+		var (
+			selCmd  *imapclient.SelectCommand
+			noopCmd *imapclient.Command
+		)
+		if reuse {
+			noopCmd = s.c.Noop()
+		} else {
+			selCmd = s.c.Select(box, &imap.SelectOptions{ReadOnly: true})
+		}
+		var fetchCmd *imapclient.FetchCommand
 		switch {
 		case before == 1:
 		case before > 1:
@@ -51,7 +64,12 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 		// Every command is collected, whatever failed, so that none is left pending on the connection.
 		var lerr, serr, ferr error
 		boxes, lerr = s.finishMailboxes(listCmd)
-		sel, serr := selCmd.Wait()
+		var sel *imap.SelectData
+		if reuse {
+			serr = noopCmd.Wait()
+		} else {
+			sel, serr = selCmd.Wait()
+		}
 		var got []*imapclient.FetchMessageBuffer
 		var next uint32
 		anchored := true
@@ -60,6 +78,7 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 				got, next, anchored, ferr = s.finishPageBelow(fetchCmd, before, n)
 			} else {
 				got, ferr = fetchCmd.Collect()
+				got = listRows(got)
 			}
 		}
 		switch {
@@ -71,10 +90,27 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 		case ferr != nil:
 			return ferr
 		}
-		if sel.NumMessages == 0 {
+		var total uint32
+		switch {
+		case !reuse:
+			total = sel.NumMessages
+		case before > 0:
+			// Only shown; the older page does not depend on it.
+			if mb, ok := findBox(boxes, box); ok {
+				total = mb.Messages
+			}
+		default:
+			// "UID FETCH hint:*" always includes the message with the highest UID, whose sequence number is the
+			// number of messages as this session sees them after the NOOP.
+			for _, b := range got {
+				total = max(total, b.SeqNum)
+			}
+		}
+		if total == 0 && before == 0 {
 			delete(s.newest, box)
 			return nil
 		}
+		sel = &imap.SelectData{NumMessages: total}
 		page.Total = sel.NumMessages
 		if before > 0 {
 			// Not anchored: the cursor message and all those near it are gone; List finds the page with a search.
@@ -99,6 +135,28 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 		return nil, Page{}, err
 	}
 	return boxes, page, nil
+}
+
+// listRows drops what imapclient attached to a pipelined FETCH that is not an answer to it: an unsolicited
+// "* n FETCH (FLAGS …)" about a flag another client changed, which the server may send before the FETCH runs (after
+// the NOOP, say). A row of the answer has the envelope asked for.
+func listRows(bufs []*imapclient.FetchMessageBuffer) []*imapclient.FetchMessageBuffer {
+	out := bufs[:0]
+	for _, b := range bufs {
+		if b.Envelope != nil {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func findBox(boxes []Mailbox, name string) (Mailbox, bool) {
+	for _, b := range boxes {
+		if b.Name == name {
+			return b, true
+		}
+	}
+	return Mailbox{}, false
 }
 
 // newestFirst is the sequence number of the oldest message of the newest page of n in a mailbox of total.

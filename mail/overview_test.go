@@ -14,7 +14,17 @@ import (
 // TestOverviewRoundTrips counts the round trips of Overview on one session while another client changes the
 // mailbox, and checks every answer against Mailboxes and List on a third session: the speculative fetch of the
 // newest page may cost a second round trip, never a wrong page.
+// With elsewhere, the session has another mailbox selected before each view (as after reading another folder), so
+// Overview sends EXAMINE; without, the folder is still selected and it sends NOOP instead.
 func TestOverviewRoundTrips(t *testing.T) {
+	for _, elsewhere := range []bool{true, false} {
+		t.Run(map[bool]string{true: "other mailbox selected", false: "same mailbox selected"}[elsewhere], func(t *testing.T) {
+			testOverviewRoundTrips(t, elsewhere)
+		})
+	}
+}
+
+func testOverviewRoundTrips(t *testing.T, elsewhere bool) {
 	e, _ := seededSession(t, mailserver.Options{})
 	if err := e.srv.AppendBulk(alice, "Bulk", 300, bulkMessage); err != nil {
 		t.Fatal(err)
@@ -83,8 +93,10 @@ func TestOverviewRoundTrips(t *testing.T) {
 			before = step.before()
 		}
 		// The session's previous command may have left the selected mailbox elsewhere, as a pooled session's would.
-		if _, err := s.c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
-			t.Fatal(err)
+		if elsewhere {
+			if _, err := s.c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+				t.Fatal(err)
+			}
 		}
 		start := e.srv.Stats().RoundTrips
 		boxes, page, err := s.Overview(ctx, "Bulk", before, 50)
