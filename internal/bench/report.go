@@ -100,7 +100,7 @@ func WriteMarkdown(w io.Writer, rs []Result, scenarios []string, levels []int) {
 	for _, r := range rs {
 		if r.FirstErr != "" {
 			errs = append(errs, fmt.Sprintf("- %s, %s, %d users%s: %d errors, first: `%.200s`", r.Webmail, r.Scenario, r.Users,
-				map[bool]string{true: " (cold)"}[r.Cold], r.Errors, strings.ReplaceAll(r.FirstErr, "`", "'")))
+				map[bool]string{true: " (cold)"}[r.Cold], r.Errors, strings.ReplaceAll(strings.Join(strings.Fields(r.FirstErr), " "), "`", "'")))
 		}
 	}
 	if len(errs) > 0 {

@@ -133,11 +133,11 @@ type Counters struct {
 	DovecotLog, HydraLog string
 }
 
-// count returns the IMAP logins (Dovecot "imap-login: Login:" lines) and the IdP userinfo calls (Hydra's request
+// count returns the IMAP logins (Dovecot "imap-login: Info: Login:" lines) and the IdP userinfo calls (Hydra's request
 // log) so far.
 func (c Counters) count() (logins, idp int64) {
 	if b, err := os.ReadFile(c.DovecotLog); err == nil {
-		logins = int64(strings.Count(string(b), "imap-login: Login:"))
+		logins = int64(strings.Count(string(b), "imap-login: Info: Login:"))
 	}
 	if b, err := os.ReadFile(c.HydraLog); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {

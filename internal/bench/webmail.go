@@ -24,6 +24,8 @@ type Targets struct {
 	Plain, HTML     uint32 // UIDs of a text/plain and a text/html message near the top
 	SearchSubject   string // a subject word that matches a few hundred messages
 	MoveFrom, Store string // the folder messages are moved between
+	// SendTo receives the messages sent: another account, so that alice's INBOX stays the same for both webmails.
+	SendTo string
 }
 
 // Webmail is one of the two webmails as a user drives it. A value is one signed-in user; New makes another.
@@ -290,7 +292,7 @@ func (p *Postern) Send(ctx context.Context, attachment []byte) error {
 	if err := want("postern: compose", st, page, err, http.StatusOK, ""); err != nil {
 		return err
 	}
-	fields := url.Values{"to": {p.User + "@example.test"}, "subject": {"Benchmark attachment"}, "body": {"One megabyte attached."}}
+	fields := url.Values{"to": {p.T.SendTo}, "subject": {"Benchmark attachment"}, "body": {"One megabyte attached."}}
 	for _, k := range []string{"draft_id", "compose_id", "token"} {
 		if m := regexp.MustCompile(`name="` + k + `" value="([^"]*)"`).FindStringSubmatch(page); m != nil {
 			fields.Set(k, m[1])
@@ -422,7 +424,7 @@ func (r *Roundcube) Send(ctx context.Context, attachment []byte) error {
 		fromID = from[1]
 	}
 	st, page, _, err = r.b.post(ctx, r.Base+"/?_task=mail&_action=send", url.Values{
-		"_id": {id}, "_token": {r.token}, "_from": {fromID}, "_to": {r.User}, "_subject": {"Benchmark attachment"},
+		"_id": {id}, "_token": {r.token}, "_from": {fromID}, "_to": {r.T.SendTo}, "_subject": {"Benchmark attachment"},
 		"_message": {"One megabyte attached."}, "_is_html": {"0"}, "_remote": {"1"}, "_unlock": {"loading1"},
 		"_draft": {""}, "_mdn": {""}, "_dsn": {""}, "_priority": {"0"}, "_store_target": {"Sent"},
 	}, h...)
