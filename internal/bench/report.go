@@ -116,7 +116,15 @@ func WriteChart(path string, rs []Result, scenarios []string, levels []int) erro
 	p.X.Label.Text = "concurrent users"
 	p.Y.Label.Text = "p50 latency (ms)"
 	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
-	p.X.Tick.Marker, p.Y.Tick.Marker = plot.LogTicks{}, plot.LogTicks{}
+	ticks := func(vs ...float64) plot.ConstantTicks {
+		var t plot.ConstantTicks
+		for _, v := range vs {
+			t = append(t, plot.Tick{Value: v, Label: fmt.Sprint(v)})
+		}
+		return t
+	}
+	p.X.Tick.Marker = ticks(1, 2, 5, 10, 20, 50, 100)
+	p.Y.Tick.Marker = ticks(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
 	p.Legend.Top, p.Legend.Left = true, true
 	colors := map[string]color.Color{"Postern": color.RGBA{0x1f, 0x77, 0xb4, 0xff}, "Roundcube": color.RGBA{0xd6, 0x27, 0x28, 0xff}}
 	dashes := [][]vg.Length{nil, {vg.Points(6), vg.Points(3)}, {vg.Points(2), vg.Points(2)}, {vg.Points(8), vg.Points(2), vg.Points(2), vg.Points(2)}}
