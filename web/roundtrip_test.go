@@ -9,7 +9,8 @@ import (
 )
 
 // TestInboxRoundTripOnWarmPool: a folder page viewed again on a pooled connection waits for the mail server once:
-// the folder list with counts (LIST-STATUS), the EXAMINE and the page's FETCH go out pipelined (mail.Overview).
+// the folder list with counts (LIST-STATUS), the EXAMINE (or NOOP, the folder being still selected) and the page's
+// FETCH go out pipelined (mail.Overview).
 // Before that change the same view cost three round trips (LIST, then EXAMINE, then FETCH). The first view on a
 // new connection costs the login and one more round trip to learn the folder's size; an older page is one.
 func TestInboxRoundTripOnWarmPool(t *testing.T) {
