@@ -32,6 +32,8 @@ type Session struct {
 	// broken is set once the connection is known to be unusable (I/O error,
 	// context cancellation mid-command); the Pool then discards the session.
 	broken atomic.Bool
+	// newest remembers, per mailbox, the UID from which Overview's speculative fetch of the newest page starts.
+	newest map[string]imap.UID
 }
 
 const (

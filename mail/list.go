@@ -159,24 +159,31 @@ func (s *Session) page(ctx context.Context, box string, crit *imap.SearchCriteri
 	if err != nil {
 		return Page{}, err
 	}
+	page.Summaries = summariesOf(bufs, before)
+	return page, nil
+}
+
+// summariesOf turns fetched rows into list rows, newest first, without the cursor message and without duplicates.
+func summariesOf(bufs []*imapclient.FetchMessageBuffer, before uint32) []Summary {
 	slices.SortFunc(bufs, func(a, b *imapclient.FetchMessageBuffer) int { return -byUID(a, b) })
-	page.Summaries = make([]Summary, 0, len(bufs))
+	out := make([]Summary, 0, len(bufs))
 	for i, b := range bufs {
 		// An EXPUNGE between the two fetches of pageBelow could repeat a
 		// row; the cursor message itself is not part of the page.
 		if b.UID == 0 || (before > 0 && uint32(b.UID) >= before) || (i > 0 && bufs[i-1].UID == b.UID) {
 			continue
 		}
-		page.Summaries = append(page.Summaries, summaryOf(b))
+		out = append(out, summaryOf(b))
 	}
-	return page, nil
+	return out
 }
 
 // fetchSeq fetches list rows by sequence range.
 func (s *Session) fetchSeq(first, last uint32) ([]*imapclient.FetchMessageBuffer, error) {
 	var set imap.SeqSet
 	set.AddRange(first, last)
-	return s.c.Fetch(set, summaryItems).Collect()
+	bufs, err := s.c.Fetch(set, summaryItems).Collect()
+	return listRows(bufs), err
 }
 
 // pageBelow finds the n messages below the cursor UID before without a
@@ -191,16 +198,31 @@ func (s *Session) pageBelow(before uint32, n int) (bufs []*imapclient.FetchMessa
 	if before == 1 {
 		return nil, 0, true, nil
 	}
+	return s.finishPageBelow(s.startPageBelow(before, n), before, n)
+}
+
+// startPageBelow sends pageBelow's first fetch, the UID range before-n:before, without waiting (before > 1).
+func (s *Session) startPageBelow(before uint32, n int) *imapclient.FetchCommand {
 	lo := uint32(1)
 	if before > uint32(n) {
 		lo = before - uint32(n)
 	}
 	var set imap.UIDSet
 	set.AddRange(imap.UID(lo), imap.UID(before))
-	got, err := s.c.Fetch(set, summaryItems).Collect()
+	return s.c.Fetch(set, summaryItems)
+}
+
+// finishPageBelow is the rest of pageBelow, given its first fetch.
+func (s *Session) finishPageBelow(cmd *imapclient.FetchCommand, before uint32, n int) (bufs []*imapclient.FetchMessageBuffer, next uint32, ok bool, err error) {
+	lo := uint32(1)
+	if before > uint32(n) {
+		lo = before - uint32(n)
+	}
+	got, err := cmd.Collect()
 	if err != nil {
 		return nil, 0, false, err
 	}
+	got = listRows(got)
 	if len(got) == 0 {
 		return nil, 0, lo == 1, nil
 	}

@@ -17,66 +17,81 @@ import (
 func (s *Session) Mailboxes(ctx context.Context) ([]Mailbox, error) {
 	var out []Mailbox
 	err := s.run(ctx, "list", func() error {
-		caps := s.c.Caps()
-		opts := &imap.ListOptions{}
-		statusOpts := &imap.StatusOptions{NumMessages: true, NumUnseen: true}
-		// Return options need LIST-EXTENDED (RFC 5258); IMAP4rev2 implies it.
-		if caps.Has(imap.CapListExtended) && caps.Has(imap.CapSpecialUse) {
-			opts.ReturnSpecialUse = true
-		}
-		if caps.Has(imap.CapListStatus) {
-			opts.ReturnStatus = statusOpts
-		}
-		list, err := s.c.List("", "*", opts).Collect()
-		if err != nil {
-			return err
-		}
-		out = make([]Mailbox, len(list))
-		// Without LIST-STATUS, the STATUS commands are pipelined (RFC 9051
-		// section 5.5) rather than sent one round trip at a time.
-		pending := map[int]*imapclient.StatusCommand{}
-		for i, ld := range list {
-			mb := &out[i]
-			mb.Name = ld.Mailbox
-			if ld.Delim != 0 {
-				mb.Delimiter = string(ld.Delim)
-			}
-			for _, a := range ld.Attrs {
-				if a == imap.MailboxAttrNoSelect || a == imap.MailboxAttrNonExistent {
-					mb.NoSelect = true
-				}
-			}
-			switch {
-			case mb.NoSelect:
-			case ld.Status != nil:
-				setCounts(mb, ld.Status)
-			default:
-				pending[i] = s.c.Status(ld.Mailbox, statusOpts)
-			}
-		}
-		var firstErr error
-		for i, cmd := range pending {
-			st, err := cmd.Wait()
-			var ie *imap.Error
-			switch {
-			case err == nil:
-				setCounts(&out[i], st)
-			case errors.As(err, &ie):
-				// The mailbox vanished between LIST and STATUS: show it
-				// without counts rather than fail the whole list.
-			case firstErr == nil:
-				firstErr = err
-			}
-		}
-		if firstErr != nil {
-			return firstErr
-		}
-		assignSpecialUse(out, list)
-		return nil
+		var err error
+		out, err = s.finishMailboxes(s.startMailboxes())
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	return out, nil
+}
+
+// startMailboxes sends the LIST of Mailboxes without waiting for the answer, so that it can share a round trip
+// with the commands sent after it (Overview).
+func (s *Session) startMailboxes() *imapclient.ListCommand {
+	caps := s.c.Caps()
+	opts := &imap.ListOptions{}
+	// Return options need LIST-EXTENDED (RFC 5258); IMAP4rev2 implies it.
+	if caps.Has(imap.CapListExtended) && caps.Has(imap.CapSpecialUse) {
+		opts.ReturnSpecialUse = true
+	}
+	if caps.Has(imap.CapListStatus) {
+		opts.ReturnStatus = mailboxStatusItems
+	}
+	return s.c.List("", "*", opts)
+}
+
+var mailboxStatusItems = &imap.StatusOptions{NumMessages: true, NumUnseen: true}
+
+// finishMailboxes collects the answer to startMailboxes, with one more (pipelined) round trip of STATUS commands
+// on a server without LIST-STATUS. The result is sorted for display.
+func (s *Session) finishMailboxes(cmd *imapclient.ListCommand) ([]Mailbox, error) {
+	list, err := cmd.Collect()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Mailbox, len(list))
+	// Without LIST-STATUS, the STATUS commands are pipelined (RFC 9051
+	// section 5.5) rather than sent one round trip at a time.
+	pending := map[int]*imapclient.StatusCommand{}
+	for i, ld := range list {
+		mb := &out[i]
+		mb.Name = ld.Mailbox
+		if ld.Delim != 0 {
+			mb.Delimiter = string(ld.Delim)
+		}
+		for _, a := range ld.Attrs {
+			if a == imap.MailboxAttrNoSelect || a == imap.MailboxAttrNonExistent {
+				mb.NoSelect = true
+			}
+		}
+		switch {
+		case mb.NoSelect:
+		case ld.Status != nil:
+			setCounts(mb, ld.Status)
+		default:
+			pending[i] = s.c.Status(ld.Mailbox, mailboxStatusItems)
+		}
+	}
+	var firstErr error
+	for i, cmd := range pending {
+		st, err := cmd.Wait()
+		var ie *imap.Error
+		switch {
+		case err == nil:
+			setCounts(&out[i], st)
+		case errors.As(err, &ie):
+			// The mailbox vanished between LIST and STATUS: show it
+			// without counts rather than fail the whole list.
+		case firstErr == nil:
+			firstErr = err
+		}
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	assignSpecialUse(out, list)
 	sortMailboxes(out)
 	return out, nil
 }

@@ -132,15 +132,21 @@ func (s *Server) handleMailbox(w http.ResponseWriter, r *http.Request) error {
 	)
 	addr, err := s.withMail(r.Context(), grantID(r), func(ms *mail.Session) error {
 		var err error
+		if len(mq) == 0 {
+			// The folder list and the page in one pipelined round trip on a warm session (mail.Session.Overview).
+			if boxes, page, err = ms.Overview(r.Context(), box, before, s.cfg.PageSize); err != nil {
+				return err
+			}
+			if !hasMailbox(boxes, box) {
+				return mail.ErrNoMailbox
+			}
+			return nil
+		}
 		if boxes, err = ms.Mailboxes(r.Context()); err != nil {
 			return err
 		}
 		if !hasMailbox(boxes, box) {
 			return mail.ErrNoMailbox
-		}
-		if len(mq) == 0 {
-			page, err = ms.List(r.Context(), box, before, s.cfg.PageSize)
-			return err
 		}
 		page, err = searchAny(r.Context(), ms, box, mq, before, s.cfg.PageSize)
 		return err

@@ -107,6 +107,8 @@ type Stats struct {
 	IdleCommands int64
 	// JWTValidations counts JWT access tokens accepted offline (JWT mode), JWKSFetches the key-set downloads.
 	JWTValidations, JWKSFetches int64
+	// RoundTrips counts IMAP round trips on the connections accepted while CountRoundTrips was on.
+	RoundTrips int64
 }
 
 // Server is the IMAP and SMTP server. Its zero value is not usable; call New.
@@ -135,6 +137,8 @@ type Server struct {
 	challengeAcks, delivered, sessions, imapConns            atomic.Int64
 	idles                                                    atomic.Int64
 	jwtValidations, jwksFetches                              atomic.Int64
+	// rtHold is CountRoundTrips' hold in nanoseconds (0: off); roundTrips the count.
+	rtHold, roundTrips atomic.Int64
 
 	jwt *jwtValidator // nil unless Options.JWT
 }
@@ -225,28 +229,28 @@ func (p printfLogger) Println(args ...any) { p.l.Debug(fmt.Sprint(args...)) }
 // ListenIMAP listens on addr (e.g. "127.0.0.1:0") and serves IMAP with
 // optional STARTTLS in the background. It returns the bound address.
 func (s *Server) ListenIMAP(addr string) (net.Addr, error) {
-	return s.listen(addr, false, func(ln net.Listener) error { return s.imap.Serve(ln) })
+	return s.listen(addr, false, true, func(ln net.Listener) error { return s.imap.Serve(ln) })
 }
 
 // ListenIMAPS serves IMAP over implicit TLS (RFC 8314); it needs
 // Options.TLSConfig.
 func (s *Server) ListenIMAPS(addr string) (net.Addr, error) {
-	return s.listen(addr, true, func(ln net.Listener) error { return s.imap.Serve(ln) })
+	return s.listen(addr, true, true, func(ln net.Listener) error { return s.imap.Serve(ln) })
 }
 
 // ListenSMTP listens on addr and serves SMTP submission (RFC 6409) with
 // optional STARTTLS in the background.
 func (s *Server) ListenSMTP(addr string) (net.Addr, error) {
-	return s.listen(addr, false, s.smtp.Serve)
+	return s.listen(addr, false, false, s.smtp.Serve)
 }
 
 // ListenSMTPS serves SMTP submission over implicit TLS (RFC 8314); it
 // needs Options.TLSConfig.
 func (s *Server) ListenSMTPS(addr string) (net.Addr, error) {
-	return s.listen(addr, true, s.smtp.Serve)
+	return s.listen(addr, true, false, s.smtp.Serve)
 }
 
-func (s *Server) listen(addr string, implicitTLS bool, serve func(net.Listener) error) (net.Addr, error) {
+func (s *Server) listen(addr string, implicitTLS, imap bool, serve func(net.Listener) error) (net.Addr, error) {
 	if implicitTLS && s.opts.TLSConfig == nil {
 		return nil, errors.New("mailserver: implicit TLS needs Options.TLSConfig")
 	}
@@ -254,7 +258,11 @@ func (s *Server) listen(addr string, implicitTLS bool, serve func(net.Listener) 
 	if err != nil {
 		return nil, fmt.Errorf("mailserver: listen %s: %w", addr, err)
 	}
-	var ln net.Listener = trackedListener{raw, &s.stall}
+	var counter *Server // round trips are counted on IMAP connections only
+	if imap {
+		counter = s
+	}
+	var ln net.Listener = trackedListener{raw, &s.stall, counter}
 	if implicitTLS {
 		ln = tls.NewListener(ln, s.opts.TLSConfig)
 	}
@@ -295,6 +303,7 @@ func (s *Server) Stats() Stats {
 		IdleCommands:    s.idles.Load(),
 		JWTValidations:  s.jwtValidations.Load(),
 		JWKSFetches:     s.jwksFetches.Load(),
+		RoundTrips:      s.roundTrips.Load(),
 	}
 }
 
@@ -488,6 +497,7 @@ func (s *Server) Accounts() []string {
 type trackedListener struct {
 	net.Listener
 	stall *gate
+	rt    *Server // counts the round trips of accepted connections (CountRoundTrips); nil: never
 }
 
 // Accept wraps the accepted connection.
@@ -495,6 +505,9 @@ func (l trackedListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
+	}
+	if l.rt != nil {
+		c = l.rt.countRoundTrips(c)
 	}
 	return &trackedConn{Conn: c, stall: l.stall, done: make(chan struct{})}, nil
 }

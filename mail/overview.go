@@ -1,0 +1,217 @@
+package mail
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// Overview returns what a folder page shows: every mailbox with its counts (as Mailboxes) and one page of box (as
+// List). On a session that has shown the newest page of box before, it costs one round trip: the LIST, the EXAMINE
+// and the page's FETCH are pipelined (RFC 9051 section 5.5; the server runs them in order, and the FETCH refers to
+// the mailbox the EXAMINE opens). Older pages (before > 0) are one round trip on any session, as their UID range is
+// known from the cursor.
+//
+// The newest page cannot be asked for by sequence number before the EXAMINE has said how many messages there are,
+// so the session remembers, per mailbox, the UID a little below the newest page it last showed and asks for
+// "UID FETCH that:*" (every message from there to the newest). Nothing trusts that guess: the EXISTS count of the
+// EXAMINE and the sequence numbers in the FETCH answer show whether the rows received are exactly the newest ones;
+// when they are not (another client expunged more than the margin, or the mailbox changed beyond recognition), one
+// more FETCH by sequence range gets them, as the first view of a mailbox on a session does. New mail makes the
+// answer longer, never wrong; flags always come fresh from the server.
+func (s *Session) Overview(ctx context.Context, box string, before uint32, n int) ([]Mailbox, Page, error) {
+	if n <= 0 {
+		n = DefaultSummaries
+	}
+	n = min(n, MaxPage)
+	if err := checkMailboxName(box); err != nil {
+		return nil, Page{}, err
+	}
+	var (
+		boxes    []Mailbox
+		page     Page
+		fallback bool
+	)
+	err := s.run(ctx, fmt.Sprintf("list %q", box), func() error {
+		hint, hinted := s.newest[box]
+		// The session still has box selected (its last command was on it): NOOP instead of EXAMINE. NOOP makes the
+		// server report what changed since (EXISTS, EXPUNGE; RFC 9051 section 6.1.2), and costs Dovecot far less
+		// than re-opening a large mailbox. The count then comes from the answer itself (below). Listing fetches no
+		// body, so it sets no \Seen even when the mailbox was selected read-write.
+		reuse := (hinted || before > 0) && s.c.Mailbox() != nil && s.c.Mailbox().Name == box
+		listCmd := s.startMailboxes()
+		var (
+			selCmd  *imapclient.SelectCommand
+			noopCmd *imapclient.Command
+		)
+		if reuse {
+			noopCmd = s.c.Noop()
+		} else {
+			selCmd = s.c.Select(box, &imap.SelectOptions{ReadOnly: true})
+		}
+		var fetchCmd *imapclient.FetchCommand
+		switch {
+		case before == 1:
+		case before > 1:
+			fetchCmd = s.startPageBelow(before, n)
+		case hinted:
+			var set imap.UIDSet
+			set.AddRange(hint, 0) // hint:*
+			fetchCmd = s.c.Fetch(set, summaryItems)
+		}
+		// Every command is collected, whatever failed, so that none is left pending on the connection.
+		var lerr, serr, ferr error
+		boxes, lerr = s.finishMailboxes(listCmd)
+		var sel *imap.SelectData
+		if reuse {
+			serr = noopCmd.Wait()
+		} else {
+			sel, serr = selCmd.Wait()
+		}
+		var got []*imapclient.FetchMessageBuffer
+		var next uint32
+		anchored := true
+		if fetchCmd != nil {
+			if before > 1 {
+				got, next, anchored, ferr = s.finishPageBelow(fetchCmd, before, n)
+			} else {
+				got, ferr = fetchCmd.Collect()
+				got = listRows(got)
+			}
+		}
+		switch {
+		case lerr != nil:
+			return lerr
+		case serr != nil:
+			// A refused EXAMINE leaves no mailbox selected, so the FETCH failed too; its error says nothing more.
+			return mapErr(serr)
+		case ferr != nil:
+			return ferr
+		}
+		var total uint32
+		switch {
+		case !reuse:
+			total = sel.NumMessages
+		case before > 0:
+			// Only shown; the older page does not depend on it.
+			if mb, ok := findBox(boxes, box); ok {
+				total = mb.Messages
+			}
+		default:
+			// "UID FETCH hint:*" always includes the message with the highest UID, whose sequence number is the
+			// number of messages as this session sees them after the NOOP.
+			for _, b := range got {
+				total = max(total, b.SeqNum)
+			}
+		}
+		if total == 0 && before == 0 {
+			delete(s.newest, box)
+			return nil
+		}
+		sel = &imap.SelectData{NumMessages: total}
+		page.Total = sel.NumMessages
+		if before > 0 {
+			// Not anchored: the cursor message and all those near it are gone; List finds the page with a search.
+			fallback = !anchored
+			page.Summaries, page.Before = summariesOf(got, before), next
+			return nil
+		}
+		rows, err := s.newestRows(box, sel.NumMessages, got, fetchCmd != nil, n)
+		if err != nil {
+			return err
+		}
+		page.Summaries = summariesOf(rows, 0)
+		if first := newestFirst(sel.NumMessages, n); first > 1 && len(rows) > 0 {
+			page.Before = page.Summaries[len(page.Summaries)-1].UID
+		}
+		return nil
+	})
+	if err == nil && fallback {
+		page, err = s.List(ctx, box, before, n)
+	}
+	if err != nil {
+		return nil, Page{}, err
+	}
+	return boxes, page, nil
+}
+
+// listRows drops what imapclient attached to a pipelined FETCH that is not an answer to it: an unsolicited
+// "* n FETCH (FLAGS …)" about a flag another client changed, which the server may send before the FETCH runs (after
+// the NOOP, say). A row of the answer has the envelope asked for.
+func listRows(bufs []*imapclient.FetchMessageBuffer) []*imapclient.FetchMessageBuffer {
+	out := bufs[:0]
+	for _, b := range bufs {
+		if b.Envelope != nil {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func findBox(boxes []Mailbox, name string) (Mailbox, bool) {
+	for _, b := range boxes {
+		if b.Name == name {
+			return b, true
+		}
+	}
+	return Mailbox{}, false
+}
+
+// newestFirst is the sequence number of the oldest message of the newest page of n in a mailbox of total.
+func newestFirst(total uint32, n int) uint32 {
+	if total > uint32(n) {
+		return total - uint32(n) + 1
+	}
+	return 1
+}
+
+// overviewMargin is how many rows below the newest page Overview also fetches, so that a few messages expunged by
+// another client (or moved away by the user) do not cost the next view a second round trip.
+func overviewMargin(n int) uint32 { return uint32(max(2, n/10)) }
+
+// newestRows returns the rows of the newest page of n in a mailbox of total messages, given the answer to the
+// speculative "UID FETCH hint:*" (fetched: whether it was sent), fetching by sequence range when that answer does
+// not cover the page; and remembers the next hint.
+func (s *Session) newestRows(box string, total uint32, got []*imapclient.FetchMessageBuffer, fetched bool, n int) ([]*imapclient.FetchMessageBuffer, error) {
+	first := newestFirst(total, n)
+	margin := overviewMargin(n)
+	low := uint32(1)
+	if first > margin {
+		low = first - margin
+	}
+	covered := false
+	if fetched && len(got) > 0 {
+		minSeq, maxSeq := got[0].SeqNum, got[0].SeqNum
+		for _, b := range got {
+			minSeq, maxSeq = min(minSeq, b.SeqNum), max(maxSeq, b.SeqNum)
+		}
+		// The answer is a run of consecutive messages (all UIDs from the hint up, in sequence order); it covers the
+		// page when it reaches from the page's oldest message to the newest.
+		covered = minSeq <= first && maxSeq >= total
+	}
+	if !covered {
+		var err error
+		if got, err = s.fetchSeq(low, total); err != nil {
+			return nil, err
+		}
+	}
+	rows := got[:0:0]
+	hint := imap.UID(0)
+	for _, b := range got {
+		if b.SeqNum >= low && (hint == 0 || b.UID < hint) {
+			hint = b.UID
+		}
+		if b.SeqNum >= first {
+			rows = append(rows, b)
+		}
+	}
+	if s.newest == nil {
+		s.newest = map[string]imap.UID{}
+	}
+	if hint != 0 {
+		s.newest[box] = hint
+	}
+	return rows, nil
+}

@@ -1,0 +1,139 @@
+package mail
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/postern/postern/internal/devstack/mailserver"
+)
+
+// TestOverviewRoundTrips counts the round trips of Overview on one session while another client changes the
+// mailbox, and checks every answer against Mailboxes and List on a third session: the speculative fetch of the
+// newest page may cost a second round trip, never a wrong page.
+// With elsewhere, the session has another mailbox selected before each view (as after reading another folder), so
+// Overview sends EXAMINE; without, the folder is still selected and it sends NOOP instead.
+func TestOverviewRoundTrips(t *testing.T) {
+	for _, elsewhere := range []bool{true, false} {
+		t.Run(map[bool]string{true: "other mailbox selected", false: "same mailbox selected"}[elsewhere], func(t *testing.T) {
+			testOverviewRoundTrips(t, elsewhere)
+		})
+	}
+}
+
+func testOverviewRoundTrips(t *testing.T, elsewhere bool) {
+	e, _ := seededSession(t, mailserver.Options{})
+	if err := e.srv.AppendBulk(alice, "Bulk", 300, bulkMessage); err != nil {
+		t.Fatal(err)
+	}
+	// Counted connections from here on: the sessions below.
+	e.srv.CountRoundTrips(20 * time.Millisecond)
+	srv := e.imapServer(TLSNone, MechOAuthBearer)
+	ctx := ctxT(t)
+	s, err := Dial(ctx, srv, Credentials{alice, aliceToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ref, err := Dial(ctx, srv, Credentials{alice, aliceToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	other, err := Dial(ctx, srv, Credentials{alice, aliceToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.c.Select("Bulk", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	expunge := func(uids ...imap.UID) {
+		t.Helper()
+		set := imap.UIDSetNum(uids...)
+		if err := other.c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := other.c.UIDExpunge(set).Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var cursor uint32
+	for _, step := range []struct {
+		name   string
+		change func()
+		before func() uint32
+		trips  int64
+	}{
+		{name: "first view of the folder on this session", trips: 2},
+		{name: "warm", trips: 1},
+		{name: "warm again", trips: 1},
+		{name: "one newest message expunged elsewhere", change: func() { expunge(300) }, trips: 1},
+		{name: "the page's oldest rows expunged elsewhere, within the margin", change: func() { expunge(251, 252) }, trips: 1},
+		{name: "more expunged than the margin", change: func() { expunge(240, 241, 242, 243, 244, 245, 246, 247, 248) }, trips: 2},
+		{name: "new mail", change: func() {
+			if err := e.srv.AppendBulk(alice, "Bulk", 3, bulkMessage); err != nil {
+				t.Fatal(err)
+			}
+		}, trips: 1},
+		// Its UID range has the nine expunged UIDs in it: the rows missing from the range cost a second fetch.
+		{name: "older page over a gap", before: func() uint32 { return cursor }, trips: 2},
+		{name: "next older page", before: func() uint32 { return cursor }, trips: 1},
+		{name: "newest again", trips: 1},
+	} {
+		if step.change != nil {
+			step.change()
+		}
+		var before uint32
+		if step.before != nil {
+			before = step.before()
+		}
+		// The session's previous command may have left the selected mailbox elsewhere, as a pooled session's would.
+		if elsewhere {
+			if _, err := s.c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		start := e.srv.Stats().RoundTrips
+		boxes, page, err := s.Overview(ctx, "Bulk", before, 50)
+		trips := e.srv.Stats().RoundTrips - start
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if trips != step.trips {
+			t.Errorf("%s: %d round trips, want %d", step.name, trips, step.trips)
+		}
+		wantBoxes, err := ref.Mailboxes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(boxes, wantBoxes) {
+			t.Errorf("%s: mailboxes\n%v\nwant\n%v", step.name, boxes, wantBoxes)
+		}
+		want, err := ref.List(ctx, "Bulk", before, 50)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(uidsOf(page), uidsOf(want)) || page.Total != want.Total || page.Before != want.Before {
+			t.Errorf("%s: page %v total %d before %d, want %v total %d before %d", step.name,
+				uidsOf(page), page.Total, page.Before, uidsOf(want), want.Total, want.Before)
+		}
+		cursor = page.Before
+	}
+}
+
+// TestOverviewMissingMailbox: a refused EXAMINE fails the overview with ErrNoMailbox and leaves the session usable.
+func TestOverviewMissingMailbox(t *testing.T) {
+	_, s := seededSession(t, mailserver.Options{})
+	ctx := ctxT(t)
+	if _, _, err := s.Overview(ctx, "Nope", 0, 50); !errors.Is(err, ErrNoMailbox) {
+		t.Fatalf("Overview(Nope) error = %v, want ErrNoMailbox", err)
+	}
+	if _, p, err := s.Overview(ctx, "INBOX", 0, 50); err != nil || len(p.Summaries) == 0 {
+		t.Fatalf("Overview(INBOX) after a refused one: %d rows, %v", len(p.Summaries), err)
+	}
+}
