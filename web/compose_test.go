@@ -344,3 +344,39 @@ func TestOverQuota(t *testing.T) {
 		t.Error("the list does not say the Sent copy is missing")
 	}
 }
+
+// In the demo (issue 15 item 1), Reply works on mail from someone without an account here: the message is kept in
+// the sender's Outbound folder, which the folder list shows, and every page says so on the demo banner; an address
+// in .invalid is still refused, named, and its field marked.
+func TestDemoReplyToStranger(t *testing.T) {
+	s := newStack(t, withDemo())
+	alice := signedInAs(t, s, "alice")
+	orig := alice.appendMsg(t, "INBOX", "Björn Lindqvist <bjorn@example.org>", "Slides?", "Can you send the slides?")
+	r := alice.b.get(s.ts.URL + "/compose?reply=" + url.QueryEscape("INBOX/"+strconv.Itoa(int(orig))))
+	f := formFields(t, r.body)
+	if !strings.Contains(f["to"], "bjorn@example.org") {
+		t.Fatalf("reply To = %q", f["to"])
+	}
+	if !strings.Contains(r.body, `id="site-banner"`) || !strings.Contains(r.body, "Outbound folder") {
+		t.Error("the compose page has no demo banner saying where mail goes")
+	}
+	r = alice.b.postMultipart(s.ts.URL+"/send", fieldList(f), nil)
+	if r.status != http.StatusSeeOther {
+		t.Fatalf("reply to a stranger = %d: %s", r.status, r.body)
+	}
+	if _, ok := findBySubject(t, s, alice.addr, "Outbound", "Re: Slides?"); !ok {
+		t.Error("the reply is not in alice's Outbound folder")
+	}
+	if _, ok := findBySubject(t, s, alice.addr, "Sent", "Re: Slides?"); !ok {
+		t.Error("the reply is not in alice's Sent folder")
+	}
+	if p := alice.b.get(s.ts.URL + "/mail/INBOX"); !strings.Contains(p.body, `href="/mail/Outbound"`) {
+		t.Error("the folder list does not show Outbound")
+	}
+	f["to"] = "Björn <bjorn@example.org>, nobody@example.invalid"
+	r = alice.b.postMultipart(s.ts.URL+"/send", fieldList(f), nil)
+	if r.status != http.StatusUnprocessableEntity || !strings.Contains(r.body, "“nobody@example.invalid”") ||
+		!strings.Contains(r.body, `id="to" name="to" value="Björn &lt;bjorn@example.org&gt;, nobody@example.invalid" spellcheck="false" aria-invalid="true"`) {
+		t.Errorf("refused recipient = %d, want the address named and To marked: %s", r.status, r.body)
+	}
+}

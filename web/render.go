@@ -40,6 +40,8 @@ type pageBase struct {
 	Version string
 	Folders []folderLink
 	Current string
+	// Banner is Config.Banner.
+	Banner string
 }
 
 type folderLink struct {
@@ -49,7 +51,7 @@ type folderLink struct {
 }
 
 func (s *Server) base(r *http.Request, title string) pageBase {
-	return pageBase{Title: title, Version: s.cfg.Version}
+	return pageBase{Title: title, Version: s.cfg.Version, Banner: s.cfg.Banner}
 }
 
 func loadPages() (*pages, error) {
