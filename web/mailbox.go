@@ -86,7 +86,8 @@ type mailboxPage struct {
 	EventsURL string
 	// MoveTargets are the folders a selection can be moved to.
 	MoveTargets []folderLink
-	Notice      string
+	// PageUIDs are the UIDs of the rows, in order, so that an action can return to the row next to what it moved.
+	PageUIDs string
 }
 
 // listRow is one message of the list with the link that opens it.
@@ -148,8 +149,8 @@ func (s *Server) handleMailbox(w http.ResponseWriter, r *http.Request) error {
 		Total:    page.Total,
 		Search:   search,
 		ListURL:  mailboxURL(box),
-		Notice:   notices[q.Get("notice")],
 	}
+	page2.Flash = s.takeFlash(w, r)
 	page2.User = addr
 	page2.Folders = folderLinks(boxes, box)
 	page2.EventsURL = "/events" + strings.TrimPrefix(page2.ListURL, "/mail")
@@ -178,6 +179,10 @@ func (s *Server) handleMailbox(w http.ResponseWriter, r *http.Request) error {
 			u = "/compose?draft=" + strconv.FormatUint(uint64(m.UID), 10)
 		}
 		page2.Rows = append(page2.Rows, listRow{Summary: m, URL: u})
+		if page2.PageUIDs != "" {
+			page2.PageUIDs += ","
+		}
+		page2.PageUIDs += strconv.FormatUint(uint64(m.UID), 10)
 	}
 	if page.Before != 0 {
 		v := search.values()
@@ -192,15 +197,6 @@ func (s *Server) handleMailbox(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.render(w, r, http.StatusOK, "mailbox", &page2)
 	return nil
-}
-
-// notices are the fixed confirmations a redirect can ask the list page to show (?notice=key). Only keys travel in
-// the URL, so a crafted link cannot put words on the page.
-var notices = map[string]string{
-	"sent":        "Your message was sent.",
-	"sent-nocopy": "Your message was sent, but the copy for your Sent folder could not be saved.",
-	"draft":       "Your draft was saved in Drafts.",
-	"done":        "Done.",
 }
 
 // parseBefore reads a ?before=UID cursor; anything else means the first page.

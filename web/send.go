@@ -253,7 +253,8 @@ func (j *composeJob) saveDraft() error {
 		return fp
 	}
 	s.uploads.drop(j.grant, idsOf(j.f.Kept))
-	http.Redirect(j.w, j.r, mailboxURL(j.drafts)+"?notice=draft", http.StatusSeeOther)
+	j.s.flashNext(j.w, j.r, flash{Text: "Your draft was saved in " + boxLabel(j.drafts) + "."}, nil)
+	http.Redirect(j.w, j.r, mailboxURL(j.drafts), http.StatusSeeOther)
 	return nil
 }
 
@@ -298,7 +299,7 @@ func (j *composeJob) fieldOf(addr string) string {
 // send, or the user would send it twice; a missing copy in Sent is a notice.
 func (j *composeJob) afterSend() {
 	s, ctx := j.s, j.ctx
-	notice := "sent"
+	notice := "Your message was sent."
 	_, err := s.withMail(ctx, j.grant, func(ms *mail.Session) error {
 		var errs []error
 		if sent := specialMailbox(j.boxes, mail.SpecialSent); sent != "" {
@@ -320,7 +321,7 @@ func (j *composeJob) afterSend() {
 	})
 	if err != nil {
 		s.log(j.r).Warn("compose: copy to Sent failed", slog.Any("err", err))
-		notice = "sent-nocopy"
+		notice = "Your message was sent, but the copy for your Sent folder could not be saved."
 	}
 	back := defaultReturnTo
 	if box, _, ok := parseMsgRef(j.f.Orig); ok {
@@ -328,7 +329,8 @@ func (j *composeJob) afterSend() {
 	} else if box, _, ok := parseMsgRef(j.f.Fwd); ok {
 		back = mailboxURL(box)
 	}
-	http.Redirect(j.w, j.r, back+"?notice="+notice, http.StatusSeeOther)
+	s.flashNext(j.w, j.r, flash{Text: notice}, nil)
+	http.Redirect(j.w, j.r, back, http.StatusSeeOther)
 }
 
 // sendProblem says why a message was not sent or saved, specifically, in the user's terms, with the status that

@@ -142,6 +142,11 @@
       case "#":
         act("delete");
         break;
+      case "z":
+        var undo = document.getElementById("undo");
+        if (undo) undo.click();
+        else handled = false;
+        break;
       case "/":
         var q = document.getElementById("q");
         if (q) {
