@@ -316,26 +316,40 @@ func (s *Session) DeleteMailbox(ctx context.Context, name string) error {
 // NO [OVERQUOTA] gives an error wrapping ErrQuota (RFC 9208 section 4.3),
 // a missing mailbox ([TRYCREATE]) one wrapping ErrNoMailbox.
 func (s *Session) Append(ctx context.Context, box string, flags []Flag, msg []byte) error {
+	_, err := s.AppendUID(ctx, box, flags, msg)
+	return err
+}
+
+// AppendUID is Append that also returns the stored message's UID, from the
+// APPENDUID response code (RFC 4315 section 3, part of IMAP4rev2); 0 when
+// the server does not say. A draft saved again replaces the copy by UID.
+func (s *Session) AppendUID(ctx context.Context, box string, flags []Flag, msg []byte) (uint32, error) {
 	if err := checkMailboxName(box); err != nil {
-		return err
+		return 0, err
 	}
 	if len(msg) == 0 {
-		return errors.New("mail: append: empty message")
+		return 0, errors.New("mail: append: empty message")
 	}
 	opts := &imap.AppendOptions{}
 	for _, f := range flags {
 		if !f.valid() {
-			return fmt.Errorf("mail: invalid flag %q", f)
+			return 0, fmt.Errorf("mail: invalid flag %q", f)
 		}
 		opts.Flags = append(opts.Flags, imap.Flag(f))
 	}
-	return s.run(ctx, fmt.Sprintf("append to %q", box), func() error {
+	var uid uint32
+	err := s.run(ctx, fmt.Sprintf("append to %q", box), func() error {
 		cmd := s.c.Append(box, int64(len(msg)), opts)
 		_, werr := cmd.Write(msg)
 		cerr := cmd.Close()
-		if _, err := cmd.Wait(); err != nil {
+		data, err := cmd.Wait()
+		if err != nil {
 			return mapErr(err)
+		}
+		if data != nil {
+			uid = uint32(data.UID)
 		}
 		return errors.Join(werr, cerr)
 	})
+	return uid, err
 }

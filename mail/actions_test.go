@@ -312,3 +312,17 @@ func TestMoveUIDsUndo(t *testing.T) {
 		})
 	}
 }
+
+// AppendUID names the stored copy (APPENDUID), so that a draft saved again can replace exactly it.
+func TestAppendUID(t *testing.T) {
+	e, s := seededSession(t, mailserver.Options{})
+	ctx := ctxT(t)
+	msg := bulkMessage(2)
+	uid, err := s.AppendUID(ctx, "Drafts", []Flag{FlagDraft}, msg)
+	if err != nil || uid == 0 {
+		t.Fatalf("AppendUID() = %d, %v; want a UID", uid, err)
+	}
+	if m, ok := stored(t, e, "Drafts")[uid]; !ok || string(m.Raw) != string(msg) {
+		t.Errorf("UID %d does not hold the appended message", uid)
+	}
+}

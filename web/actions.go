@@ -56,6 +56,11 @@ func (s *Server) handleAct(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, back, http.StatusSeeOther)
 		return nil
 	}
+	if op == "move" && to == "" {
+		s.flashNext(w, r, flash{Text: "Choose the folder to move the messages to, then press Move.", Problem: true, Back: back, Selected: uids}, nil)
+		http.Redirect(w, r, back, http.StatusSeeOther)
+		return nil
+	}
 	var (
 		refusal *Error
 		dest    string

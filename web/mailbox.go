@@ -94,10 +94,18 @@ type mailboxPage struct {
 type listRow struct {
 	mail.Summary
 	URL string
+	// Who is the From column: the senders, or in Sent and Drafts the recipients.
+	Who []mail.Address
 }
 
 // InTrash reports whether "Delete" deletes for good on this page.
 func (p *mailboxPage) InTrash() bool { return p.Special == mail.SpecialTrash }
+
+// InSent reports whether the list shows recipients rather than senders: in Sent (and Drafts) the sender is the
+// user, every row alike.
+func (p *mailboxPage) InSent() bool {
+	return p.Special == mail.SpecialSent || p.Special == mail.SpecialDrafts
+}
 
 // InDrafts reports whether rows open in the editor rather than the reader.
 func (p *mailboxPage) InDrafts() bool { return p.Special == mail.SpecialDrafts }
@@ -178,7 +186,11 @@ func (s *Server) handleMailbox(w http.ResponseWriter, r *http.Request) error {
 		if page2.InDrafts() {
 			u = "/compose?draft=" + strconv.FormatUint(uint64(m.UID), 10)
 		}
-		page2.Rows = append(page2.Rows, listRow{Summary: m, URL: u})
+		who := m.From
+		if page2.InSent() {
+			who = m.To
+		}
+		page2.Rows = append(page2.Rows, listRow{Summary: m, URL: u, Who: who})
 		if page2.PageUIDs != "" {
 			page2.PageUIDs += ","
 		}

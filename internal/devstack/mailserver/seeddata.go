@@ -152,7 +152,7 @@ func inboxSingles(me addr, domain string) []message {
 			from: bjorn, to: []addr{me},
 			subject: "Slides for Thursday", id: "slides-thursday@example.org",
 			body: multipart("mixed",
-				plain("Hi,\n\ndraft slides for the review attached. Comments welcome before Wednesday.\n\nBob\n"),
+				plain("Hi,\n\ndraft slides for the review attached. Comments welcome before Wednesday.\n\nBjörn\n"),
 				attachment("application/pdf", "review-slides-draft.pdf", tinyPDF("Quarterly infrastructure review - draft")),
 			),
 		},
