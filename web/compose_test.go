@@ -1,6 +1,7 @@
 package web
 
 import (
+	"encoding/json"
 	"bytes"
 	"context"
 	"errors"
@@ -382,5 +383,44 @@ func TestDemoReplyToStranger(t *testing.T) {
 	if r.status != http.StatusUnprocessableEntity || !strings.Contains(r.body, "“nobody@example.invalid”") ||
 		!strings.Contains(r.body, `id="to" name="to" value="Björn &lt;bjorn@example.org&gt;, nobody@example.invalid" spellcheck="false" aria-invalid="true"`) {
 		t.Errorf("refused recipient = %d, want the address named and To marked: %s", r.status, r.body)
+	}
+}
+
+// The compose script's background save (autosave=1) answers JSON with the draft's UID, and the next save with that
+// UID replaces the copy rather than adding one (issue 15 item 3).
+func TestAutosaveDraft(t *testing.T) {
+	s := newStack(t)
+	u := signedInAs(t, s, "alice")
+	save := func(body, draft string) (int, map[string]any) {
+		r := u.b.postMultipart(s.ts.URL+"/drafts", [][2]string{{"to", "bob@example.test"}, {"subject", "Autosaved"}, {"body", body}, {"draft", draft}, {"autosave", "1"}}, nil)
+		var out map[string]any
+		if err := json.Unmarshal([]byte(r.body), &out); err != nil || r.header.Get("Content-Type") != "application/json" {
+			t.Fatalf("autosave = %d %q: %s", r.status, r.header.Get("Content-Type"), r.body)
+		}
+		return r.status, out
+	}
+	status, out := save("first words", "")
+	uid, _ := out["draft"].(float64)
+	if status != http.StatusOK || uid == 0 {
+		t.Fatalf("first autosave = %d %v", status, out)
+	}
+	status, out = save("first words and more", strconv.Itoa(int(uid)))
+	if status != http.StatusOK || out["draft"].(float64) == uid {
+		t.Fatalf("second autosave = %d %v", status, out)
+	}
+	n := 0
+	for _, m := range stored(t, s, u.addr, "Drafts") {
+		if strings.Contains(string(m.Raw), "Subject: Autosaved") {
+			n++
+			if !strings.Contains(string(m.Raw), "first words and more") {
+				t.Error("the kept draft is not the latest text")
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("Drafts holds %d autosaved copies, want 1", n)
+	}
+	if p := u.b.get(s.ts.URL + "/mail/INBOX"); strings.Contains(p.body, `id="notice"`) {
+		t.Error("a background save left a notice for the next page")
 	}
 }
