@@ -1,9 +1,9 @@
 package web
 
 import (
-	"encoding/json"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"html"
 	"io"

@@ -120,8 +120,6 @@ type composeJob struct {
 	savedUID uint32
 }
 
-
-
 // parseCompose reads the form: the attachments go to the stash so that they survive a re-shown form, and the
 // address fields are parsed. The job it returns carries the form even with an error, for the re-shown page.
 func (s *Server) parseCompose(w http.ResponseWriter, r *http.Request, send bool) (*composeJob, error) {
