@@ -143,29 +143,68 @@ func (s *Session) SetFlag(ctx context.Context, box string, uids []uint32, f Flag
 // mailbox gives an error wrapping ErrNoMailbox ([TRYCREATE], RFC 9051
 // section 6.4.7); UIDs that no longer exist are ignored.
 func (s *Session) Move(ctx context.Context, box string, uids []uint32, to string) error {
+	_, err := s.MoveUIDs(ctx, box, uids, to)
+	return err
+}
+
+// MoveUIDs is Move that also returns the messages' UIDs in the destination,
+// in no particular order, from the COPYUID response code (RFC 4315 section
+// 3, part of IMAP4rev2; RFC 6851 section 4.3 has MOVE send it too), so that
+// a move can be undone. It returns nil UIDs when the server does not say.
+func (s *Session) MoveUIDs(ctx context.Context, box string, uids []uint32, to string) ([]uint32, error) {
 	set, err := uidSet(uids)
 	if err != nil || len(set) == 0 {
-		return err
+		return nil, err
 	}
 	if err := checkMailboxName(to); err != nil {
-		return err
+		return nil, err
 	}
 	if box == to {
-		return nil
+		return nil, nil
 	}
-	return s.run(ctx, fmt.Sprintf("move from %q to %q", box, to), func() error {
+	var dest []uint32
+	err = s.run(ctx, fmt.Sprintf("move from %q to %q", box, to), func() error {
 		if _, err := s.open(box, false); err != nil {
 			return err
 		}
 		if s.c.Caps().Has(imap.CapMove) {
-			_, err := s.c.Move(set, to).Wait()
+			data, err := s.c.Move(set, to).Wait()
+			if err != nil {
+				return mapErr(err)
+			}
+			if data != nil {
+				dest = numsOf(data.DestUIDs)
+			}
+			return nil
+		}
+		data, err := s.c.Copy(set, to).Wait()
+		if err != nil {
 			return mapErr(err)
 		}
-		if _, err := s.c.Copy(set, to).Wait(); err != nil {
-			return mapErr(err)
+		if data != nil {
+			dest = numsOf(data.DestUIDs)
 		}
 		return s.expunge(set)
 	})
+	return dest, err
+}
+
+// numsOf lists the UIDs of a COPYUID set; nil for anything else (a dynamic
+// or empty set says nothing usable).
+func numsOf(set imap.NumSet) []uint32 {
+	us, ok := set.(imap.UIDSet)
+	if !ok {
+		return nil
+	}
+	nums, ok := us.Nums()
+	if !ok {
+		return nil
+	}
+	out := make([]uint32, len(nums))
+	for i, n := range nums {
+		out[i] = uint32(n)
+	}
+	return out
 }
 
 // Expunge permanently deletes the messages uids of box, and only those:
@@ -277,26 +316,40 @@ func (s *Session) DeleteMailbox(ctx context.Context, name string) error {
 // NO [OVERQUOTA] gives an error wrapping ErrQuota (RFC 9208 section 4.3),
 // a missing mailbox ([TRYCREATE]) one wrapping ErrNoMailbox.
 func (s *Session) Append(ctx context.Context, box string, flags []Flag, msg []byte) error {
+	_, err := s.AppendUID(ctx, box, flags, msg)
+	return err
+}
+
+// AppendUID is Append that also returns the stored message's UID, from the
+// APPENDUID response code (RFC 4315 section 3, part of IMAP4rev2); 0 when
+// the server does not say. A draft saved again replaces the copy by UID.
+func (s *Session) AppendUID(ctx context.Context, box string, flags []Flag, msg []byte) (uint32, error) {
 	if err := checkMailboxName(box); err != nil {
-		return err
+		return 0, err
 	}
 	if len(msg) == 0 {
-		return errors.New("mail: append: empty message")
+		return 0, errors.New("mail: append: empty message")
 	}
 	opts := &imap.AppendOptions{}
 	for _, f := range flags {
 		if !f.valid() {
-			return fmt.Errorf("mail: invalid flag %q", f)
+			return 0, fmt.Errorf("mail: invalid flag %q", f)
 		}
 		opts.Flags = append(opts.Flags, imap.Flag(f))
 	}
-	return s.run(ctx, fmt.Sprintf("append to %q", box), func() error {
+	var uid uint32
+	err := s.run(ctx, fmt.Sprintf("append to %q", box), func() error {
 		cmd := s.c.Append(box, int64(len(msg)), opts)
 		_, werr := cmd.Write(msg)
 		cerr := cmd.Close()
-		if _, err := cmd.Wait(); err != nil {
+		data, err := cmd.Wait()
+		if err != nil {
 			return mapErr(err)
+		}
+		if data != nil {
+			uid = uint32(data.UID)
 		}
 		return errors.Join(werr, cerr)
 	})
+	return uid, err
 }

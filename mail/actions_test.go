@@ -275,3 +275,54 @@ func TestAppend(t *testing.T) {
 		t.Errorf("Append() after ErrQuota: %v", err)
 	}
 }
+
+// MoveUIDs returns where the messages went (COPYUID), so that moving those UIDs back undoes the move.
+func TestMoveUIDsUndo(t *testing.T) {
+	for _, v := range moveVariants {
+		t.Run(v.name, func(t *testing.T) {
+			e, s := seededSession(t, mailserver.Options{DisableCaps: v.disable})
+			ctx := ctxT(t)
+			if err := e.srv.AppendBulk(alice, "Src", 4, bulkMessage); err != nil {
+				t.Fatal(err)
+			}
+			before := len(stored(t, e, "Archive"))
+			dest, err := s.MoveUIDs(ctx, "Src", []uint32{2, 3}, "Archive")
+			if err != nil {
+				t.Fatalf("MoveUIDs() error = %v", err)
+			}
+			archive := stored(t, e, "Archive")
+			if len(dest) != 2 || len(archive) != before+2 {
+				t.Fatalf("MoveUIDs() = %v with %d messages in Archive, want 2 new UIDs and %d", dest, len(archive), before+2)
+			}
+			for _, u := range dest {
+				if _, ok := archive[u]; !ok {
+					t.Errorf("MoveUIDs() names UID %d, not in Archive %v", u, archive)
+				}
+			}
+			back, err := s.MoveUIDs(ctx, "Archive", dest, "Src")
+			if err != nil || len(back) != 2 {
+				t.Fatalf("moving back = %v, %v", back, err)
+			}
+			if got := len(stored(t, e, "Src")); got != 4 {
+				t.Errorf("Src holds %d messages after the undo, want 4", got)
+			}
+			if got := len(stored(t, e, "Archive")); got != before {
+				t.Errorf("Archive holds %d messages after the undo, want %d", got, before)
+			}
+		})
+	}
+}
+
+// AppendUID names the stored copy (APPENDUID), so that a draft saved again can replace exactly it.
+func TestAppendUID(t *testing.T) {
+	e, s := seededSession(t, mailserver.Options{})
+	ctx := ctxT(t)
+	msg := bulkMessage(2)
+	uid, err := s.AppendUID(ctx, "Drafts", []Flag{FlagDraft}, msg)
+	if err != nil || uid == 0 {
+		t.Fatalf("AppendUID() = %d, %v; want a UID", uid, err)
+	}
+	if m, ok := stored(t, e, "Drafts")[uid]; !ok || string(m.Raw) != string(msg) {
+		t.Errorf("UID %d does not hold the appended message", uid)
+	}
+}

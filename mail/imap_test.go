@@ -232,7 +232,7 @@ func TestSummaries(t *testing.T) {
 		{"Your invoice INV-2026-1042 for October", "Northwind Hosting", true, true, false},
 		// Only an inline cid: image, which is not an attachment.
 		{"Photos from the offsite", "Carol Nguyen", false, true, false},
-		{"Slides for Thursday", "Bob Lindqvist", true, false, false},
+		{"Slides for Thursday", "Björn Lindqvist", true, false, false},
 		{"The Self-Hosted Weekly #212", "The Self-Hosted Weekly", false, true, false},
 		{"Backup report for 2026-11-19: FAILED", "Nightly Backup", false, false, true},
 	}

@@ -40,15 +40,33 @@ func (s *Server) handleAct(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return &Error{Status: http.StatusBadRequest, Msg: "The selection could not be read. Please reload the page and try again.", Retry: back, Err: err}
 	}
-	if box == "" || len(uids) == 0 {
-		return &Error{Status: http.StatusBadRequest, Msg: "Select at least one message first.", Retry: back}
+	if box == "" {
+		return &Error{Status: http.StatusBadRequest, Msg: "This form did not say which folder to act on. Go back to the folder and try again.", Retry: back}
 	}
 	op := f.Get("op")
 	to := f.Get("to")
-	if _, ok := actOps[op]; !ok {
-		return &Error{Status: http.StatusBadRequest, Msg: "Choose what to do with the selected messages.", Retry: back}
+	if len(uids) == 0 {
+		// Not a dead end: back to the same page, with the reason on it.
+		s.flashNext(w, r, flash{Text: "Select at least one message first: tick the box at the start of its row.", Problem: true, Back: back}, nil)
+		http.Redirect(w, r, back, http.StatusSeeOther)
+		return nil
 	}
-	var refusal *Error
+	if _, ok := actOps[op]; !ok {
+		s.flashNext(w, r, flash{Text: "Choose what to do with the selected messages.", Problem: true, Back: back, Selected: uids}, nil)
+		http.Redirect(w, r, back, http.StatusSeeOther)
+		return nil
+	}
+	if op == "move" && to == "" {
+		s.flashNext(w, r, flash{Text: "Choose the folder to move the messages to, then press Move.", Problem: true, Back: back, Selected: uids}, nil)
+		http.Redirect(w, r, back, http.StatusSeeOther)
+		return nil
+	}
+	var (
+		refusal *Error
+		dest    string
+		moved   []uint32
+		forever bool
+	)
 	_, err = s.withMail(r.Context(), grantID(r), func(ms *mail.Session) error {
 		boxes, err := ms.Mailboxes(r.Context())
 		if err != nil {
@@ -66,19 +84,22 @@ func (s *Server) handleAct(w http.ResponseWriter, r *http.Request) error {
 			return ms.SetFlag(r.Context(), box, uids, mail.FlagFlagged, op == "flag")
 		case "delete":
 			if from.Special == mail.SpecialTrash {
+				forever = true
 				return ms.Expunge(r.Context(), box, uids)
 			}
 		}
-		dest, refused := moveTarget(boxes, op, to)
+		d, refused := moveTarget(boxes, op, to)
 		if refused != nil {
 			refused.Retry = back
 			refusal = refused
 			return nil
 		}
+		dest = d
 		if dest == box {
 			return nil // already there: nothing to do, and not worth an error
 		}
-		return ms.Move(r.Context(), box, uids, dest)
+		moved, err = ms.MoveUIDs(r.Context(), box, uids, dest)
+		return err
 	})
 	if refusal != nil {
 		return refusal
@@ -86,8 +107,93 @@ func (s *Server) handleAct(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return actError(err, op, back)
 	}
-	http.Redirect(w, r, back, http.StatusSeeOther)
+	fl, undo := actFlash(op, box, dest, uids, moved, forever)
+	fl.Back = back
+	s.flashNext(w, r, fl, undo)
+	http.Redirect(w, r, back+anchorAfter(f.Get("page_uids"), uids, fl.Selected != nil), http.StatusSeeOther)
 	return nil
+}
+
+// actFlash says what an action did, and how to undo it: a flag change by the opposite change, a move by moving the
+// messages' new UIDs (COPYUID) back. A server that does not report the new UIDs gets no Undo; nor does deleting for
+// good.
+func actFlash(op, box, dest string, uids, moved []uint32, forever bool) (flash, *undoRecord) {
+	n := countMessages(len(uids))
+	inverse := map[string]string{"read": "unread", "unread": "read", "flag": "unflag", "unflag": "flag"}
+	switch op {
+	case "read", "unread", "flag", "unflag":
+		what := map[string]string{"read": "read", "unread": "unread", "flag": "flagged", "unflag": "not flagged"}[op]
+		return flash{Text: "Marked " + n + " as " + what + ".", Undo: true, Selected: uids},
+			&undoRecord{Op: inverse[op], Box: box, UIDs: uids}
+	}
+	if forever {
+		return flash{Text: "Deleted " + n + " for good."}, nil
+	}
+	if dest == box {
+		return flash{Text: "The messages are already in " + boxLabel(dest) + ".", Selected: uids}, nil
+	}
+	text := "Moved " + n + " to " + boxLabel(dest) + "."
+	if op == "delete" {
+		text = "Deleted " + n + " (moved to " + boxLabel(dest) + ")."
+	}
+	if len(moved) != len(uids) {
+		// Without the new UIDs (no COPYUID, or some messages were gone) an undo could move the wrong messages.
+		return flash{Text: text}, nil
+	}
+	return flash{Text: text, Undo: true}, &undoRecord{Op: "move", Box: dest, To: box, UIDs: moved}
+}
+
+// anchorAfter is the fragment that brings the user back to where they were in the list: the first selected row when
+// the rows stay (a flag change), else the row after the last one acted on (or before it, at the end of the page).
+// page is the list's UIDs in order, as the form sent them.
+func anchorAfter(page string, acted []uint32, stay bool) string {
+	if stay {
+		return "#m-" + strconv.FormatUint(uint64(acted[0]), 10)
+	}
+	rows, err := parseUIDsOrdered(page)
+	if err != nil || len(rows) == 0 {
+		return ""
+	}
+	gone := map[uint32]bool{}
+	for _, u := range acted {
+		gone[u] = true
+	}
+	last := -1
+	for i, u := range rows {
+		if gone[u] {
+			last = i
+		}
+	}
+	if last < 0 {
+		return ""
+	}
+	for i := last + 1; i < len(rows); i++ {
+		if !gone[rows[i]] {
+			return "#m-" + strconv.FormatUint(uint64(rows[i]), 10)
+		}
+	}
+	for i := last - 1; i >= 0; i-- {
+		if !gone[rows[i]] {
+			return "#m-" + strconv.FormatUint(uint64(rows[i]), 10)
+		}
+	}
+	return ""
+}
+
+// parseUIDsOrdered reads a comma-separated UID list keeping its order (the page's), at most maxActUIDs.
+func parseUIDsOrdered(s string) ([]uint32, error) {
+	var out []uint32
+	for _, f := range strings.Split(s, ",") {
+		if f == "" {
+			continue
+		}
+		n, err := strconv.ParseUint(f, 10, 32)
+		if err != nil || n == 0 || len(out) >= maxActUIDs {
+			return nil, errors.New("web: bad page uid list")
+		}
+		out = append(out, uint32(n))
+	}
+	return out, nil
 }
 
 // actOps are the operations POST /act knows, with the special-use role their destination has.

@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"html"
 	"io"
@@ -37,7 +38,7 @@ func TestReplyWithAttachmentArrives(t *testing.T) {
 	file := formFile{name: "menu.txt", ctype: "text/plain", data: []byte("soup of the day")}
 	before := len(stored(t, s, "bob@example.test", "INBOX"))
 	r = alice.b.postMultipart(s.ts.URL+"/send", append(fieldList(f), [2]string{"from", "bob@example.test"}), []formFile{file})
-	if r.status != http.StatusSeeOther || r.location != "/mail/INBOX?notice=sent" {
+	if r.status != http.StatusSeeOther || r.location != "/mail/INBOX" {
 		t.Fatalf("POST /send = %d to %q: %s", r.status, r.location, r.body)
 	}
 	got, ok := findBySubject(t, s, "bob@example.test", "INBOX", "Re: Lunch on Friday?")
@@ -65,8 +66,12 @@ func TestReplyWithAttachmentArrives(t *testing.T) {
 	if m, _ := storedByUID(t, s, alice.addr, "INBOX", orig); !hasFlag(m, `\Answered`) {
 		t.Errorf("original flags = %v, want \\Answered", m.Flags)
 	}
+	// The confirmation is a flash of the session, not part of the address: shown once, then gone.
 	if p := alice.b.get(s.ts.URL + r.location); !strings.Contains(p.body, "Your message was sent") {
 		t.Error("the list does not confirm the send")
+	}
+	if p := alice.b.get(s.ts.URL + r.location); strings.Contains(p.body, "Your message was sent") {
+		t.Error("the confirmation shows again on reload")
 	}
 }
 
@@ -230,7 +235,7 @@ func TestDraftSaveResumeSend(t *testing.T) {
 	signedInAs(t, s, "bob")
 	fields := [][2]string{{"to", "Bob <bob@example.test>"}, {"cc", ""}, {"bcc", "carol@example.test"}, {"subject", "Half-written"}, {"body", "first thoughts"}}
 	r := u.b.postMultipart(s.ts.URL+"/drafts", fields, []formFile{{"notes.txt", "text/plain", []byte("draft notes")}})
-	if r.status != http.StatusSeeOther || r.location != "/mail/Drafts?notice=draft" {
+	if r.status != http.StatusSeeOther || r.location != "/mail/Drafts" {
 		t.Fatalf("POST /drafts = %d to %q: %s", r.status, r.location, r.body)
 	}
 	d, ok := findBySubject(t, s, u.addr, "Drafts", "Half-written")
@@ -334,13 +339,88 @@ func TestOverQuota(t *testing.T) {
 		t.Errorf("draft over quota = %d: %s", r.status, r.body)
 	}
 	r = u.b.postMultipart(s.ts.URL+"/send", fields, nil)
-	if r.status != http.StatusSeeOther || r.location != "/mail/INBOX?notice=sent-nocopy" {
+	if r.status != http.StatusSeeOther || r.location != "/mail/INBOX" {
 		t.Fatalf("send over quota = %d to %q: %s", r.status, r.location, r.body)
+	}
+	if p := u.b.get(s.ts.URL + r.location); !strings.Contains(p.body, "copy for your Sent folder could not be saved") {
+		t.Error("the list does not say that the Sent copy is missing")
 	}
 	if _, ok := findBySubject(t, s, "bob@example.test", "INBOX", "Full"); !ok {
 		t.Error("the message was not delivered")
 	}
-	if p := u.b.get(s.ts.URL + r.location); !strings.Contains(p.body, "could not be saved") {
-		t.Error("the list does not say the Sent copy is missing")
+}
+
+// In the demo (issue 15 item 1), Reply works on mail from someone without an account here: the message is kept in
+// the sender's Outbound folder, which the folder list shows, and every page says so on the demo banner; an address
+// in .invalid is still refused, named, and its field marked.
+func TestDemoReplyToStranger(t *testing.T) {
+	s := newStack(t, withDemo())
+	alice := signedInAs(t, s, "alice")
+	orig := alice.appendMsg(t, "INBOX", "Björn Lindqvist <bjorn@example.org>", "Slides?", "Can you send the slides?")
+	r := alice.b.get(s.ts.URL + "/compose?reply=" + url.QueryEscape("INBOX/"+strconv.Itoa(int(orig))))
+	f := formFields(t, r.body)
+	if !strings.Contains(f["to"], "bjorn@example.org") {
+		t.Fatalf("reply To = %q", f["to"])
+	}
+	if !strings.Contains(r.body, `id="site-banner"`) || !strings.Contains(r.body, "Outbound folder") {
+		t.Error("the compose page has no demo banner saying where mail goes")
+	}
+	r = alice.b.postMultipart(s.ts.URL+"/send", fieldList(f), nil)
+	if r.status != http.StatusSeeOther {
+		t.Fatalf("reply to a stranger = %d: %s", r.status, r.body)
+	}
+	if _, ok := findBySubject(t, s, alice.addr, "Outbound", "Re: Slides?"); !ok {
+		t.Error("the reply is not in alice's Outbound folder")
+	}
+	if _, ok := findBySubject(t, s, alice.addr, "Sent", "Re: Slides?"); !ok {
+		t.Error("the reply is not in alice's Sent folder")
+	}
+	if p := alice.b.get(s.ts.URL + "/mail/INBOX"); !strings.Contains(p.body, `href="/mail/Outbound"`) {
+		t.Error("the folder list does not show Outbound")
+	}
+	f["to"] = "Björn <bjorn@example.org>, nobody@example.invalid"
+	r = alice.b.postMultipart(s.ts.URL+"/send", fieldList(f), nil)
+	if r.status != http.StatusUnprocessableEntity || !strings.Contains(r.body, "“nobody@example.invalid”") ||
+		!strings.Contains(r.body, `id="to" name="to" value="Björn &lt;bjorn@example.org&gt;, nobody@example.invalid" spellcheck="false" aria-invalid="true"`) {
+		t.Errorf("refused recipient = %d, want the address named and To marked: %s", r.status, r.body)
+	}
+}
+
+// The compose script's background save (autosave=1) answers JSON with the draft's UID, and the next save with that
+// UID replaces the copy rather than adding one (issue 15 item 3).
+func TestAutosaveDraft(t *testing.T) {
+	s := newStack(t)
+	u := signedInAs(t, s, "alice")
+	save := func(body, draft string) (int, map[string]any) {
+		r := u.b.postMultipart(s.ts.URL+"/drafts", [][2]string{{"to", "bob@example.test"}, {"subject", "Autosaved"}, {"body", body}, {"draft", draft}, {"autosave", "1"}}, nil)
+		var out map[string]any
+		if err := json.Unmarshal([]byte(r.body), &out); err != nil || r.header.Get("Content-Type") != "application/json" {
+			t.Fatalf("autosave = %d %q: %s", r.status, r.header.Get("Content-Type"), r.body)
+		}
+		return r.status, out
+	}
+	status, out := save("first words", "")
+	uid, _ := out["draft"].(float64)
+	if status != http.StatusOK || uid == 0 {
+		t.Fatalf("first autosave = %d %v", status, out)
+	}
+	status, out = save("first words and more", strconv.Itoa(int(uid)))
+	if status != http.StatusOK || out["draft"].(float64) == uid {
+		t.Fatalf("second autosave = %d %v", status, out)
+	}
+	n := 0
+	for _, m := range stored(t, s, u.addr, "Drafts") {
+		if strings.Contains(string(m.Raw), "Subject: Autosaved") {
+			n++
+			if !strings.Contains(string(m.Raw), "first words and more") {
+				t.Error("the kept draft is not the latest text")
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("Drafts holds %d autosaved copies, want 1", n)
+	}
+	if p := u.b.get(s.ts.URL + "/mail/INBOX"); strings.Contains(p.body, `id="notice"`) {
+		t.Error("a background save left a notice for the next page")
 	}
 }

@@ -119,7 +119,7 @@ func rowUID(t *testing.T, ctx context.Context, subject string) uint32 {
 }
 
 func TestBrowserDailyPath(t *testing.T) {
-	s := newStack(t)
+	s := newStack(t, withDemo())
 	const alice, bob = "alice@example.test", "bob@example.test"
 	const subject = "Team lunch on Friday"
 	raw := strings.ReplaceAll(fmt.Sprintf(lunchHTML, time.Now().Format(time.RFC1123Z), time.Now().UnixNano()), "\n", "\r\n")
@@ -216,7 +216,7 @@ func TestBrowserDailyPath(t *testing.T) {
 	}
 	browsertest.Do(t, ctx, "send", chromedp.Click(chromedp.ID("send")))
 	browsertest.WaitTrue(t, ctx, "sent", `location.pathname === "/mail/INBOX" && !!document.getElementById("notice")`)
-	if got := browsertest.Eval[string](t, ctx, `document.getElementById("notice").textContent`); got != "Your message was sent." {
+	if got := browsertest.Eval[string](t, ctx, `document.getElementById("notice-text").textContent`); got != "Your message was sent." {
 		t.Errorf("notice = %q", got)
 	}
 	for _, where := range []struct{ addr, box string }{{bob, "INBOX"}, {alice, "Sent"}} {
@@ -235,19 +235,59 @@ func TestBrowserDailyPath(t *testing.T) {
 		t.Errorf("original flags = %v, want \\Answered", m.Flags)
 	}
 
-	// Move the message to Projects with the toolbar.
+	// The demo banner says where mail to strangers goes; Reply to a seeded sender without an account here works.
+	if got := browsertest.Eval[string](t, ctx, `document.getElementById("site-banner").textContent`); !strings.Contains(got, "Outbound") {
+		t.Errorf("demo banner = %q", got)
+	}
+	const slides = "Slides for Thursday"
+	slidesUID := rowUID(t, ctx, slides)
+	if slidesUID == 0 {
+		t.Fatalf("no row %q", slides)
+	}
+	browsertest.Do(t, ctx, "open the slides", chromedp.Navigate(app+messagePath("INBOX", slidesUID)))
+	browsertest.WaitTrue(t, ctx, "slides open", `!!document.getElementById("msg-subject")`)
+	browsertest.Do(t, ctx, "reply to Björn", chromedp.KeyEvent("r"))
+	browsertest.WaitTrue(t, ctx, "reply form to Björn", `location.pathname === "/compose" && document.getElementById("to").value.includes("bjorn@example.org")`)
+	browsertest.Do(t, ctx, "send to Björn", chromedp.SendKeys(chromedp.ID("body"), "Looks good. "), chromedp.Click(chromedp.ID("send")))
+	browsertest.WaitTrue(t, ctx, "sent to Björn", `location.pathname === "/mail/INBOX" && !!document.getElementById("notice")`)
+	if got := browsertest.Eval[string](t, ctx, `document.getElementById("notice-text").textContent`); got != "Your message was sent." {
+		t.Errorf("notice after the reply to Björn = %q", got)
+	}
+	if _, ok := findBySubject(t, s, alice, "Outbound", "Re: "+slides); !ok {
+		t.Error("the reply to Björn is not in alice's Outbound folder")
+	}
+
+	// Move the message to Projects with the toolbar: the notice says so, and Undo brings it back.
 	browsertest.Do(t, ctx, "move to Projects",
 		chromedp.Click(chromedp.ID("sel-"+strconv.Itoa(int(orig)))),
 		chromedp.SetValue(chromedp.ID("move-to"), "Projects"),
 		chromedp.Click(chromedp.CSS(`#act button[name=op][value=move]`)),
 	)
 	browsertest.WaitTrue(t, ctx, "moved", `location.pathname === "/mail/INBOX" && document.readyState === "complete" && !document.getElementById("sel-`+strconv.Itoa(int(orig))+`")`)
+	if got := browsertest.Eval[string](t, ctx, `document.getElementById("notice-text").textContent`); got != "Moved 1 message to Projects." {
+		t.Errorf("notice after the move = %q", got)
+	}
 	if _, ok := findBySubject(t, s, alice, "Projects", subject); !ok {
 		t.Error("the moved message is not in Projects")
 	}
 	if _, ok := storedByUID(t, s, alice, "INBOX", orig); ok {
 		t.Error("the moved message is still in INBOX")
 	}
+	browsertest.Do(t, ctx, "undo the move", chromedp.Click(chromedp.ID("undo")))
+	browsertest.WaitTrue(t, ctx, "move undone", `document.readyState === "complete" && !!document.getElementById("notice-text") && document.getElementById("notice-text").textContent.startsWith("Undone")`)
+	orig = rowUID(t, ctx, subject)
+	if orig == 0 {
+		t.Fatal("after Undo the message is not back in the inbox")
+	}
+	if !browsertest.Eval[bool](t, ctx, `document.getElementById("sel-`+strconv.Itoa(int(orig))+`").checked`) {
+		t.Error("after Undo the restored message is not selected")
+	}
+	// Move it again, for good this time (z would undo it).
+	browsertest.Do(t, ctx, "move to Projects again",
+		chromedp.SetValue(chromedp.ID("move-to"), "Projects"),
+		chromedp.Click(chromedp.CSS(`#act button[name=op][value=move]`)),
+	)
+	browsertest.WaitTrue(t, ctx, "moved again", `document.readyState === "complete" && !document.getElementById("sel-`+strconv.Itoa(int(orig))+`")`)
 
 	// Delete another one: it goes to Trash.
 	const doomed = "Quick question about the IMAP pool"
@@ -265,6 +305,15 @@ func TestBrowserDailyPath(t *testing.T) {
 	}
 	if _, ok := storedByUID(t, s, alice, "INBOX", del); ok {
 		t.Error("the deleted message is still in INBOX")
+	}
+	// Undo the delete with the keyboard (z).
+	browsertest.Do(t, ctx, "press z", chromedp.KeyEvent("z"))
+	browsertest.WaitTrue(t, ctx, "delete undone", `document.readyState === "complete" && !!document.getElementById("notice-text") && document.getElementById("notice-text").textContent.startsWith("Undone")`)
+	if _, ok := findBySubject(t, s, alice, "INBOX", doomed); !ok {
+		t.Error("z did not bring the deleted message back")
+	}
+	if _, ok := findBySubject(t, s, alice, "Trash", doomed); ok {
+		t.Error("after z the message is still in Trash")
 	}
 
 	// Sign out with the header's button: the signed-out page, and the grant is gone at the IdP too.

@@ -17,7 +17,6 @@ type foldersPage struct {
 	Rows    []folderRow
 	Delim   string
 	Problem string
-	Notice  string
 	Form    folderForm
 }
 
@@ -35,9 +34,9 @@ type folderForm struct {
 }
 
 var folderNotices = map[string]string{
-	"created": "Folder created.",
-	"renamed": "Folder renamed.",
-	"deleted": "Folder deleted.",
+	"create": "Folder created.",
+	"rename": "Folder renamed.",
+	"delete": "Folder deleted.",
 }
 
 // handleFolders shows the folder manager. The folder list in the side bar only links; changing folders is a
@@ -52,7 +51,7 @@ func (s *Server) handleFolders(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return mailError(err)
 	}
-	s.renderFolders(w, r, http.StatusOK, addr, boxes, foldersPage{Notice: folderNotices[r.URL.Query().Get("notice")]})
+	s.renderFolders(w, r, http.StatusOK, addr, boxes, foldersPage{})
 	return nil
 }
 
@@ -117,7 +116,8 @@ func (s *Server) handleFolderAction(w http.ResponseWriter, r *http.Request) erro
 		s.renderFolders(w, r, status, addr, boxes, foldersPage{Problem: problem, Form: form})
 		return nil
 	}
-	http.Redirect(w, r, "/folders?notice="+map[string]string{"create": "created", "rename": "renamed", "delete": "deleted"}[form.Action], http.StatusSeeOther)
+	s.flashNext(w, r, flash{Text: folderNotices[form.Action]}, nil)
+	http.Redirect(w, r, "/folders", http.StatusSeeOther)
 	return nil
 }
 

@@ -93,17 +93,26 @@ type mailboxPage struct {
 	EventsURL string
 	// MoveTargets are the folders a selection can be moved to.
 	MoveTargets []folderLink
-	Notice      string
+	// PageUIDs are the UIDs of the rows, in order, so that an action can return to the row next to what it moved.
+	PageUIDs string
 }
 
 // listRow is one message of the list with the link that opens it.
 type listRow struct {
 	mail.Summary
 	URL string
+	// Who is the From column: the senders, or in Sent and Drafts the recipients.
+	Who []mail.Address
 }
 
 // InTrash reports whether "Delete" deletes for good on this page.
 func (p *mailboxPage) InTrash() bool { return p.Special == mail.SpecialTrash }
+
+// InSent reports whether the list shows recipients rather than senders: in Sent (and Drafts) the sender is the
+// user, every row alike.
+func (p *mailboxPage) InSent() bool {
+	return p.Special == mail.SpecialSent || p.Special == mail.SpecialDrafts
+}
 
 // InDrafts reports whether rows open in the editor rather than the reader.
 func (p *mailboxPage) InDrafts() bool { return p.Special == mail.SpecialDrafts }
@@ -161,8 +170,8 @@ func (s *Server) handleMailbox(w http.ResponseWriter, r *http.Request) error {
 		Total:    page.Total,
 		Search:   search,
 		ListURL:  mailboxURL(box),
-		Notice:   notices[q.Get("notice")],
 	}
+	page2.Flash = s.takeFlash(w, r)
 	page2.User = addr
 	page2.Folders = folderLinks(boxes, box)
 	page2.EventsURL = "/events" + strings.TrimPrefix(page2.ListURL, "/mail")
@@ -190,7 +199,15 @@ func (s *Server) handleMailbox(w http.ResponseWriter, r *http.Request) error {
 		if page2.InDrafts() {
 			u = "/compose?draft=" + strconv.FormatUint(uint64(m.UID), 10)
 		}
-		page2.Rows = append(page2.Rows, listRow{Summary: m, URL: u})
+		who := m.From
+		if page2.InSent() {
+			who = m.To
+		}
+		page2.Rows = append(page2.Rows, listRow{Summary: m, URL: u, Who: who})
+		if page2.PageUIDs != "" {
+			page2.PageUIDs += ","
+		}
+		page2.PageUIDs += strconv.FormatUint(uint64(m.UID), 10)
 	}
 	if page.Before != 0 {
 		v := search.values()
@@ -205,15 +222,6 @@ func (s *Server) handleMailbox(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.render(w, r, http.StatusOK, "mailbox", &page2)
 	return nil
-}
-
-// notices are the fixed confirmations a redirect can ask the list page to show (?notice=key). Only keys travel in
-// the URL, so a crafted link cannot put words on the page.
-var notices = map[string]string{
-	"sent":        "Your message was sent.",
-	"sent-nocopy": "Your message was sent, but the copy for your Sent folder could not be saved.",
-	"draft":       "Your draft was saved in Drafts.",
-	"done":        "Done.",
 }
 
 // parseBefore reads a ?before=UID cursor; anything else means the first page.

@@ -40,6 +40,10 @@ type pageBase struct {
 	Version string
 	Folders []folderLink
 	Current string
+	// Banner is Config.Banner.
+	Banner string
+	// Flash is the one-off notice of the last action (flash.go), set by render or by a handler that needs it early.
+	Flash *flash
 }
 
 type folderLink struct {
@@ -49,7 +53,7 @@ type folderLink struct {
 }
 
 func (s *Server) base(r *http.Request, title string) pageBase {
-	return pageBase{Title: title, Version: s.cfg.Version}
+	return pageBase{Title: title, Version: s.cfg.Version, Banner: s.cfg.Banner}
 }
 
 func loadPages() (*pages, error) {
@@ -114,6 +118,10 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 		s.log(r).Error("no such template", "template", name)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
+	}
+	if fh, ok := data.(flashHolder); ok && *fh.flashSlot() == nil {
+		// Before anything is written: taking the flash saves the session, which may set its cookie.
+		*fh.flashSlot() = s.takeFlash(w, r)
 	}
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, data); err != nil {

@@ -19,6 +19,7 @@ func (s *Server) routes() http.Handler {
 	// is a POST answered with 303 (CrossOriginProtection below refuses cross-site ones); the event stream has its
 	// own gate that never redirects.
 	mux.Handle("POST /act", s.signedIn(s.handleAct))
+	mux.Handle("POST /undo", s.signedIn(s.handleUndo))
 	mux.Handle("GET /folders", s.signedIn(s.handleFolders))
 	mux.Handle("POST /folders", s.signedIn(s.handleFolderAction))
 	mux.Handle("GET /compose", s.signedIn(s.handleCompose))

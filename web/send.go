@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -63,6 +64,19 @@ func (s *Server) submitCompose(w http.ResponseWriter, r *http.Request, send bool
 		}
 	}
 	var fp *formProblem
+	if j != nil && j.autosave {
+		// The script's background save (app.js): a small JSON answer instead of a page; the form stays as it is.
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		switch {
+		case errors.As(err, &fp):
+			w.WriteHeader(fp.status)
+			return json.NewEncoder(w).Encode(map[string]string{"problem": fp.msg})
+		case err != nil:
+			return err
+		}
+		return json.NewEncoder(w).Encode(map[string]uint32{"draft": j.savedUID})
+	}
 	if errors.As(err, &fp) {
 		var f composeForm
 		if j != nil {
@@ -100,6 +114,10 @@ type composeJob struct {
 	drafts string
 	// msg is the built message, without Bcc.
 	msg []byte
+	// autosave: this POST /drafts is the compose script's background save (field autosave=1).
+	autosave bool
+	// savedUID is the draft's UID in Drafts after saveDraft (0 if the server did not say).
+	savedUID uint32
 }
 
 // parseCompose reads the form: the attachments go to the stash so that they survive a re-shown form, and the
@@ -108,6 +126,7 @@ func (s *Server) parseCompose(w http.ResponseWriter, r *http.Request, send bool)
 	j := &composeJob{s: s, w: w, r: r, ctx: r.Context(), grant: grantID(r)}
 	vals, files, rerr := readComposeForm(w, r, s.cfg.MaxUpload)
 	j.f = composeFrom(vals)
+	j.autosave = !send && len(vals["autosave"]) > 0 && vals["autosave"][0] == "1"
 	var stashFull bool
 	keepIDs := vals["keep"]
 	for _, id := range keepIDs {
@@ -233,9 +252,11 @@ func (j *composeJob) saveDraft() error {
 		return problem(http.StatusConflict, "", "Your account has no Drafts folder, so the draft cannot be saved.")
 	}
 	_, err := s.withMail(ctx, j.grant, func(ms *mail.Session) error {
-		if err := ms.Append(ctx, j.drafts, []mail.Flag{mail.FlagDraft, mail.FlagSeen}, mail.OwnCopy(j.msg, j.d.Bcc)); err != nil {
+		uid, err := ms.AppendUID(ctx, j.drafts, []mail.Flag{mail.FlagDraft, mail.FlagSeen}, mail.OwnCopy(j.msg, j.d.Bcc))
+		if err != nil {
 			return err
 		}
+		j.savedUID = uid
 		if j.f.Draft != 0 {
 			// The new copy is stored; the old one would be a stale duplicate.
 			if err := ms.Expunge(ctx, j.drafts, []uint32{j.f.Draft}); err != nil && !errors.Is(err, mail.ErrNoMessage) {
@@ -252,8 +273,13 @@ func (j *composeJob) saveDraft() error {
 		s.log(j.r).Warn("compose: saving draft failed", slog.Any("err", err))
 		return fp
 	}
+	if j.autosave {
+		// The form stays open: its attachments stay in the stash, and the next save replaces this copy.
+		return nil
+	}
 	s.uploads.drop(j.grant, idsOf(j.f.Kept))
-	http.Redirect(j.w, j.r, mailboxURL(j.drafts)+"?notice=draft", http.StatusSeeOther)
+	j.s.flashNext(j.w, j.r, flash{Text: "Your draft was saved in " + boxLabel(j.drafts) + "."}, nil)
+	http.Redirect(j.w, j.r, mailboxURL(j.drafts), http.StatusSeeOther)
 	return nil
 }
 
@@ -298,7 +324,7 @@ func (j *composeJob) fieldOf(addr string) string {
 // send, or the user would send it twice; a missing copy in Sent is a notice.
 func (j *composeJob) afterSend() {
 	s, ctx := j.s, j.ctx
-	notice := "sent"
+	notice := "Your message was sent."
 	_, err := s.withMail(ctx, j.grant, func(ms *mail.Session) error {
 		var errs []error
 		if sent := specialMailbox(j.boxes, mail.SpecialSent); sent != "" {
@@ -320,7 +346,7 @@ func (j *composeJob) afterSend() {
 	})
 	if err != nil {
 		s.log(j.r).Warn("compose: copy to Sent failed", slog.Any("err", err))
-		notice = "sent-nocopy"
+		notice = "Your message was sent, but the copy for your Sent folder could not be saved."
 	}
 	back := defaultReturnTo
 	if box, _, ok := parseMsgRef(j.f.Orig); ok {
@@ -328,7 +354,8 @@ func (j *composeJob) afterSend() {
 	} else if box, _, ok := parseMsgRef(j.f.Fwd); ok {
 		back = mailboxURL(box)
 	}
-	http.Redirect(j.w, j.r, back+"?notice="+notice, http.StatusSeeOther)
+	s.flashNext(j.w, j.r, flash{Text: notice}, nil)
+	http.Redirect(j.w, j.r, back, http.StatusSeeOther)
 }
 
 // sendProblem says why a message was not sent or saved, specifically, in the user's terms, with the status that

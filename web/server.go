@@ -62,6 +62,9 @@ type Config struct {
 	Logger        *slog.Logger
 	// Version is shown in the page footer.
 	Version string
+	// Banner, when set, is a line of plain text shown at the top of every page; the demo says there where its mail
+	// goes (devstack.OutboundNote).
+	Banner string
 	// Sender submits composed mail over SMTP with the user's bearer token; cmd sets an SMTPSender. Without one the
 	// compose page still saves drafts but refuses to send, with a message saying why.
 	Sender Sender

@@ -17,6 +17,7 @@ import (
 
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/internal/devices"
+	"github.com/postern/postern/internal/devstack"
 	"github.com/postern/postern/internal/devstack/idp"
 	"github.com/postern/postern/internal/devstack/mailserver"
 	"github.com/postern/postern/internal/seal"
@@ -52,6 +53,7 @@ type stackOptions struct {
 	pool       mail.PoolOptions
 	stall      time.Duration
 	bridge     Bridge
+	demo       bool
 }
 
 // stackOption is an option of newStack.
@@ -74,6 +76,10 @@ func withBridge(b Bridge) stackOption { return func(o *stackOptions) { o.bridge 
 
 // withMaxDevices caps each user's live devices (bridge.max_devices_per_user).
 func withMaxDevices(n int) stackOption { return func(o *stackOptions) { o.maxDevices = n } }
+
+// withDemo runs the stack as the demo does: the mail server accepts any recipient (mail to strangers is kept in the
+// sender's Outbound folder) and every page carries the demo's banner.
+func withDemo() stackOption { return func(o *stackOptions) { o.demo = true } }
 
 // withQuota gives every account of the dev mail server a storage quota (APPEND over it fails with OVERQUOTA).
 func withQuota(bytes int64) stackOption { return func(o *stackOptions) { o.quota = bytes } }
@@ -104,7 +110,7 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 	}
 	t.Cleanup(func() { s.idp.Close() })
 
-	s.mail, err = mailserver.New(mailserver.Options{UserinfoURL: s.idp.Issuer() + "/api/oidc/userinfo", QuotaBytes: o.quota})
+	s.mail, err = mailserver.New(mailserver.Options{UserinfoURL: s.idp.Issuer() + "/api/oidc/userinfo", QuotaBytes: o.quota, Outbound: o.demo})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +159,12 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 
 	s.devices = devices.New(s.store, &devices.Options{MaxPerUser: o.maxDevices})
 	s.closed = &closedDevices{}
+	var banner string
+	if o.demo {
+		banner = devstack.OutboundNote
+	}
 	s.web, err = New(Config{
+		Banner:        banner,
 		Devices:       s.devices,
 		Bridge:        o.bridge,
 		DeviceCloser:  s.closed,

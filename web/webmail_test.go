@@ -325,7 +325,7 @@ func TestActFlags(t *testing.T) {
 	}
 	for _, tc := range tests {
 		r := u.act("INBOX", tc.op, []uint32{a, b}, nil)
-		if r.status != http.StatusSeeOther || r.location != "/mail/INBOX" {
+		if first := min(a, b); r.status != http.StatusSeeOther || r.location != "/mail/INBOX#m-"+strconv.Itoa(int(first)) {
 			t.Fatalf("act %s = %d to %q: %s", tc.op, r.status, r.location, r.body)
 		}
 		for _, uid := range []uint32{a, b} {
@@ -337,11 +337,11 @@ func TestActFlags(t *testing.T) {
 	}
 	// The PHP-style name the brief used works too, and return_to sends the reader on to the next message.
 	r := u.b.post(s.ts.URL+"/act", url.Values{"box": {"INBOX"}, "op": {"read"}, "uids[]": {strconv.Itoa(int(a))}, "return_to": {"/msg/INBOX/" + strconv.Itoa(int(b))}})
-	if r.status != http.StatusSeeOther || r.location != "/msg/INBOX/"+strconv.Itoa(int(b)) {
+	if r.status != http.StatusSeeOther || r.location != "/msg/INBOX/"+strconv.Itoa(int(b))+"#m-"+strconv.Itoa(int(a)) {
 		t.Errorf("act with return_to = %d to %q", r.status, r.location)
 	}
 	r = u.act("INBOX", "read", []uint32{a}, url.Values{"return_to": {"https://evil.example/"}})
-	if r.location != "/mail/INBOX" {
+	if r.location != "/mail/INBOX#m-"+strconv.Itoa(int(a)) {
 		t.Errorf("act with a foreign return_to went to %q, want /mail/INBOX", r.location)
 	}
 }
@@ -411,11 +411,8 @@ func TestActRefusals(t *testing.T) {
 		status int
 		want   string
 	}{
-		{"no selection", url.Values{"box": {"INBOX"}, "op": {"archive"}}, http.StatusBadRequest, "Select at least one message"},
-		{"unknown op", url.Values{"box": {"INBOX"}, "op": {"explode"}, "uids": {strconv.Itoa(int(uid))}}, http.StatusBadRequest, "Choose what to do"},
 		{"bad uid", url.Values{"box": {"INBOX"}, "op": {"read"}, "uids": {"x1"}}, http.StatusBadRequest, "could not be read"},
 		{"move to missing folder", url.Values{"box": {"INBOX"}, "op": {"move"}, "to": {"Gone"}, "uids": {strconv.Itoa(int(uid))}}, http.StatusNotFound, "does not exist"},
-		{"move without folder", url.Values{"box": {"INBOX"}, "op": {"move"}, "uids": {strconv.Itoa(int(uid))}}, http.StatusBadRequest, "Choose the folder"},
 		{"missing source folder", url.Values{"box": {"Gone"}, "op": {"read"}, "uids": {"1"}}, http.StatusNotFound, "does not exist"},
 	}
 	for _, tc := range tests {
@@ -487,8 +484,11 @@ func TestFolders(t *testing.T) {
 		t.Fatalf("GET /folders = %d", r.status)
 	}
 	r := post(url.Values{"action": {"create"}, "name": {"Clients"}})
-	if r.status != http.StatusSeeOther || r.location != "/folders?notice=created" {
+	if r.status != http.StatusSeeOther || r.location != "/folders" {
 		t.Fatalf("create = %d to %q: %s", r.status, r.location, r.body)
+	}
+	if p := u.b.get(s.ts.URL + "/folders"); !strings.Contains(p.body, "Folder created.") {
+		t.Error("the folder page does not confirm the creation")
 	}
 	if !slices.Contains(folderNames(t, u), "Clients") {
 		t.Fatal("Clients not created")
@@ -506,7 +506,7 @@ func TestFolders(t *testing.T) {
 	if r := post(url.Values{"action": {"delete"}, "name": {"Invoices"}}); r.status != http.StatusBadRequest || !strings.Contains(r.body, "Tick the box") {
 		t.Errorf("delete without confirmation = %d", r.status)
 	}
-	if r := post(url.Values{"action": {"delete"}, "name": {"Invoices"}, "confirm": {"yes"}}); r.status != http.StatusSeeOther || r.location != "/folders?notice=deleted" {
+	if r := post(url.Values{"action": {"delete"}, "name": {"Invoices"}, "confirm": {"yes"}}); r.status != http.StatusSeeOther || r.location != "/folders" {
 		t.Fatalf("delete = %d: %s", r.status, r.body)
 	}
 	if slices.Contains(folderNames(t, u), "Invoices") {
@@ -704,4 +704,126 @@ func TestMailServerDown(t *testing.T) {
 	if r.status != http.StatusBadGateway || formFields(t, r.body)["body"] != "typed" {
 		t.Errorf("send with the mail server down = %d", r.status)
 	}
+}
+
+// Acting with nothing selected, or without an operation, is not a dead end (issue 15 item 6): the same page comes
+// back with the reason on it, and the selection kept.
+func TestActNothingSelected(t *testing.T) {
+	s := newStack(t)
+	u := signedInAs(t, s, "alice")
+	uid := u.appendMsg(t, "INBOX", "bob@example.test", "stays", "x")
+	for _, tc := range []struct {
+		name string
+		form url.Values
+		want string
+	}{
+		{"no selection", url.Values{"box": {"INBOX"}, "op": {"archive"}, "return_to": {"/mail/INBOX?before=99999"}}, "Select at least one message"},
+		{"unknown op", url.Values{"box": {"INBOX"}, "op": {"explode"}, "uids": {strconv.Itoa(int(uid))}, "return_to": {"/mail/INBOX?before=99999"}}, "Choose what to do"},
+		{"move without folder", url.Values{"box": {"INBOX"}, "op": {"move"}, "uids": {strconv.Itoa(int(uid))}, "return_to": {"/mail/INBOX?before=99999"}}, "Choose the folder"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := u.b.post(s.ts.URL+"/act", tc.form)
+			if r.status != http.StatusSeeOther || r.location != "/mail/INBOX?before=99999" {
+				t.Fatalf("POST /act = %d to %q, want 303 back to the page", r.status, r.location)
+			}
+			p := u.b.get(s.ts.URL + r.location)
+			if !strings.Contains(p.body, tc.want) || !strings.Contains(p.body, `role="alert" id="notice"`) {
+				t.Errorf("the page after = %d without %q as an alert", p.status, tc.want)
+			}
+		})
+	}
+	if p := u.b.get(s.ts.URL + "/mail/INBOX"); strings.Contains(p.body, `id="notice"`) {
+		t.Error("the notice shows twice")
+	}
+}
+
+// Every action says what it did, with an Undo that reverses it (issue 15 item 2): a move through the new UIDs the
+// server reported (COPYUID), a flag change by the opposite change. The notice lives in the session, never in the URL;
+// the browser comes back to the same page, at the row after the moved ones, with a flag change's selection kept.
+func TestActUndo(t *testing.T) {
+	s := newStack(t)
+	u := signedInAs(t, s, "alice")
+	a := u.appendMsg(t, "INBOX", "bob@example.test", "undo a", "x")
+	b := u.appendMsg(t, "INBOX", "bob@example.test", "undo b", "x")
+	c := u.appendMsg(t, "INBOX", "bob@example.test", "undo c", "x")
+	page := fmt.Sprintf("%d,%d,%d", c, b, a)
+
+	for _, op := range []struct{ op, to, text, dest string }{
+		{"archive", "", "Moved 2 messages to Archive.", "Archive"},
+		{"delete", "", "Deleted 2 messages (moved to Trash).", "Trash"},
+		{"move", "Projects", "Moved 2 messages to Projects.", "Projects"},
+	} {
+		t.Run(op.op, func(t *testing.T) {
+			r := u.act("INBOX", op.op, []uint32{c, b}, url.Values{"to": {op.to}, "page_uids": {page}, "return_to": {"/mail/INBOX"}})
+			if want := "/mail/INBOX#m-" + strconv.Itoa(int(a)); r.status != http.StatusSeeOther || r.location != want {
+				t.Fatalf("act %s = %d to %q, want %q", op.op, r.status, r.location, want)
+			}
+			list := u.b.get(s.ts.URL + "/mail/INBOX")
+			if !strings.Contains(list.body, op.text) || !strings.Contains(list.body, `id="undo"`) {
+				t.Fatalf("after %s the list lacks %q with Undo", op.op, op.text)
+			}
+			if _, ok := storedByUID(t, s, u.addr, "INBOX", b); ok {
+				t.Fatal("the message was not moved")
+			}
+			r = u.b.post(s.ts.URL+"/undo", url.Values{"return_to": {"/mail/INBOX"}})
+			if r.status != http.StatusSeeOther || r.location != "/mail/INBOX" {
+				t.Fatalf("undo = %d to %q", r.status, r.location)
+			}
+			if _, ok := findBySubject(t, s, u.addr, "INBOX", "undo b"); !ok {
+				t.Error("undo did not bring the message back")
+			}
+			if _, ok := findBySubject(t, s, u.addr, op.dest, "undo b"); ok {
+				t.Errorf("after undo the message is still in %s", op.dest)
+			}
+			list = u.b.get(s.ts.URL + "/mail/INBOX")
+			if !strings.Contains(list.body, "Undone: 2 messages back in Inbox.") || strings.Count(list.body, `" checked aria-label`) != 2 {
+				t.Errorf("after undo the list does not say so with the two messages selected")
+			}
+			// The undo is used up.
+			if r := u.b.post(s.ts.URL+"/undo", url.Values{"return_to": {"/mail/INBOX"}}); r.status != http.StatusSeeOther {
+				t.Errorf("second undo = %d", r.status)
+			}
+			if p := u.b.get(s.ts.URL + "/mail/INBOX"); !strings.Contains(p.body, "nothing to undo") {
+				t.Error("a second undo does not say there is nothing to undo")
+			}
+			// New UIDs for the next round.
+			b = uidOf(t, s, u.addr, "INBOX", "undo b")
+			c = uidOf(t, s, u.addr, "INBOX", "undo c")
+			page = fmt.Sprintf("%d,%d,%d", c, b, a)
+		})
+	}
+	t.Run("flag", func(t *testing.T) {
+		r := u.act("INBOX", "flag", []uint32{a}, url.Values{"page_uids": {page}})
+		if r.location != "/mail/INBOX#m-"+strconv.Itoa(int(a)) {
+			t.Errorf("flag went to %q", r.location)
+		}
+		list := u.b.get(s.ts.URL + "/mail/INBOX")
+		if !strings.Contains(list.body, "Marked 1 message as flagged.") || !strings.Contains(list.body, fmt.Sprintf(`id="sel-%d" checked`, a)) {
+			t.Error("the flag notice or the kept selection is missing")
+		}
+		u.b.post(s.ts.URL+"/undo", url.Values{"return_to": {"/mail/INBOX"}})
+		if m, _ := storedByUID(t, s, u.addr, "INBOX", a); hasFlag(m, `\Flagged`) {
+			t.Error("undo did not take the flag off")
+		}
+	})
+	t.Run("delete forever has no undo", func(t *testing.T) {
+		u.act("INBOX", "delete", []uint32{a}, nil)
+		trashed := uidOf(t, s, u.addr, "Trash", "undo a")
+		u.b.get(s.ts.URL + "/mail/INBOX") // takes the notice
+		u.act("Trash", "delete", []uint32{trashed}, nil)
+		p := u.b.get(s.ts.URL + "/mail/Trash")
+		if !strings.Contains(p.body, "Deleted 1 message for good.") || strings.Contains(p.body, `id="undo"`) {
+			t.Error("deleting for good says otherwise or offers Undo")
+		}
+	})
+}
+
+// uidOf returns the UID of the message with subject in box, failing the test if there is none.
+func uidOf(t *testing.T, s *stack, addr, box, subject string) uint32 {
+	t.Helper()
+	m, ok := findBySubject(t, s, addr, box, subject)
+	if !ok {
+		t.Fatalf("no %q in %s's %s", subject, addr, box)
+	}
+	return m.UID
 }

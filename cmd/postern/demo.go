@@ -56,7 +56,7 @@ func startDevstackMode(publicURL string, logger *slog.Logger, jwt bool) (*devsta
 	for _, u := range demoUsers {
 		users = append(users, idp.User{Username: u.username, Password: u.password, Email: u.email, Name: u.name})
 	}
-	opts := devstack.Options{RedirectURIs: []string{web.RedirectURL(pu)}, Users: users, Logger: logger, JWT: jwt}
+	opts := devstack.Options{RedirectURIs: []string{web.RedirectURL(pu)}, Users: users, Logger: logger, JWT: jwt, Outbound: true}
 	if jwt {
 		opts.AccessTokenLifespan = jwtAccessLifetime
 	}

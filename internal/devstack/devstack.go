@@ -39,9 +39,17 @@ type Options struct {
 	// "Stalwart 0.16 JWT" mode, validating them offline against the IdP's JWKS. Mail.JWT, if set, is kept (an empty
 	// IssuerURL there becomes the IdP's).
 	JWT bool
+	// Outbound makes the mail server accept any recipient (mailserver.Options.Outbound): local users get the message,
+	// mail to everyone else is kept in the sender's Outbound folder. The demo sets it, so that Reply works on the
+	// seeded mail, which comes from people without an account here; tests that want Stalwart's refusals leave it off.
+	Outbound bool
 	// Logger receives both peers' logs, each with a component attribute; nil discards.
 	Logger *slog.Logger
 }
+
+// OutboundNote says, for the demo's banner (web.Config.Banner), where mail sent with Options.Outbound goes.
+const OutboundNote = "Demo: mail to the demo users is delivered; mail to anyone else is not sent but kept in your " +
+	"Outbound folder (addresses ending in .invalid are refused, to show what a refusal looks like)."
 
 // Stack is the running peers.
 type Stack struct {
@@ -84,6 +92,7 @@ func Start(opts Options) (*Stack, error) {
 	}
 	mo := opts.Mail
 	mo.UserinfoURL = s.IdP.Issuer() + "/api/oidc/userinfo"
+	mo.Outbound = mo.Outbound || opts.Outbound
 	if opts.JWT && mo.JWT == nil {
 		mo.JWT = &mailserver.JWTOptions{IssuerURL: s.IdP.Issuer(), RequireAudience: Audience}
 	} else if mo.JWT != nil && mo.JWT.IssuerURL == "" {

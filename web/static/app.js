@@ -142,6 +142,11 @@
       case "#":
         act("delete");
         break;
+      case "z":
+        var undo = document.getElementById("undo");
+        if (undo) undo.click();
+        else handled = false;
+        break;
       case "/":
         var q = document.getElementById("q");
         if (q) {
@@ -157,6 +162,96 @@
     }
     if (handled) e.preventDefault();
   });
+
+  // Compose: autosave to Drafts a few seconds after typing stops and when the page is hidden, a warning before
+  // leaving with unsaved text, and the picked files listed with name, size and Remove. Without the script the
+  // "Save draft" button and the browser's own file picker do the same by hand.
+  var cform = document.getElementById("compose-form");
+  if (cform && window.fetch && window.FormData) {
+    var draftUID = document.getElementById("draft-uid");
+    var saveStatus = document.getElementById("autosave-status");
+    var fields = ["to", "cc", "bcc", "subject", "body"].map(function (id) { return document.getElementById(id); });
+    var snapshot = function () { return fields.map(function (f) { return f ? f.value : ""; }).join("\u0000"); };
+    var saved = snapshot(), timer = null, saving = false, submitting = false;
+    var dirty = function () { return snapshot() !== saved; };
+    var say = function (text) { if (saveStatus) saveStatus.textContent = text; };
+    var save = function (leaving) {
+      if (saving || submitting || !dirty()) return;
+      var fd = new FormData(cform);
+      fd.delete("attach"); // new files go up with Send or Save draft; a background save takes the text only
+      fd.set("autosave", "1");
+      var snap = snapshot();
+      saving = true;
+      say("Saving draft…");
+      fetch("/drafts", { method: "POST", body: fd, credentials: "same-origin", keepalive: !!leaving })
+        .then(function (r) { return r.json().then(function (j) { return { ok: r.ok, j: j }; }); })
+        .then(function (res) {
+          saving = false;
+          if (res.ok) {
+            if (res.j.draft && draftUID) draftUID.value = res.j.draft;
+            saved = snap;
+            say("Draft saved at " + new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) + ".");
+          } else {
+            say(res.j.problem || "The draft could not be saved.");
+          }
+        })
+        .catch(function () {
+          saving = false;
+          say("The draft could not be saved (no connection?).");
+        });
+    };
+    cform.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(save, 3000);
+    });
+    cform.addEventListener("submit", function () { submitting = true; });
+    window.addEventListener("beforeunload", function (e) {
+      if (!submitting && dirty()) {
+        save(true);
+        e.preventDefault();
+        e.returnValue = "";
+      }
+    });
+    document.addEventListener("visibilitychange", function () {
+      if (document.visibilityState === "hidden") save(true);
+    });
+
+    var picker = document.getElementById("attach"), picked = document.getElementById("picked");
+    var human = function (n) {
+      if (n >= 1048576) return (n / 1048576).toFixed(1) + " MB";
+      if (n >= 1024) return Math.round(n / 1024) + " kB";
+      return n + " B";
+    };
+    var listPicked = function () {
+      picked.textContent = "";
+      Array.prototype.forEach.call(picker.files, function (file, i) {
+        var li = document.createElement("li");
+        var name = document.createElement("bdi");
+        name.textContent = file.name;
+        var size = document.createElement("span");
+        size.className = "muted";
+        size.textContent = "(" + human(file.size) + ")";
+        var rm = document.createElement("button");
+        rm.type = "button";
+        rm.textContent = "Remove";
+        rm.setAttribute("aria-label", "Remove " + file.name);
+        rm.addEventListener("click", function () {
+          var dt = new DataTransfer();
+          Array.prototype.forEach.call(picker.files, function (f, j) { if (j !== i) dt.items.add(f); });
+          picker.files = dt.files;
+          listPicked();
+          picker.focus();
+        });
+        li.append(name, " ", size, " ", rm);
+        picked.appendChild(li);
+      });
+      picked.hidden = picker.files.length === 0;
+    };
+    if (picker && picked && window.DataTransfer) {
+      picker.addEventListener("change", listPicked);
+      listPicked();
+    }
+  }
 
   // Live updates: the list page names its event stream; a change shows the banner. Reloading is left to the
   // user, so that a selection or a half-read list is never pulled away under them.

@@ -458,3 +458,68 @@ func TestStall(t *testing.T) {
 		t.Fatalf("greeting after the stall = %q, %v", buf[:n], err)
 	}
 }
+
+// With Options.Outbound (the demo), any recipient is accepted: local accounts
+// get the message, one copy for all the others lands in the sender's Outbound
+// folder, and only the reserved .invalid domain is refused.
+func TestSMTPOutbound(t *testing.T) {
+	t.Parallel()
+	s, _ := newServer(t, Options{Outbound: true})
+	for _, u := range []string{"alice@example.test", "bob@example.test"} {
+		if err := s.Seed(u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addr, err := s.ListenSMTP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := smtp.Dial(addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(bearer{"OAUTHBEARER", "", "good-alice@example.test"}); err != nil {
+		t.Fatalf("AUTH = %v", err)
+	}
+	if err := c.Mail("alice@example.test", nil); err != nil {
+		t.Fatalf("MAIL FROM self = %v", err)
+	}
+	for _, bad := range []string{"x@nowhere.invalid", "y@INVALID"} {
+		var se *smtp.SMTPError
+		if err := c.Rcpt(bad, nil); !errors.As(err, &se) || se.Code != 550 {
+			t.Errorf("RCPT %s = %v, want 550", bad, err)
+		}
+	}
+	for _, rcpt := range []string{"bob@example.test", "bjorn@example.org", "taro.yamada@example.jp"} {
+		if err := c.Rcpt(rcpt, nil); err != nil {
+			t.Fatalf("RCPT %s = %v", rcpt, err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "From: alice@example.test\r\nSubject: out\r\n\r\nhello\r\n")
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Delivered != 1 || st.Outbound != 1 {
+		t.Errorf("Delivered, Outbound = %d, %d; want 1, 1", st.Delivered, st.Outbound)
+	}
+	for _, where := range []struct{ who, box string }{{"bob@example.test", "INBOX"}, {"alice@example.test", OutboundFolder}} {
+		msgs, err := s.Messages(where.who, where.box)
+		n := 0
+		for _, m := range msgs {
+			if bytes.Contains(m.Raw, []byte("Subject: out\r\n")) {
+				n++
+			}
+		}
+		if err != nil || n != 1 {
+			t.Errorf("%s %s holds %d copies of the message, %v; want 1", where.who, where.box, n, err)
+		}
+	}
+	if _, err := s.Messages("bjorn@example.org", "INBOX"); err == nil {
+		t.Error("an account was made for an outside address")
+	}
+}

@@ -14,7 +14,7 @@ import (
 
 // People and services that write to the seeded account.
 var (
-	bob       = addr{"Bob Lindqvist", "bob@example.org"}
+	bjorn     = addr{"Björn Lindqvist", "bjorn@example.org"}
 	carol     = addr{"Carol Nguyen", "carol@example.org"}
 	dave      = addr{"Dave Okafor", "dave@example.org"}
 	grete     = addr{"Grete Müller", "grete.mueller@example.de"}
@@ -108,7 +108,7 @@ func inboxSingles(me addr, domain string) []message {
 		},
 		{
 			box: "INBOX", at: ago(10, 4, 30), flags: seen,
-			from: carol, to: []addr{me}, cc: []addr{bob, dave},
+			from: carol, to: []addr{me}, cc: []addr{bjorn, dave},
 			subject: "Photos from the offsite", id: "offsite-photos@example.org",
 			body: multipart("related",
 				alternative(
@@ -138,7 +138,7 @@ func inboxSingles(me addr, domain string) []message {
 		},
 		{
 			box: "INBOX", at: ago(3, 2, 10), flags: seen,
-			from: carol, to: []addr{me, bob, dave},
+			from: carol, to: []addr{me, bjorn, dave},
 			subject: "Invitation: Quarterly infrastructure review @ Thu 26 Nov 2026 14:00 (UTC)", id: "invite-qir@example.org",
 			body: multipart("mixed",
 				alternative(
@@ -149,10 +149,10 @@ func inboxSingles(me addr, domain string) []message {
 		},
 		{
 			box: "INBOX", at: ago(2, 3, 45), flags: unread,
-			from: bob, to: []addr{me},
+			from: bjorn, to: []addr{me},
 			subject: "Slides for Thursday", id: "slides-thursday@example.org",
 			body: multipart("mixed",
-				plain("Hi,\n\ndraft slides for the review attached. Comments welcome before Wednesday.\n\nBob\n"),
+				plain("Hi,\n\ndraft slides for the review attached. Comments welcome before Wednesday.\n\nBjörn\n"),
 				attachment("application/pdf", "review-slides-draft.pdf", tinyPDF("Quarterly infrastructure review - draft")),
 			),
 		},
@@ -184,18 +184,18 @@ func thread(me addr) []message {
 		hours int
 		text  string
 	}{
-		{bob, 21, 6, "Hi all,\n\nhere is the plan for moving the mail cluster to Stalwart with SSO:\n1. stand up Stalwart next to Dovecot\n2. switch clients to OAUTHBEARER\n3. migrate mailboxes in batches of 20\n\nObjections by Friday?"},
+		{bjorn, 21, 6, "Hi all,\n\nhere is the plan for moving the mail cluster to Stalwart with SSO:\n1. stand up Stalwart next to Dovecot\n2. switch clients to OAUTHBEARER\n3. migrate mailboxes in batches of 20\n\nObjections by Friday?"},
 		{carol, 21, 2, "Looks good. We need the refresh tokens to live longer than 90 minutes\nor webmail users get logged out at lunch."},
 		{dave, 20, 20, "Agreed. I can raise refresh_token lifespan in Authelia to 30 days."},
 		{me, 20, 8, "Thanks both. I'll take step 2 and write down what Stalwart expects in the SASL payload."},
-		{bob, 19, 22, "Great. Note that Stalwart ignores the a= authzid; Dovecot needs it. Send it anyway."},
+		{bjorn, 19, 22, "Great. Note that Stalwart ignores the a= authzid; Dovecot needs it. Send it anyway."},
 		{carol, 18, 3, "Batch 1 (20 mailboxes) migrated. Two users had filters that did not convert."},
 		{dave, 17, 9, "Batch 2 done. IMAP logins now cost one userinfo call each; we should pool connections."},
-		{bob, 15, 4, "Pooling is on the list. Also: after three failed AUTHENTICATEs Stalwart drops the connection."},
+		{bjorn, 15, 4, "Pooling is on the list. Also: after three failed AUTHENTICATEs Stalwart drops the connection."},
 		{carol, 12, 6, "Batch 3 and 4 done. Only the shared mailboxes left."},
 		{me, 11, 23, "Webmail pool is in review: four sessions per user, idle ones closed after five minutes."},
 		{dave, 6, 5, "Shared mailboxes migrated. Dovecot can be switched off next week."},
-		{bob, 2, 1, "Final step scheduled for Tuesday 08:00 UTC. Please be around."},
+		{bjorn, 2, 1, "Final step scheduled for Tuesday 08:00 UTC. Please be around."},
 		{carol, 0, 20, "I'll be there. Backups verified this morning."},
 		{dave, 0, 6, "Same here. Thanks everyone, this went smoothly."},
 	}
@@ -211,7 +211,7 @@ func thread(me addr) []message {
 		m := message{
 			at:   ago(st.days, st.hours, 0),
 			from: st.from,
-			to:   []addr{bob, carol, dave, me},
+			to:   []addr{bjorn, carol, dave, me},
 			id:   id,
 		}
 		m.to = slices.DeleteFunc(m.to, func(a addr) bool { return a == st.from })
@@ -277,7 +277,7 @@ func notifications(me addr) []message {
 		text        string
 		flags       []imap.Flag
 	}{
-		{23, 4, "[infra/mail] Switch submission to OAUTHBEARER (#42)", "bob opened a pull request: Switch submission to OAUTHBEARER", seen},
+		{23, 4, "[infra/mail] Switch submission to OAUTHBEARER (#42)", "bjorn opened a pull request: Switch submission to OAUTHBEARER", seen},
 		{22, 1, "Re: [infra/mail] Switch submission to OAUTHBEARER (#42)", "carol approved these changes.", seen},
 		{16, 7, "[postern] Pool: close the least recently used idle session when full (#17)", "dave opened a pull request: Pool: close the least recently used idle session when full", seen},
 		{11, 2, "[postern] CI failed on main (a1b2c3d)", "The workflow test failed on main: TestPoolMaxPerKey (timeout).", seen},
@@ -352,7 +352,7 @@ func otherFolders(me addr) []message {
 			),
 		},
 		{
-			box: "Archive", at: ago(40, 0, 0), flags: seen, from: bob, to: []addr{me},
+			box: "Archive", at: ago(40, 0, 0), flags: seen, from: bjorn, to: []addr{me},
 			subject: "Kickoff: single sign-on for everything", id: "sso-kickoff@example.org",
 			body: plain("Kickoff notes: Authelia as the IdP, Stalwart for mail, webmail via a small broker.\n"),
 		},
@@ -383,7 +383,7 @@ func otherFolders(me addr) []message {
 			body: plain("v0.1 sign-in and inbox\nv0.2 compose and send\nv0.3 token refresh in the background\nv0.4 IMAP bridge for desktop clients\n"),
 		},
 		{
-			box: "Projects", at: ago(14, 0, 0), flags: starred, from: bob, to: []addr{me},
+			box: "Projects", at: ago(14, 0, 0), flags: starred, from: bjorn, to: []addr{me},
 			subject: "Design review notes: token keeper", id: "keeper-review@example.org",
 			body: multipart("mixed",
 				plain("Notes from today's review attached.\n"),

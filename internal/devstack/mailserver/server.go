@@ -80,6 +80,12 @@ type Options struct {
 	// validated offline against the issuer's JWKS (issuer, audience, expiry,
 	// username claim) with no userinfo call; opaque tokens still cost one.
 	JWT *JWTOptions
+	// Outbound makes SMTP accept any recipient, as the demo needs for Reply to work on seeded mail from strangers:
+	// local accounts still get the message in their INBOX, and one copy for all the others lands in the sender's
+	// "Outbound" folder (created on first use) instead of leaving the machine. Addresses in the reserved .invalid
+	// top-level domain (RFC 2606 section 2) are still refused, so that the refusal path can be tried in the demo.
+	// Off, only local accounts receive mail and anything else is 550 5.1.1, as on Stalwart.
+	Outbound bool
 	// Logger receives connection-level events; default discards. Tokens,
 	// SASL payloads and message bodies are never logged.
 	Logger *slog.Logger
@@ -98,6 +104,8 @@ type Stats struct {
 	ChallengeAcks int64
 	// Delivered counts SMTP deliveries, one per recipient.
 	Delivered int64
+	// Outbound counts messages kept in a sender's Outbound folder (Options.Outbound), one per message.
+	Outbound int64
 	// Sessions counts IMAP network connections open now (the in-process
 	// connections of Messages are not counted).
 	Sessions int64
@@ -135,6 +143,7 @@ type Server struct {
 
 	authAttempts, authSuccesses, authFailures, userinfoCalls atomic.Int64
 	challengeAcks, delivered, sessions, imapConns            atomic.Int64
+	outbound                                                 atomic.Int64
 	idles                                                    atomic.Int64
 	jwtValidations, jwksFetches                              atomic.Int64
 	// rtHold is CountRoundTrips' hold in nanoseconds (0: off); roundTrips the count.
@@ -298,6 +307,7 @@ func (s *Server) Stats() Stats {
 		UserinfoCalls:   s.userinfoCalls.Load(),
 		ChallengeAcks:   s.challengeAcks.Load(),
 		Delivered:       s.delivered.Load(),
+		Outbound:        s.outbound.Load(),
 		Sessions:        s.sessions.Load(),
 		IMAPConnections: s.imapConns.Load(),
 		IdleCommands:    s.idles.Load(),

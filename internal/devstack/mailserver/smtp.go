@@ -22,6 +22,8 @@ type smtpSession struct {
 
 	from  string
 	rcpts []*account
+	// remote are the recipients with no local account, accepted with Options.Outbound.
+	remote []string
 }
 
 var _ smtp.AuthSession = (*smtpSession)(nil)
@@ -82,19 +84,40 @@ func (ss *smtpSession) Mail(from string, opts *smtp.MailOptions) error {
 	return nil
 }
 
-// Rcpt implements RCPT TO: only local accounts (existing, or new in a
-// domain that has accounts) receive mail.
+// Rcpt implements RCPT TO: local accounts (existing, or new in a domain
+// that has accounts) receive mail; with Options.Outbound any other address
+// is accepted too, except in the reserved .invalid domain.
 func (ss *smtpSession) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if ss.email == "" {
 		return errSMTPAuthFirst
 	}
 	a := ss.s.recipient(to)
 	if a == nil {
-		return errSMTPNoMailbox
+		if !ss.s.opts.Outbound || !deliverable(to) {
+			return errSMTPNoMailbox
+		}
+		ss.remote = append(ss.remote, to)
+		return nil
 	}
 	ss.rcpts = append(ss.rcpts, a)
 	return nil
 }
+
+// deliverable reports whether an address could exist outside: it has a
+// local part and a domain, and the domain is not under .invalid (RFC 2606).
+func deliverable(addr string) bool {
+	addr = strings.ToLower(strings.TrimSpace(addr))
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 || at == len(addr)-1 {
+		return false
+	}
+	d := strings.TrimSuffix(addr[at+1:], ".")
+	return d != "invalid" && !strings.HasSuffix(d, ".invalid")
+}
+
+// OutboundFolder is where a sender's mail to addresses outside the server is
+// kept with Options.Outbound.
+const OutboundFolder = "Outbound"
 
 // Data implements DATA: the message, with a Received trace field (RFC 5321
 // section 4.4), goes to each recipient's INBOX, unseen.
@@ -117,6 +140,16 @@ func (ss *smtpSession) Data(r io.Reader) error {
 		}
 		ss.s.delivered.Add(1)
 	}
+	if len(ss.remote) > 0 {
+		// One copy for all outside recipients, in the sender's own account,
+		// unseen so that the folder shows what "went out".
+		sender := ss.s.account(ss.email, true)
+		sender.create(OutboundFolder, "")
+		if err := sender.append(OutboundFolder, msg.Bytes(), nil, now); err != nil {
+			return fmt.Errorf("keep outbound: %w", err)
+		}
+		ss.s.outbound.Add(1)
+	}
 	return nil
 }
 
@@ -124,6 +157,7 @@ func (ss *smtpSession) Data(r io.Reader) error {
 func (ss *smtpSession) Reset() {
 	ss.from = ""
 	ss.rcpts = nil
+	ss.remote = nil
 }
 
 // Logout implements smtp.Session.
