@@ -265,9 +265,11 @@ func (s *Server) CloseDevice(deviceID string) {
 	s.closeWhere(func(c *liveConn) bool { return c.deviceID == deviceID })
 }
 
-// CloseGrant closes every live connection made with the grant.
+// CloseGrant closes every spliced connection made with the grant. A connection still logging in is left alone: its
+// upstream login is what found the grant ended (the refresh after a refused token gets invalid_grant and the keeper
+// calls OnEnded → CloseGrant), and it must still tell the client to sign in again rather than be cut without a word.
 func (s *Server) CloseGrant(grantID string) {
-	s.closeWhere(func(c *liveConn) bool { return c.grantID == grantID })
+	s.closeWhere(func(c *liveConn) bool { return c.grantID == grantID && c.upstream != nil })
 }
 
 func (s *Server) closeWhere(match func(*liveConn) bool) {

@@ -54,8 +54,9 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 }
 
 // newApp opens the store, discovers the IdP and wires every layer. hc, when non-nil, is the HTTP client for the IdP
-// (the demo passes one); otherwise one is built from the config.
-func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *http.Client) (*app, error) {
+// (the demo passes one); otherwise one is built from the config. banner, if not empty, is shown on every page (the
+// demo says where mail to strangers goes).
+func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *http.Client, banner string) (*app, error) {
 	a := &app{cfg: cfg, log: logger}
 	if cfg.Bridge.Enabled() {
 		// First, before the store and the wait for the IdP: a port in use is reported at once, naming its key.
@@ -191,6 +192,7 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 	a.metrics = metrics.New(src)
 	issuer, _ := url.Parse(cfg.OIDC.Issuer)
 	a.web, err = web.New(web.Config{
+		Banner:        banner,
 		PublicURL:     public,
 		IssuerOrigin:  issuer.Scheme + "://" + issuer.Host,
 		CookieName:    cfg.Session.CookieName,
@@ -361,13 +363,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("server.listen: %w", err)
 	}
-	return listenAndServe(ctx, ln, cfg, logger, nil, nil)
+	return listenAndServe(ctx, ln, cfg, logger, nil, "", nil)
 }
 
 // listenAndServe serves ln from the start — a "starting" page while newApp waits for the IdP — then the app, until
 // ctx is done. hc is passed to newApp; ready, if set, is called with the app once it serves the web (the bridge's
 // listeners are bound; it accepts right after); an error from ready stops the app.
-func listenAndServe(ctx context.Context, ln net.Listener, cfg *config.Config, logger *slog.Logger, hc *http.Client, ready func(*app) error) error {
+func listenAndServe(ctx context.Context, ln net.Listener, cfg *config.Config, logger *slog.Logger, hc *http.Client, banner string, ready func(*app) error) error {
 	door := &frontDoor{issuer: cfg.OIDC.Issuer}
 	srv := &http.Server{
 		Handler:  door,
@@ -378,7 +380,7 @@ func listenAndServe(ctx context.Context, ln net.Listener, cfg *config.Config, lo
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	logger.Info("postern listening", slog.String("addr", ln.Addr().String()))
-	a, err := newApp(ctx, cfg, logger, hc)
+	a, err := newApp(ctx, cfg, logger, hc, banner)
 	if err != nil {
 		srv.Close()
 		if ctx.Err() != nil {

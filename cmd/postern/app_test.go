@@ -57,7 +57,7 @@ func startApp(t *testing.T, logs io.Writer) *testApp {
 		t.Fatal(err)
 	}
 	ta.cfg.Log.Level = "debug"
-	ta.app, err = newApp(ctx, ta.cfg, newLogger(ta.cfg, logs), &http.Client{Timeout: 10 * time.Second})
+	ta.app, err = newApp(ctx, ta.cfg, newLogger(ta.cfg, logs), &http.Client{Timeout: 10 * time.Second}, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -141,7 +141,7 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 		ln.Close()
 		return err
 	}
-	err = listenAndServe(ctx, ln, cfg, logger, &http.Client{}, func(a *app) error {
+	err = listenAndServe(ctx, ln, cfg, logger, &http.Client{}, devstack.OutboundNote, func(a *app) error {
 		fmt.Fprintf(stdout, "Postern demo is running at %s\n\n", publicURL)
 		fmt.Fprintf(stdout, "Sign in as one of these users of the demo identity provider (%s):\n", d.IdP.Issuer())
 		for _, u := range demoUsers {
