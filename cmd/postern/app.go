@@ -349,7 +349,7 @@ func (a *app) janitor(ctx context.Context) {
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", stderr)
 	path := configPath(fs, getenv)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	cfg, err := loadConfig(*path, getenv, stderr)
@@ -357,6 +357,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	logger := newLogger(cfg, stderr)
+	for _, w := range cfg.Placeholders() {
+		logger.Warn("placeholder secret in the configuration", slog.String("key", w.Key), slog.String("problem", w.Msg))
+	}
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("server.listen: %w", err)
