@@ -308,8 +308,11 @@ func (a *app) serve(ctx context.Context, srv *http.Server, errc <-chan error) er
 		a.log.Warn("http shutdown", slog.Any("err", err))
 	}
 	if a.bridge != nil {
-		// Mail clients reconnect on their own; their spliced sessions end here, before the refresher stops.
+		// Mail clients reconnect on their own; their spliced sessions end here, before the refresher stops. The
+		// listeners are closed here too: they are ours, and one not yet being served when Close ran is not the
+		// bridge's to close.
 		a.bridge.Close()
+		a.bridgeLn.close()
 	}
 	stopBG()
 	wg.Wait()
@@ -398,6 +401,11 @@ func listenAndServe(ctx context.Context, ln net.Listener, cfg *config.Config, lo
 			cancel()
 			// Shut down in order as a signal would, then report ready's error.
 			_ = a.serve(rctx, srv, errc)
+			if ctx.Err() != nil {
+				// Stopped (SIGTERM) while ready was still at work: a clean stop, as while waiting for the IdP.
+				logger.Info("stopped while starting", slog.Any("err", err))
+				return nil
+			}
 			return err
 		}
 	}
