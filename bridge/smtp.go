@@ -51,7 +51,12 @@ type trackingListener struct {
 
 func (s *Server) trackingListener(l net.Listener) net.Listener {
 	s.mu.Lock()
-	s.listeners[l] = struct{}{}
+	if s.closed {
+		// Close ran before this listener was served: it would never be closed, and Serve would accept forever.
+		l.Close()
+	} else {
+		s.listeners[l] = struct{}{}
+	}
 	s.mu.Unlock()
 	return &trackingListener{Listener: l, s: s}
 }

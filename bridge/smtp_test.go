@@ -2,8 +2,10 @@ package bridge
 
 import (
 	"errors"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -191,5 +193,26 @@ func TestSMTPCloseDevice(t *testing.T) {
 	e.bridge.CloseDevice("dev-alice")
 	if err := c.Noop(); err == nil {
 		t.Error("NOOP after CloseDevice succeeded, want the connection closed")
+	}
+}
+
+// TestCloseBeforeServe: a listener handed to ServeSubmission(s) after Close is closed, not served forever (cmd
+// stops an app that may not have started serving yet).
+func TestCloseBeforeServe(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.bridge.Close()
+	for _, serve := range []func(net.Listener) error{e.bridge.ServeSubmissions, e.bridge.ServeSubmission, e.bridge.ServeIMAPS, e.bridge.ServeIMAP} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- serve(l) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			l.Close()
+			t.Fatal("a listener served after Close was still accepting 5 s later")
+		}
 	}
 }

@@ -310,8 +310,11 @@ func (a *app) serve(ctx context.Context, srv *http.Server, errc <-chan error) er
 		a.log.Warn("http shutdown", slog.Any("err", err))
 	}
 	if a.bridge != nil {
-		// Mail clients reconnect on their own; their spliced sessions end here, before the refresher stops.
+		// Mail clients reconnect on their own; their spliced sessions end here, before the refresher stops. The
+		// listeners are closed here too: they are ours, and one not yet being served when Close ran is not the
+		// bridge's to close.
 		a.bridge.Close()
+		a.bridgeLn.close()
 	}
 	stopBG()
 	wg.Wait()
@@ -351,7 +354,7 @@ func (a *app) janitor(ctx context.Context) {
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", stderr)
 	path := configPath(fs, getenv)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	cfg, err := loadConfig(*path, getenv, stderr)
@@ -359,6 +362,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	logger := newLogger(cfg, stderr)
+	for _, w := range cfg.Placeholders() {
+		logger.Warn("placeholder secret in the configuration", slog.String("key", w.Key), slog.String("problem", w.Msg))
+	}
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("server.listen: %w", err)
@@ -397,6 +403,11 @@ func listenAndServe(ctx context.Context, ln net.Listener, cfg *config.Config, lo
 			cancel()
 			// Shut down in order as a signal would, then report ready's error.
 			_ = a.serve(rctx, srv, errc)
+			if ctx.Err() != nil {
+				// Stopped (SIGTERM) while ready was still at work: a clean stop, as while waiting for the IdP.
+				logger.Info("stopped while starting", slog.Any("err", err))
+				return nil
+			}
 			return err
 		}
 	}

@@ -100,7 +100,7 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 		"free (ports the system picks) or off")
 	verbose := fs.Bool("v", false, "log every request")
 	jwt := fs.Bool("jwt", false, "issue JWT access tokens (RFC 9068) that the mail server validates offline, like Stalwart 0.16")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	host, _, err := net.SplitHostPort(*listen)

@@ -23,7 +23,7 @@ func runDoctor(ctx context.Context, args []string, getenv func(string) string, s
 	token := fs.String("token", "", "an access token of a real user: also check userinfo and log in to IMAP and SMTP with it")
 	tokenFile := fs.String("token-file", "", "read the access token from this file instead (keeps it out of the process list)")
 	timeout := fs.Duration("timeout", 10*time.Second, "bound on each network step")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *tokenFile != "" {

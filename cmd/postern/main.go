@@ -53,7 +53,7 @@ commands:
 // run is main without globals, so that tests can call it with their own arguments, environment and outputs.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, "postern: no command given\n\n"+usage)
 		return exitError{errors.New("no command")}
 	}
 	switch args[0] {
@@ -63,7 +63,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runDemo(ctx, args[1:], getenv, stdout, stderr)
 	case "config":
 		if len(args) < 2 || args[1] != "check" {
-			fmt.Fprint(stderr, usage)
+			what := "postern config: missing subcommand (check)"
+			if len(args) >= 2 {
+				what = fmt.Sprintf("postern config: unknown subcommand %q (try: config check)", args[1])
+			}
+			fmt.Fprint(stderr, what+"\n\n"+usage)
 			return exitError{errors.New("unknown config command")}
 		}
 		return runConfigCheck(args[2:], getenv, stdout, stderr)
@@ -71,15 +75,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runDoctor(ctx, args[1:], getenv, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, args[1:], stdout, stderr)
-	case "version":
+	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "postern", version)
 		return nil
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
-		fmt.Fprint(stderr, usage)
-		return exitError{fmt.Errorf("unknown command %q", args[0])}
+		err := fmt.Errorf("unknown command %q", args[0])
+		fmt.Fprint(stderr, "postern: "+err.Error()+"\n\n"+usage)
+		return exitError{err}
 	}
 }
 

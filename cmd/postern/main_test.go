@@ -5,6 +5,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -122,7 +124,8 @@ func testDemo(t *testing.T, extra []string, mode string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb syncBuffer
 	done := make(chan error, 1)
-	args := append([]string{"demo", "-listen", "127.0.0.1:0"}, extra...)
+	// -bridge free: the two subtests run at once, and the fixed bridge ports would collide (TestDemoBridge covers it).
+	args := append([]string{"demo", "-listen", "127.0.0.1:0", "-bridge", "free"}, extra...)
 	go func() { done <- run(ctx, args, noEnv, &out, &errb) }()
 	defer func() {
 		cancel()
@@ -200,5 +203,55 @@ func testDemo(t *testing.T, extra []string, mode string) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/signed-out" {
 		t.Errorf("logout = %s to %q", resp.Status, resp.Header.Get("Location"))
+	}
+}
+
+// TestCLIErrors: every command-line mistake is said exactly once, with what was wrong, and the usage where it helps.
+func TestCLIErrors(t *testing.T) {
+	t.Parallel()
+	example := "../../config.example.yml"
+	for _, tt := range []struct {
+		name    string
+		args    []string
+		ok      bool
+		stdout  string   // substring of stdout
+		stderr  []string // substrings of stderr, each exactly once
+		noUsage bool
+	}{
+		{"unknown command", []string{"bogus"}, false, "", []string{`unknown command "bogus"`, "usage: postern"}, false},
+		{"no command", nil, false, "", []string{"no command given", "usage: postern"}, false},
+		{"config without check", []string{"config"}, false, "", []string{"missing subcommand", "usage: postern"}, false},
+		{"config bogus", []string{"config", "validate"}, false, "", []string{`unknown subcommand "validate"`}, false},
+		{"--version", []string{"--version"}, true, "postern dev", nil, true},
+		{"-version", []string{"-version"}, true, "postern dev", nil, true},
+		{"bad flag", []string{"serve", "-bogus"}, false, "", []string{"flag provided but not defined: -bogus"}, true},
+		{"bad flag value", []string{"demo", "-jwt=maybe"}, false, "", []string{`invalid boolean value "maybe" for -jwt`}, true},
+		{"placeholders warn", []string{"config", "check", "-config", example}, true, "ok, with 3 warning(s)",
+			[]string{"warning: session.secret:", "warning: oidc.client_secret:", "warning: storage.encryption_key:"}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var out, errb bytes.Buffer
+			err := run(context.Background(), tt.args, noEnv, &out, &errb)
+			// What main would add: it prints an error unless it is an exitError (already reported).
+			var ee exitError
+			if err != nil && !errors.As(err, &ee) {
+				fmt.Fprintln(&errb, "postern:", err)
+			}
+			if (err == nil) != tt.ok {
+				t.Fatalf("run(%q) = %v, want ok %v; stderr:\n%s", tt.args, err, tt.ok, errb.String())
+			}
+			if !strings.Contains(out.String(), tt.stdout) {
+				t.Errorf("stdout = %q, want %q in it", out.String(), tt.stdout)
+			}
+			for _, s := range tt.stderr {
+				if n := strings.Count(errb.String(), s); n != 1 {
+					t.Errorf("stderr says %q %d times, want once:\n%s", s, n, errb.String())
+				}
+			}
+			if tt.noUsage && strings.Contains(errb.String(), "usage: postern <command>") {
+				t.Errorf("stderr repeats the whole usage:\n%s", errb.String())
+			}
+		})
 	}
 }

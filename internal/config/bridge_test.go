@@ -181,3 +181,23 @@ func TestBridgePorts(t *testing.T) {
 		}
 	}
 }
+
+func TestPlaceholders(t *testing.T) {
+	t.Parallel()
+	c, err := Load("../../config.example.yml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, p := range c.Placeholders() {
+		keys = append(keys, p.Key)
+	}
+	if want := []string{"session.secret", "oidc.client_secret", "storage.encryption_key"}; !slices.Equal(keys, want) {
+		t.Errorf("placeholders in config.example.yml = %v, want %v", keys, want)
+	}
+	c = mustParse(t, validYAML, envMap(map[string]string{"POSTERN_OIDC_CLIENT_SECRET": "s3cr3t-from-authelia",
+		"POSTERN_STORAGE_ENCRYPTION_KEY": hexKey}), "")
+	if ps := c.Placeholders(); len(ps) != 0 {
+		t.Errorf("placeholders of real secrets = %v, want none", ps)
+	}
+}
