@@ -2,20 +2,14 @@ package bridge
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
+	"github.com/postern/postern/internal/testcert"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -203,45 +197,16 @@ func (e *env) signIn(t testing.TB, user, addr string) *grantTokens {
 // upstreamAuths is the number of AUTHENTICATEs the mail server has seen (IMAP and SMTP).
 func (e *env) upstreamAuths() int64 { return e.stack.Mail.Stats().AuthAttempts }
 
-// writeCert writes a self-signed certificate for 127.0.0.1 and its key as PEM files and returns a client
+// writeCert writes a certificate for 127.0.0.1 and localhost and its key as PEM files and returns a client
 // configuration that trusts it.
 func writeCert(t testing.TB) (certFile, keyFile string, client *tls.Config) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
+	p := testcert.New(t, "127.0.0.1", "localhost")
+	_, certFile, keyFile = p.Write(t, t.TempDir(), "")
+	// The certificate file carries the chain (leaf, then CA), as a deployed one does; the Python and curl clients
+	// are given it as their CA file and find the CA in it.
+	if err := os.WriteFile(certFile, append(p.CertPEM, p.CAPEM...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(now.UnixNano()),
-		Subject:               pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(time.Hour),
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		DNSNames:              []string{"localhost"},
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	return certFile, keyFile, &tls.Config{RootCAs: p.Pool, ServerName: "127.0.0.1"}
 }
