@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"github.com/postern/postern/internal/testcert"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -20,6 +19,7 @@ import (
 	"github.com/postern/postern/internal/devstack"
 	"github.com/postern/postern/internal/devstack/idp"
 	"github.com/postern/postern/internal/devstack/mailserver"
+	"github.com/postern/postern/internal/testcert"
 	"github.com/postern/postern/mail"
 )
 

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/postern/postern/internal/testcert"
 	"html"
 	"net"
 	"net/http"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/postern/postern/internal/devstack/idp"
 	"github.com/postern/postern/internal/store"
+	"github.com/postern/postern/internal/testcert"
 	"github.com/postern/postern/mail"
 )
 

@@ -1,13 +1,14 @@
 package config
 
 import (
-	"github.com/postern/postern/internal/testcert"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/internal/testcert"
 )
 
 // writePair writes a certificate for names (DNS names or IPs) and its key; it returns the two paths.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"github.com/postern/postern/internal/testcert"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -20,6 +19,7 @@ import (
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/devstack/idp"
 	"github.com/postern/postern/internal/devstack/mailserver"
+	"github.com/postern/postern/internal/testcert"
 )
 
 const (
