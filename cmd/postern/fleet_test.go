@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptrace"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,6 +73,11 @@ type fleet struct {
 	mu     sync.Mutex
 	procs  []*exec.Cmd
 	logs   []*bytes.Buffer
+	// dials has one lock per instance, read-held by each load request from its balancer's choice of instance until
+	// its connection is open; takeOut write-locks it, as a load balancer stops routing to an instance and lets the
+	// connections it already routed open before the instance is stopped. Requests already connected are not
+	// waited for: serving them while draining is the instance's job, which the restart test checks.
+	dials []sync.RWMutex
 }
 
 // startFleet writes one configuration for n instances on PostgreSQL and starts them; instance 0's address is the
@@ -126,6 +132,7 @@ log:
 	}
 	f.procs = make([]*exec.Cmd, n)
 	f.logs = make([]*bytes.Buffer, n)
+	f.dials = make([]sync.RWMutex, n)
 	for i := range n {
 		f.start(i)
 	}
@@ -251,8 +258,18 @@ const (
 )
 
 // view asks instance i for b's inbox.
-func (f *fleet) view(b *browser, i int) (outcome, string) {
-	resp, err := b.hc.Get("http://" + f.addrs[i] + "/mail/INBOX")
+func (f *fleet) view(b *browser, i int) (outcome, string) { return f.viewThen(b, i, func() {}) }
+
+// viewThen is view calling connected once, as soon as the request has its connection (or failed to get one).
+func (f *fleet) viewThen(b *browser, i int, connected func()) (outcome, string) {
+	once := sync.OnceFunc(connected)
+	defer once()
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { once() }})
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.addrs[i]+"/mail/INBOX", nil)
+	if err != nil {
+		return viewOther, err.Error()
+	}
+	resp, err := b.hc.Do(req)
 	if err != nil {
 		return viewRefused, err.Error()
 	}
@@ -269,6 +286,13 @@ func (f *fleet) view(b *browser, i int) (outcome, string) {
 	return viewOther, fmt.Sprintf("%s: %.200s", resp.Status, body)
 }
 
+// takeOut waits until every request routed to instance i before skip started answering true for it has its
+// connection: after that, none will dial it.
+func (f *fleet) takeOut(i int) {
+	f.dials[i].Lock()
+	f.dials[i].Unlock()
+}
+
 // load drives random views of random users on random instances (skipping those in skip) with a concurrency that
 // changes every half second, until stop returns true or ctx ends, and counts the outcomes per instance.
 func (f *fleet) load(ctx context.Context, users []*browser, stop func() bool, skip func(i int) bool) map[outcome]int {
@@ -283,10 +307,12 @@ func (f *fleet) load(ctx context.Context, users []*browser, stop func() bool, sk
 			wg.Go(func() {
 				for time.Now().Before(until) && ctx.Err() == nil {
 					i := rand.IntN(len(f.addrs))
+					f.dials[i].RLock()
 					if skip != nil && skip(i) {
+						f.dials[i].RUnlock()
 						continue
 					}
-					o, why := f.view(users[rand.IntN(len(users))], i)
+					o, why := f.viewThen(users[rand.IntN(len(users))], i, f.dials[i].RUnlock)
 					mu.Lock()
 					counts[o]++
 					if o != viewOK && len(examples) < 10 {

@@ -90,6 +90,7 @@ func TestInstancesRollingRestart(t *testing.T) {
 		mu.Lock()
 		down = i
 		mu.Unlock()
+		f.takeOut(i)
 		f.stop(i, syscall.SIGTERM)
 		f.start(i)
 		mu.Lock()
