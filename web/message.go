@@ -93,7 +93,14 @@ type messagePage struct {
 	// Text is the plain-text body cut into blocks: quoted blocks fold away.
 	Text []textBlock
 	// FrameURL is the sandboxed HTML document, "" when the message is shown as text.
-	FrameURL      string
+	FrameURL string
+	// FrameHeight is the frame's height in CSS pixels as the server estimates it for a frame as wide as the
+	// message column on a desktop screen; FrameHeights the estimates at a few widths ("360 h 600 h 960 h"), from
+	// which app.js picks the height for the frame's actual width. FrameClass is "msg-paper" for a message that sets
+	// its own colours, else "msg-adaptive" (see sanitize.FrameCSS).
+	FrameHeight   int
+	FrameHeights  string
+	FrameClass    string
 	RemoteBlocked int
 	Remote        bool
 	RemoteURL     string // this page with remote content shown
@@ -103,10 +110,19 @@ type messagePage struct {
 	Attachments   []partLink
 }
 
+// A partLink is one attachment in the list above the body.
 type partLink struct {
-	Name, Type, URL string
-	Size            int64
+	Name string
+	Kind fileKind
+	// URL downloads the part; ViewURL, set for raster images only, opens it in the browser's own image viewer.
+	URL, ViewURL string
+	Size         int64
 }
+
+// frameWidths are the frame widths, in CSS pixels, at which the page states the estimated height of an HTML body:
+// a phone, a narrow window, and the message column at its widest (60rem), which is also the height attribute the
+// frame has without script.
+var frameWidths = []int{360, 600, 960}
 
 // handleMessage shows one message and marks it \Seen.
 func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) error {
@@ -164,10 +180,24 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) error {
 		if page.Remote {
 			page.FrameURL += "?remote=1"
 		}
-		// Sanitising here too costs one parse and tells the reader what was held back.
-		if len(m.HTML) <= maxSanitizeHTML {
-			page.RemoteBlocked = sanitize.HTML(m.HTML, sanitize.Options{}).RemoteBlocked
+		// Sanitising here too costs one parse; it tells the reader what was held back and sizes the frame. The frame
+		// will inline the cid: images it can (handleMessageHTML): they are stood in for by their part URL here, so
+		// that the estimate counts them.
+		in := m.HTML
+		if len(in) > maxSanitizeHTML {
+			in = tooLargeHTML
 		}
+		res := sanitize.HTML(in, sanitize.Options{AllowRemote: page.Remote, CIDURL: func(cid string) (string, bool) {
+			p, ok := inlinePart(m.Inline, cid)
+			if !ok || !inlineImageTypes[p.ContentType] || p.Size > maxInlineImage {
+				return "", false
+			}
+			return self + "/part/" + url.PathEscape(p.Path), true
+		}})
+		if !page.Remote {
+			page.RemoteBlocked = res.RemoteBlocked
+		}
+		page.sizeFrame(res.Layout)
 		page.RemoteURL = self + "?remote=1"
 		if m.Text != "" {
 			page.TextURL = self + "?text=1"
@@ -178,14 +208,49 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) error {
 			page.HTMLURL = self
 		}
 	}
-	for _, p := range m.Attachments {
-		page.Attachments = append(page.Attachments, partLink{
-			Name: displayName(p), Type: p.ContentType, Size: p.Size,
-			URL: self + "/part/" + url.PathEscape(p.Path),
-		})
-	}
+	page.Attachments = attachmentLinks(self, m.Attachments)
 	s.render(w, r, http.StatusOK, "message", &page)
 	return nil
+}
+
+// attachmentLinks describes the attachments of the message at self for the list above its body.
+func attachmentLinks(self string, parts []mail.Part) []partLink {
+	var out []partLink
+	for _, p := range parts {
+		l := partLink{
+			Name: displayName(p), Kind: kindOf(p.ContentType, p.Filename), Size: p.Size,
+			URL: self + "/part/" + url.PathEscape(p.Path) + "?download=1",
+		}
+		if inlineImageTypes[p.ContentType] {
+			l.ViewURL = self + "/part/" + url.PathEscape(p.Path)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// sizeFrame sets the frame's height from the sanitiser's layout estimate, and its class from whether the message
+// sets its own colours.
+//
+// Why an estimate: the frame can neither tell its height nor have it read. It runs no script (no allow-scripts), so
+// it cannot post its size; it has an opaque origin (no allow-same-origin), so the page cannot look inside it; and
+// granting either to size a frame would undo a wall of the security model above. What the server can do is measure
+// the sanitised tree it already builds (sanitize.Layout) and state the height in the iframe's height attribute (an
+// attribute, not an inline style, so the page's CSP is untouched). app.js then only rescales that figure to the
+// frame's actual width, from the estimates at frameWidths, reading the width of Postern's own iframe element and
+// nothing from the frame. A wrong estimate costs a little space, or a scroll bar inside the frame; it never hides
+// content.
+func (p *messagePage) sizeFrame(l sanitize.Layout) {
+	var hs []string
+	for _, w := range frameWidths {
+		hs = append(hs, strconv.Itoa(w), strconv.Itoa(l.HeightAt(w)))
+	}
+	p.FrameHeights = strings.Join(hs, " ")
+	p.FrameHeight = l.HeightAt(frameWidths[len(frameWidths)-1])
+	p.FrameClass = "msg-adaptive"
+	if l.Colored {
+		p.FrameClass = "msg-paper"
+	}
 }
 
 func subjectOr(s string) string {
@@ -279,8 +344,14 @@ func (s *Server) handleMessageHTML(w http.ResponseWriter, r *http.Request) error
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	var b strings.Builder
-	b.WriteString(`<!doctype html><html><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">` +
-		`<style>body{margin:0;padding:.5rem;overflow-wrap:break-word}img{max-width:100%;height:auto}table{max-width:100%}</style></head><body>`)
+	// The document's own stylesheet (sanitize.FrameCSS): a readable sans-serif base, and dark colours in a dark
+	// theme only for a message that sets none of its own; one that does stays on light paper (class="paper").
+	root := `<html>`
+	if res.Layout.Colored {
+		root = `<html class="paper">`
+	}
+	b.WriteString(`<!doctype html>` + root + `<head><meta charset="utf-8"><meta name="referrer" content="no-referrer">` +
+		`<style>` + sanitize.FrameCSS + `</style></head><body>`)
 	b.WriteString(res.HTML)
 	b.WriteString("</body></html>\n")
 	h.Set("Content-Length", strconv.Itoa(b.Len()))
