@@ -130,29 +130,22 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var (
-		m     *mail.Message
-		boxes []mail.Mailbox
-	)
+	// One round trip on a warm connection: the SELECT, the FETCH, the STORE of \Seen and the folder list are
+	// pipelined (mail.Session.Read). Reading marks the message read, as every mail client does, but only on the
+	// user's own navigation (sameOriginView); failing to is not worth an error page.
+	var rd mail.Reading
 	addr, err := s.withMail(r.Context(), grantID(r), func(ms *mail.Session) error {
 		var err error
-		if m, err = ms.Message(r.Context(), box, uid); err != nil {
-			return err
-		}
-		if !m.Seen && sameOriginView(r) {
-			// Reading marks the message read, as every mail client does; failing to is not worth an error page.
-			if err := ms.SetFlag(r.Context(), box, []uint32{uid}, mail.FlagSeen, true); err != nil {
-				s.log(r).Warn("mark seen", slog.Any("err", err))
-			} else {
-				m.Seen = true
-			}
-		}
-		boxes, err = ms.Mailboxes(r.Context())
+		rd, err = ms.Read(r.Context(), box, uid, mail.ReadOptions{MarkSeen: sameOriginView(r), Mailboxes: true})
 		return err
 	})
 	if err != nil {
 		return readError(err, box)
 	}
+	if rd.MarkErr != nil {
+		s.log(r).Warn("mark seen", slog.Any("err", rd.MarkErr))
+	}
+	m, boxes := rd.Message, rd.Mailboxes
 
 	self := messagePath(box, uid)
 	q := r.URL.Query()
