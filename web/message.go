@@ -23,10 +23,12 @@ package web
 //   - "Show remote content" (?remote=1) changes only which CSP and allowlist the frame gets: the browser fetches
 //     remote images, Postern never does, so it can neither be made to fetch internal URLs (SSRF) nor to confirm an
 //     address to a tracker from the server's IP.
-//   - GET /msg/{box}/{uid}/part/{path} serves one part. Only raster images are ever served inline; everything else is
-//     Content-Disposition: attachment, with a type from a short list or application/octet-stream, and always
-//     X-Content-Type-Options: nosniff and CSP default-src 'none'; sandbox, so an HTML or SVG part can never render
-//     as a page on Postern's origin.
+//   - GET /msg/{box}/{uid}/part/{path} serves one part. Only raster images (PNG, JPEG, GIF, WebP; never SVG) are
+//     ever served inline, as the attachment list's "View" (CSP imageViewCSP); everything else is Content-Disposition:
+//     attachment, with a type from a short list or application/octet-stream, and always X-Content-Type-Options:
+//     nosniff and CSP default-src 'none'; sandbox, so an HTML or SVG part can never render as a page on Postern's
+//     origin. PDFs are downloaded, never shown in the browser's viewer, which would run their JavaScript (see
+//     docs/security.md, "Viewing attachments").
 //   - GET /msg/{box}/{uid}/raw shows the source as text/plain under the same headers.
 //
 // The images a message embeds (cid:, RFC 2392) are inlined into the frame document as data: URLs rather than
@@ -417,7 +419,9 @@ func (s *Server) handlePart(w http.ResponseWriter, r *http.Request) error {
 			}
 			disp := "attachment"
 			if inlineImageTypes[p.ContentType] && r.URL.Query().Get("download") != "1" {
+				// The attachment list's "View": the browser's own image viewer, a document that is the image.
 				disp = "inline"
+				h.Set("Content-Security-Policy", imageViewCSP)
 			}
 			h.Set("Content-Type", ctype)
 			h.Set("Content-Disposition", contentDisposition(disp, downloadName(p, pp)))
@@ -604,6 +608,12 @@ func linkify(text string) []textSeg {
 	}
 	return segs
 }
+
+// imageViewCSP is the policy of a raster image served inline (opened with "View"): nothing may load but images from
+// Postern, and the document is sandboxed (no script, opaque origin). Chromium's image viewer shows the image under
+// it (message_browser_test.go checks). PDFs are not viewed inline at all: see docs/security.md, "Viewing
+// attachments".
+const imageViewCSP = "default-src 'none'; img-src 'self'; sandbox"
 
 // setInertHeaders makes a response that carries message content inert wherever a browser meets it: no sniffing into
 // HTML, a CSP that loads nothing and sandboxes the document, no referrer, and no caching of private mail.

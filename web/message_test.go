@@ -363,15 +363,19 @@ func checkPartHeaders(t *testing.T, what string, r response) {
 	if got := r.header.Get("X-Content-Type-Options"); got != "nosniff" {
 		t.Errorf("%s: X-Content-Type-Options = %q", what, got)
 	}
-	if got := r.header.Get("Content-Security-Policy"); got != "default-src 'none'; sandbox" {
-		t.Errorf("%s: CSP = %q", what, got)
-	}
 	ct := r.header.Get("Content-Type")
+	disp, _, _ := mime.ParseMediaType(r.header.Get("Content-Disposition"))
+	wantCSP := "default-src 'none'; sandbox"
+	if disp == "inline" {
+		wantCSP = imageViewCSP
+	}
+	if got := r.header.Get("Content-Security-Policy"); got != wantCSP {
+		t.Errorf("%s: CSP = %q, want %q", what, got, wantCSP)
+	}
 	if strings.Contains(ct, "html") || strings.Contains(ct, "svg") || strings.Contains(ct, "xml") || strings.Contains(ct, "javascript") {
 		t.Errorf("%s: Content-Type = %q", what, ct)
 	}
-	disp, _, err := mime.ParseMediaType(r.header.Get("Content-Disposition"))
-	if err != nil {
+	if _, _, err := mime.ParseMediaType(r.header.Get("Content-Disposition")); err != nil {
 		t.Errorf("%s: Content-Disposition %q: %v", what, r.header.Get("Content-Disposition"), err)
 	}
 	if disp == "inline" && !inlineImageTypes[ct] {
