@@ -69,7 +69,7 @@ const FrameCSS = `:root{color-scheme:light dark}:root.paper{color-scheme:light}`
 	`body{margin:0;padding:16px;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;` +
 	`overflow-wrap:break-word;background:#fff;color:#1d1f21}` +
 	`a{color:#1f5fbf}img{max-width:100%;height:auto}table{max-width:100%}` +
-	`p{margin:0 0 1em}blockquote{margin:0 0 1em;padding-left:.75em;border-left:3px solid #dcdfe3;color:#5c6166}` +
+	`p{margin:0 0 1em}p:last-child{margin-bottom:0}blockquote{margin:0 0 1em;padding-left:.75em;border-left:3px solid #dcdfe3;color:#5c6166}` +
 	`pre{white-space:pre-wrap}` +
 	`@media (prefers-color-scheme:dark){:root:not(.paper) body{background:#1e2125;color:#e6e7e8}` +
 	`:root:not(.paper) a{color:#7fb0ff}:root:not(.paper) blockquote{border-color:#33373c;color:#a2a8ae}}`
