@@ -44,7 +44,8 @@ const (
 func (l Layout) HeightAt(width int) int {
 	inner := max(width-2*framePad, 100)
 	perLine := max(int(float64(inner)/charWidth), 10)
-	h := 2*framePad + lineHeight + l.Gaps*gapHeight
+	// The last block's margin is none (FrameCSS: p:last-child), hence one gap less.
+	h := 2*framePad + lineHeight + max(l.Gaps-1, 0)*gapHeight
 	for _, n := range l.Blocks {
 		h += max(1, (n+perLine-1)/perLine) * lineHeight
 	}
