@@ -97,34 +97,15 @@ type Message struct {
 	Size int64
 }
 
-// Message fetches one message with BODY.PEEK[] (RFC 9051 section 6.4.5) and
-// parses it with go-message. The mailbox is opened with EXAMINE and the
-// fetch peeks, so reading never sets \Seen by itself: the caller marks the
-// message read with SetFlag. A UID that does not exist (any more) gives an
-// error wrapping ErrNoMessage; a missing mailbox one wrapping ErrNoMailbox.
+// Message fetches one message for reading without marking it \Seen: Read without options. The mailbox is opened
+// with EXAMINE and every fetch peeks. A UID that does not exist (any more) gives an error wrapping ErrNoMessage; a
+// missing mailbox one wrapping ErrNoMailbox.
 func (s *Session) Message(ctx context.Context, box string, uid uint32) (*Message, error) {
-	var (
-		raw  []byte
-		meta fetchedMeta
-	)
-	err := s.run(ctx, fmt.Sprintf("fetch message %d of %q", uid, box), func() error {
-		if _, err := s.examine(box); err != nil {
-			return err
-		}
-		var err error
-		raw, meta, err = s.fetchRaw(uid, true)
-		return err
-	})
+	r, err := s.Read(ctx, box, uid, ReadOptions{})
 	if err != nil {
 		return nil, err
 	}
-	m := parseMessage(raw)
-	m.Box, m.UID, m.Size = box, uid, meta.size
-	m.Seen, m.Flagged, m.Answered = meta.seen, meta.flagged, meta.answered
-	if m.Malformed || m.Date.IsZero() {
-		fillFromEnvelope(m, meta.env, meta.internalDate)
-	}
-	return m, nil
+	return r.Message, nil
 }
 
 // Raw returns the whole message as stored (RFC 5322), e.g. for "view

@@ -23,10 +23,12 @@ package web
 //   - "Show remote content" (?remote=1) changes only which CSP and allowlist the frame gets: the browser fetches
 //     remote images, Postern never does, so it can neither be made to fetch internal URLs (SSRF) nor to confirm an
 //     address to a tracker from the server's IP.
-//   - GET /msg/{box}/{uid}/part/{path} serves one part. Only raster images are ever served inline; everything else is
-//     Content-Disposition: attachment, with a type from a short list or application/octet-stream, and always
-//     X-Content-Type-Options: nosniff and CSP default-src 'none'; sandbox, so an HTML or SVG part can never render
-//     as a page on Postern's origin.
+//   - GET /msg/{box}/{uid}/part/{path} serves one part. Only raster images (PNG, JPEG, GIF, WebP; never SVG) are
+//     ever served inline, as the attachment list's "View" (CSP imageViewCSP); everything else is Content-Disposition:
+//     attachment, with a type from a short list or application/octet-stream, and always X-Content-Type-Options:
+//     nosniff and CSP default-src 'none'; sandbox, so an HTML or SVG part can never render as a page on Postern's
+//     origin. PDFs are downloaded, never shown in the browser's viewer, which would run their JavaScript (see
+//     docs/security.md, "Viewing attachments").
 //   - GET /msg/{box}/{uid}/raw shows the source as text/plain under the same headers.
 //
 // The images a message embeds (cid:, RFC 2392) are inlined into the frame document as data: URLs rather than
@@ -36,17 +38,12 @@ package web
 import (
 	"encoding/base64"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"net/url"
-	"path"
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/postern/postern/internal/sanitize"
 	"github.com/postern/postern/mail"
@@ -87,26 +84,87 @@ type messagePage struct {
 	pageBase
 	Box, BoxURL string
 	// Ref names the message for the compose links ("box/uid", the form /compose?reply= takes).
-	Ref     string
-	Msg     *mail.Message
-	DateISO string
+	Ref       string
+	DateISO   string
+	TextURL   string // this page as plain text, when the message has both
+	HTMLURL   string // this page as HTML, when showing text of a message that has both
+	SourceURL string
+	messageBody
+}
+
+// messageBody is what the "message-body" template block shows of one message: its attachments and its body, as
+// text blocks or a sandboxed, sized frame. The conversation view shows one per message.
+type messageBody struct {
+	Msg *mail.Message
 	// Text is the plain-text body cut into blocks: quoted blocks fold away.
 	Text []textBlock
 	// FrameURL is the sandboxed HTML document, "" when the message is shown as text.
-	FrameURL      string
+	FrameURL string
+	// FrameHeight is the frame's height in CSS pixels as the server estimates it for a frame as wide as the
+	// message column on a desktop screen; FrameHeights the estimates at a few widths ("360 h 600 h 960 h"), from
+	// which app.js picks the height for the frame's actual width. FrameClass is "msg-paper" for a message that sets
+	// its own colours, else "msg-adaptive" (see sanitize.FrameCSS).
+	FrameHeight   int
+	FrameHeights  string
+	FrameClass    string
 	RemoteBlocked int
 	Remote        bool
-	RemoteURL     string // this page with remote content shown
-	TextURL       string // this page as plain text, when the message has both
-	HTMLURL       string // this page as HTML, when showing text of a message that has both
-	SourceURL     string
+	RemoteURL     string // the message's page with remote content shown
 	Attachments   []partLink
 }
 
-type partLink struct {
-	Name, Type, URL string
-	Size            int64
+// newMessageBody prepares m, whose page is at self, for the "message-body" block: as HTML in the frame unless
+// asText (or the message has no HTML), with remote content when remote.
+func newMessageBody(m *mail.Message, self string, remote, asText bool) messageBody {
+	b := messageBody{Msg: m, Remote: remote, Attachments: attachmentLinks(self, m.Attachments)}
+	switch {
+	case m.Malformed:
+		// The MIME structure could not be parsed: Text holds the raw message. Show it as it is, escaped, with no
+		// links and no folding, rather than an error page.
+		b.Text = []textBlock{{Segs: []textSeg{{Text: m.Text}}}}
+	case m.HTML != "" && !asText:
+		b.FrameURL = self + "/html"
+		if remote {
+			b.FrameURL += "?remote=1"
+		}
+		// Sanitising here too costs one parse; it tells the reader what was held back and sizes the frame. The frame
+		// will inline the cid: images it can (handleMessageHTML): they are stood in for by their part URL here, so
+		// that the estimate counts them.
+		in := m.HTML
+		if len(in) > maxSanitizeHTML {
+			in = tooLargeHTML
+		}
+		res := sanitize.HTML(in, sanitize.Options{AllowRemote: remote, CIDURL: func(cid string) (string, bool) {
+			p, ok := inlinePart(m.Inline, cid)
+			if !ok || !inlineImageTypes[p.ContentType] || p.Size > maxInlineImage {
+				return "", false
+			}
+			return self + "/part/" + url.PathEscape(p.Path), true
+		}})
+		if !remote {
+			b.RemoteBlocked = res.RemoteBlocked
+		}
+		b.sizeFrame(res.Layout)
+		b.RemoteURL = self + "?remote=1"
+	default:
+		b.Text = textBlocks(m.Text)
+	}
+	return b
 }
+
+// A partLink is one attachment in the list above the body.
+type partLink struct {
+	Name string
+	Kind fileKind
+	// URL downloads the part; ViewURL, set for raster images only, opens it in the browser's own image viewer.
+	URL, ViewURL string
+	Size         int64
+}
+
+// frameWidths are the frame widths, in CSS pixels, at which the page states the estimated height of an HTML body:
+// a phone, a narrow window, and the message column at its widest (60rem), which is also the height attribute the
+// frame has without script.
+var frameWidths = []int{360, 600, 960}
 
 // handleMessage shows one message and marks it \Seen.
 func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) error {
@@ -114,40 +172,32 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var (
-		m     *mail.Message
-		boxes []mail.Mailbox
-	)
+	// One round trip on a warm connection: the SELECT, the FETCH, the STORE of \Seen and the folder list are
+	// pipelined (mail.Session.Read). Reading marks the message read, as every mail client does, but only on the
+	// user's own navigation (sameOriginView); failing to is not worth an error page.
+	var rd mail.Reading
 	addr, err := s.withMail(r.Context(), grantID(r), func(ms *mail.Session) error {
 		var err error
-		if m, err = ms.Message(r.Context(), box, uid); err != nil {
-			return err
-		}
-		if !m.Seen && sameOriginView(r) {
-			// Reading marks the message read, as every mail client does; failing to is not worth an error page.
-			if err := ms.SetFlag(r.Context(), box, []uint32{uid}, mail.FlagSeen, true); err != nil {
-				s.log(r).Warn("mark seen", slog.Any("err", err))
-			} else {
-				m.Seen = true
-			}
-		}
-		boxes, err = ms.Mailboxes(r.Context())
+		rd, err = ms.Read(r.Context(), box, uid, mail.ReadOptions{MarkSeen: sameOriginView(r), Mailboxes: true})
 		return err
 	})
 	if err != nil {
 		return readError(err, box)
 	}
+	if rd.MarkErr != nil {
+		s.log(r).Warn("mark seen", slog.Any("err", rd.MarkErr))
+	}
+	m, boxes := rd.Message, rd.Mailboxes
 
 	self := messagePath(box, uid)
 	q := r.URL.Query()
 	page := messagePage{
-		pageBase:  s.base(r, subjectOr(m.Subject)),
-		Box:       box,
-		BoxURL:    mailboxURL(box),
-		Ref:       box + "/" + strconv.FormatUint(uint64(uid), 10),
-		Msg:       m,
-		Remote:    q.Get("remote") == "1",
-		SourceURL: self + "/raw",
+		pageBase:    s.base(r, subjectOr(m.Subject)),
+		Box:         box,
+		BoxURL:      mailboxURL(box),
+		Ref:         box + "/" + strconv.FormatUint(uint64(uid), 10),
+		SourceURL:   self + "/raw",
+		messageBody: newMessageBody(m, self, q.Get("remote") == "1", q.Get("text") == "1"),
 	}
 	page.User = addr
 	page.Folders = folderLinks(boxes, box)
@@ -155,37 +205,53 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) error {
 		page.DateISO = m.Date.Format("2006-01-02T15:04:05Z07:00")
 	}
 	switch {
-	case m.Malformed:
-		// The MIME structure could not be parsed: Text holds the raw message. Show it as it is, escaped, with no
-		// links and no folding, rather than an error page.
-		page.Text = []textBlock{{Segs: []textSeg{{Text: m.Text}}}}
-	case m.HTML != "" && q.Get("text") != "1":
-		page.FrameURL = self + "/html"
-		if page.Remote {
-			page.FrameURL += "?remote=1"
-		}
-		// Sanitising here too costs one parse and tells the reader what was held back.
-		if len(m.HTML) <= maxSanitizeHTML {
-			page.RemoteBlocked = sanitize.HTML(m.HTML, sanitize.Options{}).RemoteBlocked
-		}
-		page.RemoteURL = self + "?remote=1"
-		if m.Text != "" {
-			page.TextURL = self + "?text=1"
-		}
-	default:
-		page.Text = textBlocks(m.Text)
-		if m.HTML != "" {
-			page.HTMLURL = self
-		}
-	}
-	for _, p := range m.Attachments {
-		page.Attachments = append(page.Attachments, partLink{
-			Name: displayName(p), Type: p.ContentType, Size: p.Size,
-			URL: self + "/part/" + url.PathEscape(p.Path),
-		})
+	case page.FrameURL != "" && m.Text != "":
+		page.TextURL = self + "?text=1"
+	case page.FrameURL == "" && m.HTML != "" && !m.Malformed:
+		page.HTMLURL = self
 	}
 	s.render(w, r, http.StatusOK, "message", &page)
 	return nil
+}
+
+// attachmentLinks describes the attachments of the message at self for the list above its body.
+func attachmentLinks(self string, parts []mail.Part) []partLink {
+	var out []partLink
+	for _, p := range parts {
+		l := partLink{
+			Name: displayName(p), Kind: kindOf(p.ContentType, p.Filename), Size: p.Size,
+			URL: self + "/part/" + url.PathEscape(p.Path) + "?download=1",
+		}
+		if inlineImageTypes[p.ContentType] {
+			l.ViewURL = self + "/part/" + url.PathEscape(p.Path)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// sizeFrame sets the frame's height from the sanitiser's layout estimate, and its class from whether the message
+// sets its own colours.
+//
+// Why an estimate: the frame can neither tell its height nor have it read. It runs no script (no allow-scripts), so
+// it cannot post its size; it has an opaque origin (no allow-same-origin), so the page cannot look inside it; and
+// granting either to size a frame would undo a wall of the security model above. What the server can do is measure
+// the sanitised tree it already builds (sanitize.Layout) and state the height in the iframe's height attribute (an
+// attribute, not an inline style, so the page's CSP is untouched). app.js then only rescales that figure to the
+// frame's actual width, from the estimates at frameWidths, reading the width of Postern's own iframe element and
+// nothing from the frame. A wrong estimate costs a little space, or a scroll bar inside the frame; it never hides
+// content.
+func (p *messageBody) sizeFrame(l sanitize.Layout) {
+	var hs []string
+	for _, w := range frameWidths {
+		hs = append(hs, strconv.Itoa(w), strconv.Itoa(l.HeightAt(w)))
+	}
+	p.FrameHeights = strings.Join(hs, " ")
+	p.FrameHeight = l.HeightAt(frameWidths[len(frameWidths)-1])
+	p.FrameClass = "msg-adaptive"
+	if l.Colored {
+		p.FrameClass = "msg-paper"
+	}
 }
 
 func subjectOr(s string) string {
@@ -279,8 +345,14 @@ func (s *Server) handleMessageHTML(w http.ResponseWriter, r *http.Request) error
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	var b strings.Builder
-	b.WriteString(`<!doctype html><html><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">` +
-		`<style>body{margin:0;padding:.5rem;overflow-wrap:break-word}img{max-width:100%;height:auto}table{max-width:100%}</style></head><body>`)
+	// The document's own stylesheet (sanitize.FrameCSS): a readable sans-serif base, and dark colours in a dark
+	// theme only for a message that sets none of its own; one that does stays on light paper (class="paper").
+	root := `<html>`
+	if res.Layout.Colored {
+		root = `<html class="paper">`
+	}
+	b.WriteString(`<!doctype html>` + root + `<head><meta charset="utf-8"><meta name="referrer" content="no-referrer">` +
+		`<style>` + sanitize.FrameCSS + `</style></head><body>`)
 	b.WriteString(res.HTML)
 	b.WriteString("</body></html>\n")
 	h.Set("Content-Length", strconv.Itoa(b.Len()))
@@ -303,163 +375,6 @@ func inlinePart(parts []mail.Part, cid string) (mail.Part, bool) {
 		}
 	}
 	return mail.Part{}, false
-}
-
-// inlineImageTypes are the only types ever served inline: raster images, which browsers decode as images and never
-// run. SVG is not among them: opened as a document, it is a scripting context.
-var inlineImageTypes = map[string]bool{
-	"image/png": true, "image/gif": true, "image/jpeg": true, "image/webp": true,
-}
-
-// downloadTypes are the types a downloaded part keeps; anything else is sent as application/octet-stream, so that
-// no HTML, SVG, XML or script type ever reaches the browser from a part, even as a download.
-var downloadTypes = map[string]bool{
-	"image/png": true, "image/gif": true, "image/jpeg": true, "image/webp": true,
-	"application/pdf": true, "text/plain": true, "text/csv": true, "text/calendar": true,
-	"application/zip": true, "application/gzip": true,
-	"audio/mpeg": true, "audio/ogg": true, "video/mp4": true, "video/webm": true,
-}
-
-var partPath = regexp.MustCompile(`^[1-9][0-9]{0,3}(\.[1-9][0-9]{0,3}){0,15}$`)
-
-// handlePart serves one part of a message: raster images inline (unless ?download=1), everything else as an
-// attachment. See the comment at the top of this file for the headers.
-func (s *Server) handlePart(w http.ResponseWriter, r *http.Request) error {
-	h := w.Header()
-	setInertHeaders(h)
-	box, uid, err := msgTarget(r)
-	if err != nil {
-		return err
-	}
-	pp := r.PathValue("path")
-	if !partPath.MatchString(pp) {
-		return &Error{Status: http.StatusNotFound, Msg: "This message has no such part.", Retry: messagePath(box, uid)}
-	}
-	// The part streams from the IMAP literal to the response: an attachment's size never becomes Postern's memory.
-	// Once the status is out, a failure can only be logged (the browser sees a truncated download).
-	//
-	// The stream holds a pooled IMAP connection, so a client that stops reading must not hold it for ever (issue 10,
-	// finding 2): every write gets a deadline of StallTimeout, and a write that makes no progress for that long
-	// fails, which ends WritePart and discards the connection (its literal is half read).
-	started := false
-	rc := http.NewResponseController(w)
-	defer rc.SetWriteDeadline(time.Time{}) // the connection may serve another request
-	out := &stallWriter{w: w, rc: rc, stall: s.cfg.StallTimeout}
-	_, err = s.withMail(r.Context(), grantID(r), func(ms *mail.Session) error {
-		return ms.WritePart(r.Context(), box, uid, pp, func(p mail.Part) (io.Writer, error) {
-			ctype := "application/octet-stream"
-			if downloadTypes[p.ContentType] {
-				ctype = p.ContentType
-			}
-			disp := "attachment"
-			if inlineImageTypes[p.ContentType] && r.URL.Query().Get("download") != "1" {
-				disp = "inline"
-			}
-			h.Set("Content-Type", ctype)
-			h.Set("Content-Disposition", contentDisposition(disp, downloadName(p, pp)))
-			out.deadline()
-			w.WriteHeader(http.StatusOK)
-			started = true
-			return out, nil
-		})
-	})
-	if err != nil && started {
-		s.log(r).Warn("part download cut short", slog.String("part", pp), slog.Any("err", err))
-		return nil
-	}
-	if err != nil {
-		return readError(err, box)
-	}
-	return nil
-}
-
-// stallWriter sets a write deadline of stall from now before each write to an HTTP response, so that a client
-// that takes no more bytes for that long ends the response with an error (RFC 9110 leaves slow readers to the
-// server; http.Server's WriteTimeout would bound the whole download instead, which a big file on a slow link
-// legitimately exceeds).
-type stallWriter struct {
-	w     io.Writer
-	rc    *http.ResponseController
-	stall time.Duration
-}
-
-func (s *stallWriter) deadline() {
-	// ErrNotSupported (a ResponseWriter without deadlines, e.g. in tests) leaves the write unbounded.
-	_ = s.rc.SetWriteDeadline(time.Now().Add(s.stall))
-}
-
-func (s *stallWriter) Write(p []byte) (int, error) {
-	s.deadline()
-	return s.w.Write(p)
-}
-
-// contentDisposition formats the header with mime.FormatMediaType, which quotes the filename and switches to the
-// RFC 2231 extended form (a filename* parameter in UTF-8) for non-ASCII names, as RFC 6266 section 4.3 asks.
-func contentDisposition(disp, name string) string {
-	if v := mime.FormatMediaType(disp, map[string]string{"filename": name}); v != "" {
-		return v
-	}
-	return disp
-}
-
-// downloadName is the filename a part is saved under: the sender's name as mail.CleanFilename leaves it (last path
-// element, no control, bidi-override or zero-width characters, which can make "evil‮fdp.exe" look like
-// "evil.exe.pdf"), without quotes, else "part-1.2".
-func downloadName(p mail.Part, pp string) string {
-	name := strings.Map(func(r rune) rune {
-		if r == '/' || r == '\\' || r == '"' {
-			return -1
-		}
-		return r
-	}, mail.CleanFilename(p.Filename))
-	name = strings.TrimLeft(strings.TrimSpace(path.Base("/"+name)), ".")
-	if name == "" || name == "/" {
-		name = "part-" + pp
-		if exts, _ := mime.ExtensionsByType(p.ContentType); len(exts) > 0 && downloadTypes[p.ContentType] {
-			name += exts[0]
-		}
-	}
-	if len(name) > 200 {
-		name = name[:200]
-	}
-	return strings.ToValidUTF8(name, "")
-}
-
-func displayName(p mail.Part) string {
-	if n := mail.CleanFilename(p.Filename); n != "" {
-		return n
-	}
-	return fmt.Sprintf("part %s (%s)", p.Path, p.ContentType)
-}
-
-// handleRaw shows the message source as plain text. The headers make sure that no browser renders it as anything
-// else: text/plain, nosniff, and a CSP with sandbox in case one tried.
-func (s *Server) handleRaw(w http.ResponseWriter, r *http.Request) error {
-	h := w.Header()
-	setInertHeaders(h)
-	box, uid, err := msgTarget(r)
-	if err != nil {
-		return err
-	}
-	var raw []byte
-	_, err = s.withMail(r.Context(), grantID(r), func(ms *mail.Session) error {
-		var err error
-		raw, err = ms.Raw(r.Context(), box, uid)
-		return err
-	})
-	if err != nil {
-		return readError(err, box)
-	}
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	if r.URL.Query().Get("download") == "1" {
-		h.Set("Content-Disposition", contentDisposition("attachment", fmt.Sprintf("message-%d.eml", uid)))
-	} else {
-		h.Set("Content-Disposition", "inline")
-	}
-	h.Set("Content-Length", strconv.Itoa(len(raw)))
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(raw)
-	return nil
 }
 
 // A textBlock is a run of lines of a plain-text body: either the author's own, or quoted ("> ") and folded.
@@ -539,15 +454,6 @@ func linkify(text string) []textSeg {
 		segs = append(segs, textSeg{Text: text[last:]})
 	}
 	return segs
-}
-
-// setInertHeaders makes a response that carries message content inert wherever a browser meets it: no sniffing into
-// HTML, a CSP that loads nothing and sandboxes the document, no referrer, and no caching of private mail.
-func setInertHeaders(h http.Header) {
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Cache-Control", "private, no-store")
 }
 
 // sameOriginView reports whether the request is the user's own navigation: reading marks a message read, the one

@@ -219,14 +219,14 @@ func TestMessageHTMLIsFramed(t *testing.T) {
 		t.Fatalf("GET message = %d: %s", r.status, r.body)
 	}
 	for _, want := range []string{
-		`<iframe class="msg-html" id="msg-html" title="Message content" src="` + self + `/html" sandbox="allow-popups allow-popups-to-escape-sandbox"`,
+		`<iframe class="msg-html msg-adaptive" id="msg-html" title="Message content" src="` + self + `/html" sandbox="allow-popups allow-popups-to-escape-sandbox"`,
 		`Übersicht &lt;b&gt;Q4&lt;/b&gt;`,
 		`<span class="person"><bdi class="name">Grüße Team</bdi> <bdi class="email" dir="ltr">&lt;team@example.org&gt;</bdi></span>`,
 		`<span class="person"><bdi class="name">Alice</bdi> <bdi class="email" dir="ltr">&lt;alice@example.test&gt;</bdi></span>, <span class="person"><bdi class="email" dir="ltr">&lt;bob@example.test&gt;</bdi></span>`,
 		`<span class="person"><bdi class="name">Carol</bdi> <bdi class="email" dir="ltr">&lt;carol@example.test&gt;</bdi></span>`,
 		`1 remote reference was blocked`,
 		`href="` + self + `?remote=1" id="show-remote"`,
-		`page.html`, `Rechnung März.pdf`, `application/pdf`,
+		`page.html`, `Rechnung März.pdf`, `PDF document · 9 B`, `HTML document`,
 	} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("message page lacks %q", want)
@@ -363,15 +363,19 @@ func checkPartHeaders(t *testing.T, what string, r response) {
 	if got := r.header.Get("X-Content-Type-Options"); got != "nosniff" {
 		t.Errorf("%s: X-Content-Type-Options = %q", what, got)
 	}
-	if got := r.header.Get("Content-Security-Policy"); got != "default-src 'none'; sandbox" {
-		t.Errorf("%s: CSP = %q", what, got)
-	}
 	ct := r.header.Get("Content-Type")
+	disp, _, _ := mime.ParseMediaType(r.header.Get("Content-Disposition"))
+	wantCSP := "default-src 'none'; sandbox"
+	if disp == "inline" {
+		wantCSP = imageViewCSP
+	}
+	if got := r.header.Get("Content-Security-Policy"); got != wantCSP {
+		t.Errorf("%s: CSP = %q, want %q", what, got, wantCSP)
+	}
 	if strings.Contains(ct, "html") || strings.Contains(ct, "svg") || strings.Contains(ct, "xml") || strings.Contains(ct, "javascript") {
 		t.Errorf("%s: Content-Type = %q", what, ct)
 	}
-	disp, _, err := mime.ParseMediaType(r.header.Get("Content-Disposition"))
-	if err != nil {
+	if _, _, err := mime.ParseMediaType(r.header.Get("Content-Disposition")); err != nil {
 		t.Errorf("%s: Content-Disposition %q: %v", what, r.header.Get("Content-Disposition"), err)
 	}
 	if disp == "inline" && !inlineImageTypes[ct] {

@@ -33,6 +33,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
@@ -57,6 +58,8 @@ type Result struct {
 	// RemoteBlocked counts the remote references removed: each src, srcset, background, poster, data attribute,
 	// each CSS url() or @import that pointed to another host.
 	RemoteBlocked int
+	// Layout describes the output for sizing the frame that shows it.
+	Layout Layout
 }
 
 // maxDepth bounds the element nesting the first pass keeps. A hostile message of a few megabytes of "<div>" would
@@ -70,7 +73,8 @@ func HTML(in string, opts Options) Result {
 	if err != nil {
 		// x/net/html refuses documents nested deeper than 512 open elements (and would fail on a failing reader,
 		// which a strings.Reader is not). No real message nests so deep: show its text only.
-		return Result{HTML: textOnly(in)}
+		out := textOnly(in)
+		return Result{HTML: out, Layout: Layout{Blocks: []int{utf8.RuneCountInString(out)}}}
 	}
 	w := walker{opts: opts}
 	w.clean(doc, 0)
@@ -89,7 +93,8 @@ func HTML(in string, opts Options) Result {
 	if opts.AllowRemote {
 		p = remotePolicy
 	}
-	return Result{HTML: p.Sanitize(b.String()), RemoteBlocked: w.blocked}
+	// Measured on the cleaned tree, before the second pass: that pass only removes, so the estimate leans high.
+	return Result{HTML: p.Sanitize(b.String()), RemoteBlocked: w.blocked, Layout: layoutOf(body)}
 }
 
 type walker struct {

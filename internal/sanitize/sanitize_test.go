@@ -402,3 +402,52 @@ func segment(s string) string {
 	}
 	return b.String()
 }
+
+func TestLayout(t *testing.T) {
+	invoice := `<p>Hello,</p><p>please find our invoice attached.</p><p>Kind regards,<br>ACME</p>`
+	long := "<p>" + strings.Repeat("word ", 2000) + "</p>"
+	tests := []struct {
+		name           string
+		in             string
+		width          int
+		atLeast, below int
+		colored        bool
+	}{
+		// Three short paragraphs: four lines, three gaps and the padding, far from the old 600 px slab.
+		{"three-line invoice", invoice, 900, 4 * lineHeight, 250, false},
+		{"three-line invoice, narrow", invoice, 320, 4 * lineHeight, 300, false},
+		// 10,000 characters at about 115 a line at 900 px: some 87 lines; at 320 px many more.
+		{"long paragraph", long, 900, 80 * lineHeight, 110 * lineHeight, false},
+		{"long paragraph, narrow", long, 320, 250 * lineHeight, maxHeight + 1, false},
+		{"image with height", `<p>x</p><img src="data:image/png;base64,iVBORw0KGgo=" width="600" height="400">`, 900, 400, 520, false},
+		// max-width: 100% scales the image down to the frame, and its height with it.
+		{"image scaled down", `<img src="data:image/png;base64,iVBORw0KGgo=" width="1200" height="800">`, 632, 400, 520, false},
+		{"image without size", `<img src="data:image/png;base64,iVBORw0KGgo=">`, 900, imageAssume, imageAssume + 120, false},
+		{"empty", ``, 900, minHeight, minHeight + 1, false},
+		{"huge", strings.Repeat("<p>x</p>", 5000), 900, maxHeight, maxHeight + 1, false},
+		{"bgcolor", `<table bgcolor="#ffeecc"><tr><td>x</td></tr></table>`, 900, minHeight, 200, true},
+		{"font color", `<font color="red">x</font>`, 900, minHeight, 200, true},
+		{"style colour", `<div style="color: #333">x</div>`, 900, minHeight, 200, true},
+		{"style background", `<div style="background-color: #fff">x</div>`, 900, minHeight, 200, true},
+		{"body bgcolor", `<body bgcolor="#000"><p>x</p></body>`, 900, minHeight, 200, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := HTML(tt.in, Options{CIDURL: func(string) (string, bool) { return "", false }})
+			h := res.Layout.HeightAt(tt.width)
+			if h < tt.atLeast || h >= tt.below {
+				t.Errorf("HeightAt(%d) = %d, want in [%d, %d); layout %+v", tt.width, h, tt.atLeast, tt.below, res.Layout)
+			}
+			if res.Layout.Colored != tt.colored {
+				t.Errorf("Colored = %v, want %v", res.Layout.Colored, tt.colored)
+			}
+		})
+	}
+	// Narrower frames are never estimated shorter (the page script relies on it to interpolate).
+	res := HTML(long+invoice, Options{})
+	for w := 300; w < 1400; w += 100 {
+		if a, b := res.Layout.HeightAt(w), res.Layout.HeightAt(w+100); a < b {
+			t.Errorf("HeightAt(%d) = %d < HeightAt(%d) = %d", w, a, w+100, b)
+		}
+	}
+}

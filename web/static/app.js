@@ -268,3 +268,33 @@
     });
   }
 })();
+
+// Message frames (message.html): the server states the height of a sandboxed HTML body, estimated at a few frame
+// widths (data-heights="360 h 600 h 960 h"); this rescales it to the frame's actual width, now and when the window
+// changes. It reads the width of Postern's own <iframe> element and nothing from the frame, which has an opaque
+// origin and runs no script (web/message.go, sizeFrame). Between two stated widths it interpolates linearly, which
+// leans high, as the estimate does: the cost of too tall is some space, of too short a scroll bar in the frame.
+(function () {
+  var frames = Array.prototype.slice.call(document.querySelectorAll("iframe.msg-html[data-heights]"));
+  if (!frames.length) return;
+  function fit(f) {
+    var v = f.getAttribute("data-heights").split(" ").map(Number);
+    var pts = [];
+    for (var i = 0; i + 1 < v.length; i += 2) if (v[i] > 0 && v[i + 1] > 0) pts.push([v[i], v[i + 1]]);
+    if (!pts.length) return;
+    var w = f.clientWidth, h = pts[0][1];
+    if (w >= pts[pts.length - 1][0]) h = pts[pts.length - 1][1];
+    for (var j = 0; j + 1 < pts.length; j++) {
+      var a = pts[j], b = pts[j + 1];
+      if (w >= a[0] && w < b[0]) h = a[1] + (b[1] - a[1]) * (w - a[0]) / (b[0] - a[0]);
+    }
+    f.setAttribute("height", String(Math.ceil(h)));
+  }
+  function fitAll() { frames.forEach(fit); }
+  fitAll();
+  var pending = 0;
+  window.addEventListener("resize", function () {
+    cancelAnimationFrame(pending);
+    pending = requestAnimationFrame(fitAll);
+  });
+})();
