@@ -89,7 +89,7 @@ func (s *Session) startListExtras(box string, hint imap.UID, hinted bool) *listE
 	}
 	x := &listExtras{box: box}
 	if s.listOpt.Threads && s.canThread() {
-		x.threadCmd = s.c.UIDThread(&imapclient.ThreadOptions{Algorithm: imap.ThreadReferences, SearchCriteria: &imap.SearchCriteria{}})
+		x.threadCmd = s.c.UIDThread(&threadAll)
 	}
 	if s.listOpt.Snippets && hinted {
 		from := hint

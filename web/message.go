@@ -101,6 +101,8 @@ type messagePage struct {
 	HTMLURL       string // this page as HTML, when showing text of a message that has both
 	SourceURL     string
 	Attachments   []partLink
+	// NewerURL and OlderURL are the reader's previous/next links (conversation.go), "" at either end.
+	NewerURL, OlderURL string
 }
 
 type partLink struct {
@@ -115,8 +117,9 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var (
-		m     *mail.Message
-		boxes []mail.Mailbox
+		m               *mail.Message
+		boxes           []mail.Mailbox
+		newerURL, older string
 	)
 	addr, err := s.withMail(r.Context(), grantID(r), func(ms *mail.Session) error {
 		var err error
@@ -131,6 +134,7 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) error {
 				m.Seen = true
 			}
 		}
+		newerURL, older = s.readerNeighbours(r.Context(), r, ms, box, uid)
 		boxes, err = ms.Mailboxes(r.Context())
 		return err
 	})
@@ -148,6 +152,8 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) error {
 		Msg:       m,
 		Remote:    q.Get("remote") == "1",
 		SourceURL: self + "/raw",
+		NewerURL:  newerURL,
+		OlderURL:  older,
 	}
 	page.User = addr
 	page.Folders = folderLinks(boxes, box)

@@ -30,6 +30,7 @@ func (s *Server) routes() http.Handler {
 	// Reading (message.go): the message page, its sandboxed HTML frame, one part, the source. {box} is one
 	// path-escaped segment; the frame, part and raw routes set their own security headers (see message.go).
 	mux.Handle("GET /msg/{box}/{uid}", s.signedIn(s.handleMessage))
+	mux.Handle("GET /conv/{box}/{uid}", s.signedIn(s.handleConversation))
 	mux.Handle("GET /msg/{box}/{uid}/html", s.signedIn(s.handleMessageHTML))
 	mux.Handle("GET /msg/{box}/{uid}/part/{path}", s.signedIn(s.handlePart))
 	mux.Handle("GET /msg/{box}/{uid}/raw", s.signedIn(s.handleRaw))
