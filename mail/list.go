@@ -185,7 +185,12 @@ func summariesOf(bufs []*imapclient.FetchMessageBuffer, before uint32) []Summary
 func (s *Session) fetchSeq(first, last uint32) ([]*imapclient.FetchMessageBuffer, error) {
 	var set imap.SeqSet
 	set.AddRange(first, last)
-	bufs, err := s.c.Fetch(set, s.rowItems()).Collect()
+	cmd := s.c.Fetch(set, s.rowItems())
+	s.startSnippets(set) // pipelined behind the rows when asked for (snippet.go)
+	bufs, err := cmd.Collect()
+	if serr := s.collectSnippets(); err == nil {
+		err = serr
+	}
 	return listRows(bufs), err
 }
 
@@ -212,7 +217,9 @@ func (s *Session) startPageBelow(before uint32, n int) *imapclient.FetchCommand 
 	}
 	var set imap.UIDSet
 	set.AddRange(imap.UID(lo), imap.UID(before))
-	return s.c.Fetch(set, s.rowItems())
+	cmd := s.c.Fetch(set, s.rowItems())
+	s.startSnippets(set) // collected by finishPageBelow (snippet.go)
+	return cmd
 }
 
 // finishPageBelow is the rest of pageBelow, given its first fetch.
@@ -222,6 +229,9 @@ func (s *Session) finishPageBelow(cmd *imapclient.FetchCommand, before uint32, n
 		lo = before - uint32(n)
 	}
 	got, err := cmd.Collect()
+	if serr := s.collectSnippets(); err == nil {
+		err = serr
+	}
 	if err != nil {
 		return nil, 0, false, err
 	}

@@ -46,11 +46,15 @@ type snippetKey struct {
 	uid      uint32
 }
 
-// snippetCache is a bounded map; when full, it is emptied (cheap, and a page refills its own rows at once).
+// snippetCache is a bounded map; when full, it is emptied (cheap, and a page refills its own rows at once). It also
+// holds the snippet FETCHes in flight on the current Overview and what they brought, until finishListExtras knows
+// the UIDVALIDITY to file them under.
 type snippetCache struct {
 	m map[snippetKey]string
 	// validity is the UIDVALIDITY last seen per mailbox (from EXAMINE; a NOOP keeps it).
 	validity map[string]uint32
+	pending  []*imapclient.FetchCommand
+	got      map[uint32]string
 }
 
 func (c *snippetCache) put(k snippetKey, s string) {
@@ -71,22 +75,51 @@ func (c *snippetCache) topCached(box string, validity uint32) uint32 {
 	return top
 }
 
-// listExtras are the commands Overview pipelines for ListOptions, and their answers.
+// startSnippets sends, without waiting, the snippet FETCH of set when the current call asks for snippets. A list
+// path sends it right behind the FETCH of its rows, so the two cost one round trip.
+func (s *Session) startSnippets(set imap.NumSet) {
+	if s.listOpt.Snippets {
+		s.snippets.pending = append(s.snippets.pending, s.c.Fetch(set, snippetItems))
+	}
+}
+
+// collectSnippets waits for the snippet FETCHes sent so far, in the order sent, and keeps what they brought.
+func (s *Session) collectSnippets() error {
+	var first error
+	for _, cmd := range s.snippets.pending {
+		got, err := cmd.Collect()
+		if err != nil && first == nil {
+			first = err
+		}
+		for _, b := range got {
+			if b.UID != 0 && b.BodyStructure != nil {
+				if s.snippets.got == nil {
+					s.snippets.got = map[uint32]string{}
+				}
+				s.snippets.got[uint32(b.UID)] = snippetOf(b.BodyStructure, b.FindBodySection(snippetSection))
+			}
+		}
+	}
+	s.snippets.pending = nil
+	return first
+}
+
+// listExtras is the THREAD command Overview pipelines for ListOptions, and what it learnt.
 type listExtras struct {
 	box       string
 	threadCmd *imapclient.ThreadCommand
-	snipCmd   *imapclient.FetchCommand
 	threads   []Thread
 	validity  uint32
 }
 
-// startListExtras sends, behind the page's FETCH, the THREAD command and the snippet FETCH of the rows a warm
-// newest page will show that the cache lacks (hint:* or, when the session has shown this page, only what arrived
-// since). Nil when no extra was asked for.
+// startListExtras sends, behind the page's FETCH, the THREAD command and, for a warm newest page (hinted: the FETCH
+// is "UID FETCH hint:*"), the snippet FETCH of what the cache lacks: what arrived since the session last showed the
+// page, or all of hint:*. Nil when no extra was asked for.
 func (s *Session) startListExtras(box string, hint imap.UID, hinted bool) *listExtras {
 	if !s.listOpt.Threads && !s.listOpt.Snippets {
 		return nil
 	}
+	s.snippets.got = nil
 	x := &listExtras{box: box}
 	if s.listOpt.Threads && s.canThread() {
 		x.threadCmd = s.c.UIDThread(&threadAll)
@@ -101,7 +134,7 @@ func (s *Session) startListExtras(box string, hint imap.UID, hinted bool) *listE
 		}
 		var set imap.UIDSet
 		set.AddRange(from, 0) // from:*, which always includes the newest message (RFC 9051 section 6.4.8)
-		x.snipCmd = s.c.Fetch(set, snippetItems)
+		s.startSnippets(set)
 	}
 	return x
 }
@@ -111,16 +144,13 @@ func (x *listExtras) collect(s *Session, sel *imap.SelectData) error {
 	if x == nil {
 		return nil
 	}
-	var terr, ferr error
+	var terr error
 	if x.threadCmd != nil {
 		var data []imapclient.ThreadData
 		data, terr = x.threadCmd.Wait()
 		x.threads = flattenThreads(data)
 	}
-	var got []*imapclient.FetchMessageBuffer
-	if x.snipCmd != nil {
-		got, ferr = x.snipCmd.Collect()
-	}
+	ferr := s.collectSnippets()
 	if s.snippets.validity == nil {
 		s.snippets.validity = map[string]uint32{}
 	}
@@ -128,31 +158,32 @@ func (x *listExtras) collect(s *Session, sel *imap.SelectData) error {
 		s.snippets.validity[x.box] = sel.UIDValidity
 	}
 	x.validity = s.snippets.validity[x.box]
-	for _, b := range got {
-		if b.UID != 0 && b.BodyStructure != nil {
-			s.snippets.put(snippetKey{x.box, x.validity, uint32(b.UID)}, snippetOf(b.BodyStructure, b.FindBodySection(snippetSection)))
-		}
-	}
 	if terr != nil {
 		return terr
 	}
 	return ferr
 }
 
-// finish fills the page from the extras: its threads, and every row's snippet, fetching those still missing (the
-// first view of a page on this session) in one more command.
+// finishListExtras fills the page from the extras: its threads, and every row's snippet, fetching those still
+// missing in one more command (rare: a page whose rows the pipelined fetches did not cover, such as an older page
+// over a gap of expunged UIDs).
 func (s *Session) finishListExtras(ctx context.Context, x *listExtras, page *Page) error {
 	if x == nil {
 		return nil
 	}
+	got := s.snippets.got
+	s.snippets.got = nil
 	if s.listOpt.Threads && x.threadCmd != nil {
 		page.Threads = x.threads
 		if page.Threads == nil {
 			page.Threads = []Thread{}
 		}
 	}
-	if !s.listOpt.Snippets || len(page.Summaries) == 0 {
+	if !s.listOpt.Snippets {
 		return nil
+	}
+	for uid, snip := range got {
+		s.snippets.put(snippetKey{x.box, x.validity, uid}, snip)
 	}
 	var missing imap.UIDSet
 	for _, m := range page.Summaries {
@@ -165,17 +196,16 @@ func (s *Session) finishListExtras(ctx context.Context, x *listExtras, page *Pag
 			if s.c.Mailbox() == nil || s.c.Mailbox().Name != x.box {
 				return nil // the mailbox is no longer selected; snippets are not worth a second EXAMINE
 			}
-			got, err := s.c.Fetch(missing, snippetItems).Collect()
-			for _, b := range got {
-				if b.UID != 0 && b.BodyStructure != nil {
-					s.snippets.put(snippetKey{x.box, x.validity, uint32(b.UID)}, snippetOf(b.BodyStructure, b.FindBodySection(snippetSection)))
-				}
-			}
-			return err
+			s.startSnippets(missing)
+			return s.collectSnippets()
 		})
 		if err != nil {
 			return err
 		}
+		for uid, snip := range s.snippets.got {
+			s.snippets.put(snippetKey{x.box, x.validity, uid}, snip)
+		}
+		s.snippets.got = nil
 	}
 	for i, m := range page.Summaries {
 		page.Summaries[i].Snippet = s.snippets.m[snippetKey{x.box, x.validity, m.UID}]

@@ -34,7 +34,10 @@ type ListOptions struct {
 // Overview); only snippets not yet cached by the session cost a second one.
 func (s *Session) OverviewWith(ctx context.Context, box string, before uint32, n int, opt ListOptions) ([]Mailbox, Page, error) {
 	s.listOpt = opt
-	defer func() { s.listOpt = ListOptions{} }()
+	defer func() {
+		s.listOpt = ListOptions{}
+		s.snippets.pending, s.snippets.got = nil, nil
+	}()
 	return s.Overview(ctx, box, before, n)
 }
 

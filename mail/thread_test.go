@@ -212,12 +212,14 @@ func TestOverviewWithRoundTrips(t *testing.T) {
 		t.Fatal("the dev server advertises THREAD=REFERENCES; this test is about the fallback")
 	}
 	opt := ListOptions{Threads: true, Snippets: true}
+	var cursor uint32
 	for _, step := range []struct {
 		name   string
 		change func()
+		older  bool
 		trips  int64
 	}{
-		{name: "first view", trips: 3},
+		{name: "first view", trips: 2},
 		{name: "warm", trips: 1},
 		{name: "new mail", change: func() {
 			if err := e.srv.AppendBulk(alice, "Bulk", 2, func(i int) []byte { return bulkMessage(200 + i) }); err != nil {
@@ -225,18 +227,28 @@ func TestOverviewWithRoundTrips(t *testing.T) {
 			}
 		}, trips: 1},
 		{name: "warm again", trips: 1},
+		{name: "older page", older: true, trips: 1},
+		{name: "newest again", trips: 1},
 	} {
 		if step.change != nil {
 			step.change()
 		}
+		var before uint32
+		if step.older {
+			before = cursor
+		}
 		start := e.srv.Stats().RoundTrips
-		_, page, err := s.OverviewWith(ctx, "Bulk", 0, 50, opt)
+		_, page, err := s.OverviewWith(ctx, "Bulk", before, 50, opt)
+		cursor = page.Before
 		trips := e.srv.Stats().RoundTrips - start
 		if err != nil {
 			t.Fatalf("%s: %v", step.name, err)
 		}
 		if trips != step.trips {
 			t.Errorf("%s: %d round trips, want %d", step.name, trips, step.trips)
+		}
+		if len(page.Summaries) != 50 {
+			t.Fatalf("%s: %d rows, want 50", step.name, len(page.Summaries))
 		}
 		for _, m := range page.Summaries {
 			i := strings.TrimPrefix(m.Subject, "Bulk message ")
