@@ -22,8 +22,6 @@ func (s *Session) ThreadOf(ctx context.Context, box string, uid uint32) ([]Summa
 		if _, err := s.examine(box); err != nil {
 			return err
 		}
-		s.listOpt = ListOptions{Threads: true}
-		defer func() { s.listOpt = ListOptions{} }()
 		var uids []uint32
 		if s.canThread() {
 			data, err := s.c.UIDThread(&threadAll).Wait()
@@ -37,7 +35,7 @@ func (s *Session) ThreadOf(ctx context.Context, box string, uid uint32) ([]Summa
 				}
 			}
 		} else {
-			self, err := s.c.Fetch(imap.UIDSetNum(imap.UID(uid)), s.rowItems()).Collect()
+			self, err := s.c.Fetch(imap.UIDSetNum(imap.UID(uid)), s.threadRowItems()).Collect()
 			if err != nil {
 				return err
 			}
@@ -65,7 +63,7 @@ func (s *Session) ThreadOf(ctx context.Context, box string, uid uint32) ([]Summa
 		for _, u := range uids {
 			set.AddNum(imap.UID(u))
 		}
-		bufs, err := s.c.Fetch(set, s.rowItems()).Collect()
+		bufs, err := s.c.Fetch(set, s.threadRowItems()).Collect()
 		if err != nil {
 			return err
 		}

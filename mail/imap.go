@@ -282,6 +282,7 @@ func (s *Session) Summaries(ctx context.Context, box string, n int) ([]Summary, 
 		if err != nil {
 			return err
 		}
+		s.noteValidity(box, sel.UIDValidity) // for the snippet cache (snippet.go)
 		total := sel.NumMessages
 		if total == 0 {
 			return nil

@@ -185,7 +185,7 @@ func summariesOf(bufs []*imapclient.FetchMessageBuffer, before uint32) []Summary
 func (s *Session) fetchSeq(first, last uint32) ([]*imapclient.FetchMessageBuffer, error) {
 	var set imap.SeqSet
 	set.AddRange(first, last)
-	cmd := s.c.Fetch(set, s.rowItems())
+	cmd := s.c.Fetch(set, summaryItems)
 	s.startSnippets(set) // pipelined behind the rows when asked for (snippet.go)
 	bufs, err := cmd.Collect()
 	if serr := s.collectSnippets(); err == nil {
@@ -217,7 +217,7 @@ func (s *Session) startPageBelow(before uint32, n int) *imapclient.FetchCommand 
 	}
 	var set imap.UIDSet
 	set.AddRange(imap.UID(lo), imap.UID(before))
-	cmd := s.c.Fetch(set, s.rowItems())
+	cmd := s.c.Fetch(set, summaryItems)
 	s.startSnippets(set) // collected by finishPageBelow (snippet.go)
 	return cmd
 }

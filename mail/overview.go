@@ -60,7 +60,7 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 		case hinted:
 			var set imap.UIDSet
 			set.AddRange(hint, 0) // hint:*
-			fetchCmd = s.c.Fetch(set, s.rowItems())
+			fetchCmd = s.c.Fetch(set, summaryItems)
 		}
 		extras = s.startListExtras(box, hint, hinted && before == 0) // threads and snippets (snippet.go), nil unless asked for
 		// Every command is collected, whatever failed, so that none is left pending on the connection.
@@ -83,7 +83,7 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 				got = listRows(got)
 			}
 		}
-		xerr := extras.collect(s, sel)
+		xerr := extras.collect(s, box, sel)
 		switch {
 		case lerr != nil:
 			return lerr

@@ -55,6 +55,8 @@ type snippetCache struct {
 	validity map[string]uint32
 	pending  []*imapclient.FetchCommand
 	got      map[uint32]string
+	// fetched counts the snippets received, for tests of what a warm page asks for.
+	fetched int
 }
 
 func (c *snippetCache) put(k snippetKey, s string) {
@@ -73,6 +75,16 @@ func (c *snippetCache) topCached(box string, validity uint32) uint32 {
 		}
 	}
 	return top
+}
+
+// noteValidity records the UIDVALIDITY a SELECT or EXAMINE of box returned, under which the snippets of its UIDs
+// are cached: every path that selects a mailbox calls it, so that a later Overview that reuses the selection (NOOP
+// instead of EXAMINE) knows it.
+func (s *Session) noteValidity(box string, v uint32) {
+	if s.snippets.validity == nil {
+		s.snippets.validity = map[string]uint32{}
+	}
+	s.snippets.validity[box] = v
 }
 
 // startSnippets sends, without waiting, the snippet FETCH of set when the current call asks for snippets. A list
@@ -97,6 +109,7 @@ func (s *Session) collectSnippets() error {
 					s.snippets.got = map[uint32]string{}
 				}
 				s.snippets.got[uint32(b.UID)] = snippetOf(b.BodyStructure, b.FindBodySection(snippetSection))
+				s.snippets.fetched++
 			}
 		}
 	}
@@ -127,10 +140,8 @@ func (s *Session) startListExtras(box string, hint imap.UID, hinted bool) *listE
 	if s.listOpt.Snippets && hinted {
 		from := hint
 		// The last UIDVALIDITY seen: if the EXAMINE says otherwise, the cache misses and finishListExtras fetches.
-		if v, ok := s.snippets.validity[box]; ok {
-			if top := imap.UID(s.snippets.topCached(box, v)); top >= hint {
-				from = top + 1
-			}
+		if top := imap.UID(s.snippets.topCached(box, s.snippets.validity[box])); top >= hint {
+			from = top + 1
 		}
 		var set imap.UIDSet
 		set.AddRange(from, 0) // from:*, which always includes the newest message (RFC 9051 section 6.4.8)
@@ -140,7 +151,10 @@ func (s *Session) startListExtras(box string, hint imap.UID, hinted bool) *listE
 }
 
 // collect waits for the extras' answers; sel is the EXAMINE's answer (nil when the session reused its selection).
-func (x *listExtras) collect(s *Session, sel *imap.SelectData) error {
+func (x *listExtras) collect(s *Session, box string, sel *imap.SelectData) error {
+	if sel != nil {
+		s.noteValidity(box, sel.UIDValidity)
+	}
 	if x == nil {
 		return nil
 	}
@@ -151,12 +165,7 @@ func (x *listExtras) collect(s *Session, sel *imap.SelectData) error {
 		x.threads = flattenThreads(data)
 	}
 	ferr := s.collectSnippets()
-	if s.snippets.validity == nil {
-		s.snippets.validity = map[string]uint32{}
-	}
-	if sel != nil {
-		s.snippets.validity[x.box] = sel.UIDValidity
-	}
+	// On a reused selection, the UIDVALIDITY of the EXAMINE or SELECT that opened it (see noteValidity).
 	x.validity = s.snippets.validity[x.box]
 	if terr != nil {
 		return terr

@@ -23,8 +23,8 @@ import (
 
 // ListOptions asks Overview for more than the rows of a page.
 type ListOptions struct {
-	// Threads asks for the server's threads (Page.Threads) where it has THREAD=REFERENCES, and otherwise for the
-	// References header of every row, so that Conversations can group the page.
+	// Threads asks for the server's threads (Page.Threads) where it has THREAD=REFERENCES; without, Conversations
+	// groups the page from the envelopes' Message-ID and In-Reply-To and the base subjects (see referencesSection).
 	Threads bool
 	// Snippets fills Summary.Snippet: the start of each message's first text part, as one line of plain text.
 	Snippets bool
@@ -51,8 +51,10 @@ func (s *Session) canThread() bool {
 	return false
 }
 
-// referencesSection is the References header of a row (RFC 5322 section 3.6.4), which the envelope lacks; fetched
-// only when the page is grouped here rather than by the server.
+// referencesSection is the References header of a row (RFC 5322 section 3.6.4), which the envelope lacks. Folder
+// pages do not fetch it: the envelope's In-Reply-To and the base subject group a page nearly as well, and a server
+// without an index of headers (the dev server, for one) would parse every row for it, which cost the 10,000-message
+// page 1.3× its server time (docs/benchmarks.md). ThreadOf, which shows one conversation, fetches it.
 var referencesSection = &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"References"}, Peek: true}
 
 // summaryThreadItems are summaryItems plus the References header.
@@ -62,9 +64,9 @@ var summaryThreadItems = func() *imap.FetchOptions {
 	return &o
 }()
 
-// rowItems are the FETCH items of a list row on this call: with References when grouping happens here.
-func (s *Session) rowItems() *imap.FetchOptions {
-	if s.listOpt.Threads && !s.canThread() {
+// threadRowItems are the FETCH items of the rows of a conversation: with References when grouping happens here.
+func (s *Session) threadRowItems() *imap.FetchOptions {
+	if !s.canThread() {
 		return summaryThreadItems
 	}
 	return summaryItems

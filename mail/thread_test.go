@@ -1,6 +1,7 @@
 package mail
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -261,6 +262,20 @@ func TestOverviewWithRoundTrips(t *testing.T) {
 			}
 		}
 	}
+	// Snippets are cached across views, whatever the session did in between (a plain view reuses the selection): a
+	// warm view fetches at most the newest message's again.
+	for i := range 3 {
+		if _, _, err := s.Overview(ctx, "Bulk", 0, 50); err != nil {
+			t.Fatal(err)
+		}
+		before := s.snippets.fetched
+		if _, _, err := s.OverviewWith(ctx, "Bulk", 0, 50, opt); err != nil {
+			t.Fatal(err)
+		}
+		if n := s.snippets.fetched - before; n > 1 {
+			t.Errorf("warm view %d after a plain one fetched %d snippets, want at most 1", i+1, n)
+		}
+	}
 	// Options are per call: a plain Overview afterwards has neither.
 	_, page, err := s.Overview(ctx, "Bulk", 0, 50)
 	if err != nil {
@@ -300,8 +315,24 @@ func TestConversationsSeededThread(t *testing.T) {
 			t.Errorf("conversation not oldest first at %d", i)
 		}
 	}
-	if found.Messages[1].References == nil {
-		t.Error("replies have no References: the header was not fetched for grouping")
+	// The conversation view's lookup finds the same twelve, on its own (SEARCH, then References and GroupThreads).
+	rows, err := s.ThreadOf(ctxT(t), "INBOX", found.Messages[0].UID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 12 {
+		t.Errorf("ThreadOf the first message = %d rows, want 12", len(rows))
+	}
+	for i, r := range rows {
+		if r.UID != found.Messages[i].UID {
+			t.Errorf("ThreadOf row %d = UID %d, want %d", i, r.UID, found.Messages[i].UID)
+		}
+		if i > 0 && r.References == nil {
+			t.Errorf("ThreadOf row %d has no References: the header was not fetched", i)
+		}
+	}
+	if _, err := s.ThreadOf(ctxT(t), "INBOX", 99999); !errors.Is(err, ErrNoMessage) {
+		t.Errorf("ThreadOf a missing UID: %v, want ErrNoMessage", err)
 	}
 	if len(convs) >= len(page.Summaries) {
 		t.Errorf("%d conversations for %d messages: nothing grouped", len(convs), len(page.Summaries))
