@@ -300,6 +300,9 @@ func firstText(e *message.Entity, depth int) (string, bool) {
 	return string(b), mt == "text/html"
 }
 
+// SnippetOf is the snippet of a decoded text (Message.Text): what a folder row shows of it (see cleanSnippet).
+func SnippetOf(text string) string { return cleanSnippet(text) }
+
 // cleanSnippet makes text one short line: quoted lines (">") and signature separators' tails dropped, every run of
 // white space, control or format characters (bidi overrides included) one space, cut at SnippetRunes.
 func cleanSnippet(s string) string {

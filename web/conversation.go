@@ -190,8 +190,8 @@ func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request) erro
 		default:
 			cm.Text = textBlocks(m.Text)
 		}
-		if cm.Snippet == "" && m.Text != "" {
-			cm.Snippet = firstLine(m.Text)
+		if cm.Snippet == "" {
+			cm.Snippet = mail.SnippetOf(m.Text)
 		}
 		for _, p := range m.Attachments {
 			cm.Attachments = append(cm.Attachments, partLink{Name: displayName(p), Type: p.ContentType, Size: p.Size,
@@ -201,19 +201,6 @@ func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request) erro
 	}
 	s.render(w, r, http.StatusOK, "conversation", &page)
 	return nil
-}
-
-// firstLine is the start of a text for a folded message's summary line.
-func firstLine(t string) string {
-	for _, l := range strings.Split(t, "\n") {
-		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, ">") {
-			if r := []rune(l); len(r) > mail.SnippetRunes {
-				return string(r[:mail.SnippetRunes]) + "…"
-			}
-			return l
-		}
-	}
-	return ""
 }
 
 // readerNeighbours are the previous/next links of the single-message reader: the next newer and older messages of
