@@ -177,11 +177,6 @@ func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request) erro
 		if !m.Date.IsZero() {
 			cm.DateISO = m.Date.Format("2006-01-02T15:04:05Z07:00")
 		}
-		for _, row := range rows {
-			if row.UID == m.UID {
-				cm.Snippet = row.Snippet
-			}
-		}
 		switch {
 		case m.Malformed:
 			cm.Text = []textBlock{{Segs: []textSeg{{Text: m.Text}}}}
@@ -190,9 +185,7 @@ func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request) erro
 		default:
 			cm.Text = textBlocks(m.Text)
 		}
-		if cm.Snippet == "" {
-			cm.Snippet = mail.SnippetOf(m.Text)
-		}
+		cm.Snippet = mail.SnippetOf(m.Text)
 		for _, p := range m.Attachments {
 			cm.Attachments = append(cm.Attachments, partLink{Name: displayName(p), Type: p.ContentType, Size: p.Size,
 				URL: cm.URL + "/part/" + url.PathEscape(p.Path)})

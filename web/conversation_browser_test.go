@@ -73,6 +73,8 @@ func TestBrowserConversationScreenshots(t *testing.T) {
 	pages := []struct{ name, path, ready string }{
 		{"inbox-conversations", "/mail/INBOX", `!!document.querySelector("table.messages .snippet")`},
 		{"conversation", conversationPath("INBOX", uid), `document.querySelectorAll("details.conv-msg").length === 12`},
+		// Search of every folder: rows carry a folder tag (no screenshot).
+		{"search-all", "/mail/INBOX?scope=all&q=backup", `!!document.querySelector("table.messages .folder-tag")`},
 	}
 	sizes := []struct {
 		name          string
@@ -86,11 +88,25 @@ func TestBrowserConversationScreenshots(t *testing.T) {
 				t.Run(name, func(t *testing.T) {
 					browsertest.Do(t, ctx, "emulate "+name, browsertest.Emulate(size.width, size.height, size.mobile, scheme),
 						chromedp.Navigate(app+pg.path))
-					browsertest.WaitTrue(t, ctx, name, `location.pathname === `+strconv.Quote(pg.path)+` && document.readyState === "complete" && `+pg.ready)
+					path, _, _ := strings.Cut(pg.path, "?")
+					browsertest.WaitTrue(t, ctx, name, `location.pathname === `+strconv.Quote(path)+` && document.readyState === "complete" && `+pg.ready)
+					// A phone widens its layout viewport to fit what sticks out (overflowJS then sees nothing).
+					if w := browsertest.Eval[float64](t, ctx, `innerWidth`); w != float64(size.width) {
+						t.Errorf("innerWidth = %v, want %d", w, size.width)
+					}
 					if over := browsertest.Eval[[]string](t, ctx, overflowJS); len(over) > 0 {
 						t.Errorf("the page is wider than the %d px viewport: %s", size.width, strings.Join(over, ", "))
 					}
-					if dir != "" && size.name == "desktop" && scheme == "light" {
+					// WCAG 2 AA for the new text: snippets (muted) and count badges.
+					for _, sel := range []string{".snippet", ".count", ".folder-tag"} {
+						if !browsertest.Eval[bool](t, ctx, `!!document.querySelector("main `+sel+`")`) {
+							continue
+						}
+						if c := contrast(t, ctx, "main "+sel); c < 4.5 {
+							t.Errorf("contrast of %s = %.2f, want at least 4.5", sel, c)
+						}
+					}
+					if dir != "" && size.name == "desktop" && scheme == "light" && pg.name != "search-all" {
 						n := browsertest.Screenshot(t, ctx, filepath.Join(dir, pg.name+".png"))
 						t.Logf("%s.png: %d bytes", pg.name, n)
 					}
