@@ -64,7 +64,15 @@ func conversationRows(p *mailboxPage, sums []mail.Summary, threads []mail.Thread
 		row.UIDs = strings.Join(uids, ",")
 		row.URL = messagePath(p.Box, latest.UID)
 		if c.Count > 1 {
-			row.URL = conversationPath(p.Box, latest.UID)
+			// The view opens the oldest unread message (else the newest); the fragment scrolls to it.
+			open := latest.UID
+			for _, m := range c.Messages {
+				if !m.Seen {
+					open = m.UID
+					break
+				}
+			}
+			row.URL = conversationPath(p.Box, latest.UID) + "#c-" + strconv.FormatUint(uint64(open), 10)
 		}
 		if p.InDrafts() {
 			row.URL = "/compose?draft=" + strconv.FormatUint(uint64(latest.UID), 10)

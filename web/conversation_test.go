@@ -14,7 +14,7 @@ import (
 
 var (
 	convRow   = regexp.MustCompile(`(?s)<tr [^>]*data-uid="(\d+)"[^>]*>.*?</tr>`)
-	convLink  = regexp.MustCompile(`href="(/conv/[^"]+)" class="open"`)
+	convLink  = regexp.MustCompile(`href="(/conv/[^"#]+)(?:#c-\d+)?" class="open"`)
 	selValue  = regexp.MustCompile(`name="uids" value="([^"]+)"`)
 	detailsRe = regexp.MustCompile(`<details class="conv-msg"( open)?>`)
 )
@@ -100,6 +100,11 @@ func TestConversationView(t *testing.T) {
 	}
 	if open != 1 {
 		t.Errorf("%d messages open, want 1", open)
+	}
+	// The row's link scrolls to the message the view opens: the oldest unread one.
+	frag := regexp.MustCompile(`href="/conv/[^"#]+#(c-\d+)" class="open"`).FindStringSubmatch(rows[0])
+	if frag == nil || !regexp.MustCompile(`<li id="`+frag[1]+`">\s*<details class="conv-msg" open>`).MatchString(r.body) {
+		t.Errorf("the row's link (%v) does not point at the open message", frag)
 	}
 	first := strings.Index(r.body, "here is the plan for moving the mail cluster")
 	last := strings.Index(r.body, "Same here. Thanks everyone")
