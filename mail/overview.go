@@ -62,7 +62,7 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 			set.AddRange(hint, 0) // hint:*
 			fetchCmd = s.c.Fetch(set, summaryItems)
 		}
-		extras = s.startListExtras(box, hint, hinted && before == 0) // threads and snippets (snippet.go), nil unless asked for
+		extras = s.startListExtras(box, hint, hinted && before == 0, before, n) // threads and snippets (snippet.go), nil unless asked for
 		// Every command is collected, whatever failed, so that none is left pending on the connection.
 		var lerr, serr, ferr error
 		boxes, lerr = s.finishMailboxes(listCmd)

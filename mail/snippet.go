@@ -128,14 +128,31 @@ type listExtras struct {
 // startListExtras sends, behind the page's FETCH, the THREAD command and, for a warm newest page (hinted: the FETCH
 // is "UID FETCH hint:*"), the snippet FETCH of what the cache lacks: what arrived since the session last showed the
 // page, or all of hint:*. Nil when no extra was asked for.
-func (s *Session) startListExtras(box string, hint imap.UID, hinted bool) *listExtras {
+//
+// THREAD covers the messages from the page up (UID hint:*, or before-n:* for an older page), not the whole folder:
+// its answer lists every UID it covers, which for a 10,000-message folder would be some 60 KB to read on every view.
+// A conversation's count then counts its messages on this page and newer ones, which is what the list can show; the
+// conversation view (ThreadOf) threads the whole folder. The first view of a folder on a session, whose range is not
+// known yet, threads it all.
+func (s *Session) startListExtras(box string, hint imap.UID, hinted bool, before uint32, n int) *listExtras {
 	if !s.listOpt.Threads && !s.listOpt.Snippets {
 		return nil
 	}
 	s.snippets.got = nil
 	x := &listExtras{box: box}
 	if s.listOpt.Threads && s.canThread() {
-		x.threadCmd = s.c.UIDThread(&threadAll)
+		opt := threadAll
+		switch {
+		case hinted:
+			opt.SearchCriteria = &imap.SearchCriteria{UID: []imap.UIDSet{{imap.UIDRange{Start: hint, Stop: 0}}}}
+		case before > 1:
+			lo := uint32(1)
+			if before > uint32(n) {
+				lo = before - uint32(n)
+			}
+			opt.SearchCriteria = &imap.SearchCriteria{UID: []imap.UIDSet{{imap.UIDRange{Start: imap.UID(lo), Stop: 0}}}}
+		}
+		x.threadCmd = s.c.UIDThread(&opt)
 	}
 	if s.listOpt.Snippets && hinted {
 		from := hint

@@ -21,14 +21,18 @@ import (
 // capabilities, turns "UID THREAD REFERENCES UTF-8 ALL" into "UID SEARCH ALL", and answers the search as a THREAD
 // response (RFC 5256 section 4) whose threads are given by group: messages with the same key are one thread, a
 // chain in UID order. Lines are rewritten only when they are exactly those; everything else passes untouched.
-func threadingProxy(t *testing.T, upstream string, group func(uid uint32) uint32) int {
+func threadingProxy(t *testing.T, upstream string, group func(uid uint32) uint32) (port int, searched func() []string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	threadCmd := regexp.MustCompile(`^(\S+) UID THREAD REFERENCES UTF-8 ALL\r\n$`)
+	var (
+		mu   sync.Mutex
+		keys []string // the search keys of the THREAD commands seen
+	)
+	threadCmd := regexp.MustCompile(`^(\S+) UID THREAD REFERENCES UTF-8 ([^\r\n]+)\r\n$`)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -40,7 +44,6 @@ func threadingProxy(t *testing.T, upstream string, group func(uid uint32) uint32
 				c.Close()
 				return
 			}
-			var mu sync.Mutex
 			pending := 0 // THREAD commands rewritten whose SEARCH answer is still to come
 			go func() {
 				defer u.Close()
@@ -51,7 +54,10 @@ func threadingProxy(t *testing.T, upstream string, group func(uid uint32) uint32
 						mu.Lock()
 						pending++
 						mu.Unlock()
-						line = m[1] + " UID SEARCH ALL\r\n"
+						line = m[1] + " UID SEARCH " + m[2] + "\r\n"
+						mu.Lock()
+						keys = append(keys, m[2])
+						mu.Unlock()
 					}
 					if _, werr := io.WriteString(u, line); werr != nil || err != nil {
 						return
@@ -79,7 +85,11 @@ func threadingProxy(t *testing.T, upstream string, group func(uid uint32) uint32
 			}()
 		}
 	}()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ln.Addr().(*net.TCPAddr).Port, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(keys)
+	}
 }
 
 // threadAnswer turns "* SEARCH 1 2 3" or "* ESEARCH (TAG "x") UID ALL 1:3" into "* THREAD (1 2)(3)".
@@ -139,7 +149,7 @@ func TestOverviewServerThreads(t *testing.T) {
 		}
 		return uid / 2
 	}
-	port := threadingProxy(t, fmt.Sprintf("127.0.0.1:%d", e.imap), group)
+	port, searched := threadingProxy(t, fmt.Sprintf("127.0.0.1:%d", e.imap), group)
 	e.srv.CountRoundTrips(20 * time.Millisecond)
 	srv := e.imapServer(TLSNone, MechOAuthBearer)
 	srv.Port = port
@@ -179,6 +189,10 @@ func TestOverviewServerThreads(t *testing.T) {
 				t.Errorf("conversation of 71: count %d with %d on the page, want 2 with 1", c.Count, len(c.Messages))
 			}
 		}
+	}
+	// The first view threads the folder; a warm one only from the page up (the hint five rows below it).
+	if got := searched(); len(got) != 2 || got[0] != "ALL" || got[1] != "UID 66:*" {
+		t.Errorf("THREAD search keys = %q, want ALL then UID 66:*", got)
 	}
 	rows, err := s.ThreadOf(ctx, "Bulk", 73)
 	if err != nil {

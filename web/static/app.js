@@ -275,9 +275,10 @@
 (function () {
   var older = document.getElementById("nav-older");
   var newer = document.getElementById("nav-newer");
+  var keysHelp = document.getElementById("keys-help");
   if (!older && !newer) return;
   document.addEventListener("keydown", function (e) {
-    if (e.ctrlKey || e.metaKey || e.altKey || e.defaultPrevented) return;
+    if (e.ctrlKey || e.metaKey || e.altKey || e.defaultPrevented || (keysHelp && keysHelp.open)) return;
     var el = e.target;
     if (el && (el.isContentEditable || /^(TEXTAREA|SELECT|INPUT)$/.test(el.tagName))) return;
     var link = e.key === "j" ? older : e.key === "k" ? newer : null;
