@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -337,4 +338,46 @@ func TestConversationsSeededThread(t *testing.T) {
 	if len(convs) >= len(page.Summaries) {
 		t.Errorf("%d conversations for %d messages: nothing grouped", len(convs), len(page.Summaries))
 	}
+}
+
+// FuzzSnippetOf: whatever a message's text holds, its snippet is one short line of visible text.
+func FuzzSnippetOf(f *testing.F) {
+	f.Add("text/plain", "quoted-printable", "utf-8", "Gr=C3=BC=C3=9Fe\r\n> quoted\r\nline \u202Eevil")
+	f.Add("text/html", "base64", "iso-8859-1", "PGI+aGk8L2I+")
+	f.Add("multipart/mixed", "7bit", "", "--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--")
+	f.Fuzz(func(t *testing.T, mt, enc, charset, raw string) {
+		typ, sub, _ := strings.Cut(mt, "/")
+		var bs imap.BodyStructure = &imap.BodyStructureSinglePart{Type: typ, Subtype: sub, Encoding: enc, Params: map[string]string{"charset": charset}}
+		if strings.EqualFold(typ, "multipart") {
+			bs = &imap.BodyStructureMultiPart{Subtype: sub, Extended: &imap.BodyStructureMultiPartExt{Params: map[string]string{"boundary": "b"}}}
+		}
+		got := snippetOf(bs, []byte(raw))
+		if n := len([]rune(got)); n > SnippetRunes+1 {
+			t.Errorf("snippet of %d runes", n)
+		}
+		for _, r := range got {
+			if r == '\n' || r == '\r' || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+				t.Fatalf("snippet %q has %U", got, r)
+			}
+		}
+		if got != strings.TrimSpace(got) {
+			t.Errorf("snippet %q has surrounding space", got)
+		}
+	})
+}
+
+// FuzzGroupThreads: every message lands in exactly one group, whatever the ids and subjects.
+func FuzzGroupThreads(f *testing.F) {
+	f.Add("a", "", "", "Re: x", "b", "a", "a", "x")
+	f.Fuzz(func(t *testing.T, id1, irt1, refs1, sub1, id2, irt2, refs2, sub2 string) {
+		in := []Summary{msg(1, id1, irt1, refs1, sub1), msg(2, id2, irt2, refs2, sub2), msg(3, id1, "", "", sub2)}
+		n := 0
+		for _, g := range GroupThreads(in) {
+			n += len(g)
+		}
+		if n != len(in) {
+			t.Errorf("%d messages in the groups, want %d", n, len(in))
+		}
+		_ = BaseSubject(sub1)
+	})
 }
