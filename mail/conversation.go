@@ -122,7 +122,8 @@ func threadCriteria(m Summary) *imap.SearchCriteria {
 
 // Neighbours returns the messages next to a conversation (or message) in box, for the reader's previous/next links:
 // newer is the oldest message above the newest of uids, older the newest message below it, each outside uids; 0
-// when there is none. One UID SEARCH each, MIN/MAX only where the server has ESEARCH (RFC 4731).
+// when there is none. The two UID SEARCHes are pipelined (one round trip) and ask for MIN and MAX only where the
+// server has ESEARCH (RFC 4731), so that a large folder does not answer with every UID.
 func (s *Session) Neighbours(ctx context.Context, box string, uids []uint32) (newer, older uint32, err error) {
 	if len(uids) == 0 {
 		return 0, 0, nil
@@ -135,30 +136,52 @@ func (s *Session) Neighbours(ctx context.Context, box string, uids []uint32) (ne
 				return err
 			}
 		}
-		above := &imap.SearchCriteria{UID: []imap.UIDSet{{imap.UIDRange{Start: imap.UID(top + 1), Stop: 0}}}, Not: not}
-		below := &imap.SearchCriteria{Not: not}
+		esearch := s.c.Caps().Has(imap.CapESearch)
+		var aboveOpt, belowOpt *imap.SearchOptions
+		if esearch {
+			aboveOpt, belowOpt = &imap.SearchOptions{ReturnMin: true}, &imap.SearchOptions{ReturnMax: true}
+		}
+		above := s.c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{{imap.UIDRange{Start: imap.UID(top + 1), Stop: 0}}}, Not: not}, aboveOpt)
+		var below *imapclient.SearchCommand
 		if top > 1 {
-			below.UID = []imap.UIDSet{{imap.UIDRange{Start: 1, Stop: imap.UID(top - 1)}}}
-		} else {
-			return nil
+			below = s.c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{{imap.UIDRange{Start: 1, Stop: imap.UID(top - 1)}}}, Not: not}, belowOpt)
 		}
-		a, err := s.searchUIDs(above)
-		if err != nil {
-			return err
+		a, aerr := above.Wait()
+		var b *imap.SearchData
+		var berr error
+		if below != nil {
+			b, berr = below.Wait()
 		}
-		b, err := s.searchUIDs(below)
-		if err != nil {
-			return err
+		if aerr != nil {
+			return aerr
 		}
-		// "top+1:*" matches the newest message even when it is below top+1; keep only what is above.
-		for _, r := range sortedRanges(a) {
-			if u := max(uint32(r.Start), top+1); u <= uint32(r.Stop) {
-				newer = u
-				break
+		if berr != nil {
+			return berr
+		}
+		// "top+1:*" matches the newest message even when it is below top+1 (RFC 9051 section 6.4.8); keep only
+		// what is above.
+		if esearch {
+			if a.Min > top {
+				newer = a.Min
+			}
+		} else if set, ok := a.All.(imap.UIDSet); ok {
+			for _, r := range sortedRanges(set) {
+				if u := max(uint32(r.Start), top+1); u <= uint32(r.Stop) {
+					newer = u
+					break
+				}
 			}
 		}
-		if rs := sortedRanges(b); len(rs) > 0 {
-			older = uint32(rs[len(rs)-1].Stop)
+		switch {
+		case b == nil:
+		case esearch:
+			older = b.Max
+		default:
+			if set, ok := b.All.(imap.UIDSet); ok {
+				if rs := sortedRanges(set); len(rs) > 0 {
+					older = uint32(rs[len(rs)-1].Stop)
+				}
+			}
 		}
 		return nil
 	})
