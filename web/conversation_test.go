@@ -197,3 +197,29 @@ func TestSearchAllFolders(t *testing.T) {
 		t.Error("the scope choice is not kept on the results page")
 	}
 }
+
+// TestConversationHTMLIsFramed: an HTML message in a conversation is shown as the reader shows it, in the sandboxed
+// frame served by its own route, never inline in the page.
+func TestConversationHTMLIsFramed(t *testing.T) {
+	s := newStack(t)
+	u := signedInAs(t, s, "alice")
+	first := u.appendMsg(t, "INBOX", "Eve <eve@example.test>", "Framed thread", "plain start")
+	reply := strings.ReplaceAll("From: Eve <eve@example.test>\nTo: alice@example.test\nSubject: Re: Framed thread\n"+
+		"Date: Mon, 7 Dec 2026 10:00:00 +0000\nMessage-ID: <framed-reply@example.test>\nIn-Reply-To: <unknown@example.test>\n"+
+		"MIME-Version: 1.0\nContent-Type: text/html; charset=utf-8\n\n<p>Hello<script>alert(1)</script><img src=x onerror=alert(2)></p>\n", "\n", "\r\n")
+	u.imap(t, func(ctx context.Context, ms *mail.Session) error { return ms.Append(ctx, "INBOX", nil, []byte(reply)) })
+	r := u.b.get(s.ts.URL + conversationPath("INBOX", first))
+	if r.status != http.StatusOK {
+		t.Fatalf("conversation = %d", r.status)
+	}
+	if n := len(detailsRe.FindAllString(r.body, -1)); n != 2 {
+		t.Fatalf("conversation has %d messages, want 2 (grouped by base subject)", n)
+	}
+	frame := regexp.MustCompile(`<iframe class="msg-html" title="[^"]*" src="(/msg/INBOX/\d+/html)" sandbox="allow-popups allow-popups-to-escape-sandbox"`)
+	if !frame.MatchString(r.body) {
+		t.Error("the HTML message is not in the sandboxed frame")
+	}
+	if strings.Contains(r.body, "<script>alert") || strings.Contains(r.body, "onerror=") {
+		t.Error("the message's HTML reached the page")
+	}
+}
