@@ -65,6 +65,7 @@ func (s *Session) open(box string, readOnly bool) (*imap.SelectData, error) {
 	if err != nil {
 		return nil, mapErr(err)
 	}
+	s.noteValidity(box, sel.UIDValidity) // for the snippet cache (snippet.go)
 	return sel, nil
 }
 

@@ -34,6 +34,9 @@ type Session struct {
 	broken atomic.Bool
 	// newest remembers, per mailbox, the UID from which Overview's speculative fetch of the newest page starts.
 	newest map[string]imap.UID
+	// listOpt is what OverviewWith asks of the current Overview; snippets are the preview snippets seen (snippet.go).
+	listOpt  ListOptions
+	snippets snippetCache
 }
 
 const (
@@ -279,6 +282,7 @@ func (s *Session) Summaries(ctx context.Context, box string, n int) ([]Summary, 
 		if err != nil {
 			return err
 		}
+		s.noteValidity(box, sel.UIDValidity) // for the snippet cache (snippet.go)
 		total := sel.NumMessages
 		if total == 0 {
 			return nil
@@ -338,6 +342,7 @@ func summaryOf(b *imapclient.FetchMessageBuffer) Summary {
 		}
 	}
 	sum.HasAttachment = hasAttachment(b.BodyStructure)
+	threadFields(&sum, b)
 	return sum
 }
 

@@ -23,6 +23,9 @@ type Page struct {
 	// Before is the cursor for the next, older page: pass it as before.
 	// 0 means there is none.
 	Before uint32
+	// Threads are the mailbox's threads as the server computed them (RFC 5256 THREAD=REFERENCES), when
+	// OverviewWith asked for them and the server can; nil otherwise. See Conversations.
+	Threads []Thread
 }
 
 // Query is a message search. Non-empty fields are ANDed; text fields match
@@ -182,7 +185,12 @@ func summariesOf(bufs []*imapclient.FetchMessageBuffer, before uint32) []Summary
 func (s *Session) fetchSeq(first, last uint32) ([]*imapclient.FetchMessageBuffer, error) {
 	var set imap.SeqSet
 	set.AddRange(first, last)
-	bufs, err := s.c.Fetch(set, summaryItems).Collect()
+	cmd := s.c.Fetch(set, summaryItems)
+	s.startSnippets(set) // pipelined behind the rows when asked for (snippet.go)
+	bufs, err := cmd.Collect()
+	if serr := s.collectSnippets(); err == nil {
+		err = serr
+	}
 	return listRows(bufs), err
 }
 
@@ -209,7 +217,9 @@ func (s *Session) startPageBelow(before uint32, n int) *imapclient.FetchCommand 
 	}
 	var set imap.UIDSet
 	set.AddRange(imap.UID(lo), imap.UID(before))
-	return s.c.Fetch(set, summaryItems)
+	cmd := s.c.Fetch(set, summaryItems)
+	s.startSnippets(set) // collected by finishPageBelow (snippet.go)
+	return cmd
 }
 
 // finishPageBelow is the rest of pageBelow, given its first fetch.
@@ -219,6 +229,9 @@ func (s *Session) finishPageBelow(cmd *imapclient.FetchCommand, before uint32, n
 		lo = before - uint32(n)
 	}
 	got, err := cmd.Collect()
+	if serr := s.collectSnippets(); err == nil {
+		err = serr
+	}
 	if err != nil {
 		return nil, 0, false, err
 	}

@@ -33,6 +33,7 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 		boxes    []Mailbox
 		page     Page
 		fallback bool
+		extras   *listExtras
 	)
 	err := s.run(ctx, fmt.Sprintf("list %q", box), func() error {
 		hint, hinted := s.newest[box]
@@ -61,6 +62,7 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 			set.AddRange(hint, 0) // hint:*
 			fetchCmd = s.c.Fetch(set, summaryItems)
 		}
+		extras = s.startListExtras(box, hint, hinted && before == 0, before, n) // threads and snippets (snippet.go), nil unless asked for
 		// Every command is collected, whatever failed, so that none is left pending on the connection.
 		var lerr, serr, ferr error
 		boxes, lerr = s.finishMailboxes(listCmd)
@@ -81,6 +83,7 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 				got = listRows(got)
 			}
 		}
+		xerr := extras.collect(s, box, sel)
 		switch {
 		case lerr != nil:
 			return lerr
@@ -89,6 +92,8 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 			return mapErr(serr)
 		case ferr != nil:
 			return ferr
+		case xerr != nil:
+			return xerr
 		}
 		var total uint32
 		switch {
@@ -130,6 +135,9 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 	})
 	if err == nil && fallback {
 		page, err = s.List(ctx, box, before, n)
+	}
+	if err == nil {
+		err = s.finishListExtras(ctx, extras, &page)
 	}
 	if err != nil {
 		return nil, Page{}, err

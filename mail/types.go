@@ -183,4 +183,10 @@ type Summary struct {
 	HasAttachment           bool
 	// Size is RFC822.SIZE in bytes.
 	Size int64
+	// MessageID and InReplyTo (the first id) come from the envelope, without angle brackets; References only when
+	// the row was fetched for grouping here (ListOptions.Threads on a server without THREAD). See thread.go.
+	MessageID, InReplyTo string
+	References           []string
+	// Snippet is the start of the text as one line (ListOptions.Snippets), "" when not asked for or not readable.
+	Snippet string
 }

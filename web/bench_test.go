@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +29,60 @@ func BenchmarkInboxPage(b *testing.B) {
 			b.Fatalf("GET /mail/Big = %d", r.status)
 		}
 	}
+}
+
+// BenchmarkInboxPageConversations is BenchmarkInboxPage before and after conversations and snippets, side by side:
+// every iteration views the page once as today (Server.plainList and Server.noSnippets set: the code path of the
+// page before them, the same IMAP commands byte for byte) and once with both on (the default), on one stack and one
+// pooled connection, so that both see the same machine load. It reports wall and CPU time per view of each and their
+// ratios; issue 15 bounds the ratio at 1.2×. CPU time is the whole process's (Postern, the dev IMAP server and this
+// client alike): on a shared machine it says more than wall time, which includes waiting for other processes.
+func BenchmarkInboxPageConversations(b *testing.B) {
+	s, br := benchStack(b)
+	modes := []struct {
+		name string
+		off  bool
+	}{{"today", true}, {"conv", false}}
+	view := func(off bool) (wall, cpu time.Duration) {
+		s.web.plainList, s.web.noSnippets = off, off
+		t0, c0 := time.Now(), processCPU()
+		r := br.get(s.ts.URL + "/mail/Big")
+		wall, cpu = time.Since(t0), processCPU()-c0
+		if r.status != http.StatusOK {
+			b.Fatalf("GET /mail/Big = %d", r.status)
+		}
+		return wall, cpu
+	}
+	for _, m := range modes {
+		view(m.off) // each mode's first view: the session learns the page, the snippets are fetched once
+	}
+	var wall, cpu [2]time.Duration
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		// Alternate which goes first, so that neither always follows the other's garbage.
+		for k := range modes {
+			m := (i + k) % 2
+			w, c := view(modes[m].off)
+			wall[m] += w
+			cpu[m] += c
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(wall[0])/n, "today-ns/view")
+	b.ReportMetric(float64(wall[1])/n, "conv-ns/view")
+	b.ReportMetric(float64(cpu[0])/n, "today-cpu-ns/view")
+	b.ReportMetric(float64(cpu[1])/n, "conv-cpu-ns/view")
+	b.ReportMetric(float64(wall[1])/float64(wall[0]), "wall-ratio")
+	b.ReportMetric(float64(cpu[1])/float64(cpu[0]), "cpu-ratio")
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func BenchmarkInboxRawFetch(b *testing.B) {

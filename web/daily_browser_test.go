@@ -316,6 +316,10 @@ func TestBrowserDailyPath(t *testing.T) {
 		t.Error("after z the message is still in Trash")
 	}
 
+	// Conversations: the seeded twelve-message thread is one row; its view shows the messages oldest first with one
+	// open, and j/k walk to the next older conversation and back.
+	readConversation(t, ctx)
+
 	// Sign out with the header's button: the signed-out page, and the grant is gone at the IdP too.
 	g := s.grantOf(t, "alice")
 	if !s.idp.Active(g.RefreshToken) {

@@ -95,14 +95,31 @@ type mailboxPage struct {
 	MoveTargets []folderLink
 	// PageUIDs are the UIDs of the rows, in order, so that an action can return to the row next to what it moved.
 	PageUIDs string
+	// AllFolders: the page is a search of every folder (scope=all); rows name their folder and cannot be selected,
+	// as /act works on one folder.
+	AllFolders bool
 }
 
 // listRow is one message of the list with the link that opens it.
 type listRow struct {
 	mail.Summary
 	URL string
-	// Who is the From column: the senders, or in Sent and Drafts the recipients.
+	// Who is the From column: the senders, or in Sent and Drafts the recipients (of the whole conversation).
 	Who []mail.Address
+	// Count is the number of messages of the conversation (0 or 1: a single message); Unread how many are unread.
+	Count, Unread int
+	// UIDs is what the row's checkbox selects: the UIDs on the page of the conversation ("" means UID alone).
+	UIDs string
+	// Folder is the row's folder in a search of all folders, "" otherwise.
+	Folder, FolderLabel string
+}
+
+// SelectValue is the value of the row's checkbox.
+func (r listRow) SelectValue() string {
+	if r.UIDs != "" {
+		return r.UIDs
+	}
+	return strconv.FormatUint(uint64(r.UID), 10)
 }
 
 // InTrash reports whether "Delete" deletes for good on this page.
@@ -138,12 +155,16 @@ func (s *Server) handleMailbox(w http.ResponseWriter, r *http.Request) error {
 	var (
 		boxes []mail.Mailbox
 		page  mail.Page
+		hits  []folderHit
 	)
+	all := len(mq) > 0 && search.Scope == "all"
+	opt := s.listOptions(r)
 	addr, err := s.withMail(r.Context(), grantID(r), func(ms *mail.Session) error {
 		var err error
 		if len(mq) == 0 {
-			// The folder list and the page in one pipelined round trip on a warm session (mail.Session.Overview).
-			if boxes, page, err = ms.Overview(r.Context(), box, before, s.cfg.PageSize); err != nil {
+			// The folder list and the page in one pipelined round trip on a warm session (mail.Session.Overview),
+			// with the conversations and snippets asked for (conversation.go).
+			if boxes, page, err = ms.OverviewWith(r.Context(), box, before, s.cfg.PageSize, opt); err != nil {
 				return err
 			}
 			if !hasMailbox(boxes, box) {
@@ -156,6 +177,10 @@ func (s *Server) handleMailbox(w http.ResponseWriter, r *http.Request) error {
 		}
 		if !hasMailbox(boxes, box) {
 			return mail.ErrNoMailbox
+		}
+		if all {
+			hits, page.Total, err = searchAllFolders(r.Context(), ms, boxes, mq, s.cfg.PageSize)
+			return err
 		}
 		page, err = searchAny(r.Context(), ms, box, mq, before, s.cfg.PageSize)
 		return err
@@ -192,6 +217,22 @@ func (s *Server) handleMailbox(w http.ResponseWriter, r *http.Request) error {
 	for _, f := range page2.Folders {
 		if !f.Current {
 			page2.MoveTargets = append(page2.MoveTargets, f)
+		}
+	}
+	page2.AllFolders = all
+	for _, h := range hits {
+		page2.Rows = append(page2.Rows, listRow{Summary: h.Summary, URL: messagePath(h.Box, h.UID), Who: h.From, Folder: h.Box, FolderLabel: boxLabel(h.Box)})
+	}
+	if len(mq) == 0 && opt.Threads {
+		page2.Rows = conversationRows(&page2, page.Summaries, page.Threads)
+		page.Summaries = nil
+	}
+	for _, row := range page2.Rows {
+		if !all {
+			if page2.PageUIDs != "" {
+				page2.PageUIDs += ","
+			}
+			page2.PageUIDs += row.SelectValue()
 		}
 	}
 	for _, m := range page.Summaries {
@@ -236,22 +277,28 @@ func parseBefore(s string) uint32 {
 // listQuery is the search form of the list page, as typed.
 type listQuery struct {
 	Q, From, To, Subject, Body, Since, Until string
+	// Scope is "all" for a search of every folder, "" for this folder only; it is not a criterion.
+	Scope string
 }
 
 func listQueryFrom(v url.Values) listQuery {
 	g := func(k string) string { return strings.TrimSpace(v.Get(k)) }
-	return listQuery{Q: g("q"), From: g("from"), To: g("to"), Subject: g("subject"), Body: g("body"), Since: g("since"), Until: g("until")}
+	q := listQuery{Q: g("q"), From: g("from"), To: g("to"), Subject: g("subject"), Body: g("body"), Since: g("since"), Until: g("until")}
+	if g("scope") == "all" {
+		q.Scope = "all"
+	}
+	return q
 }
 
 // Active reports whether the page is a search.
-func (q listQuery) Active() bool { return q != listQuery{} }
+func (q listQuery) Active() bool { q.Scope = ""; return q != listQuery{} }
 
 // Advanced reports whether any field beyond the plain search box is set, so the template opens that part of the form.
 func (q listQuery) Advanced() bool { q.Q = ""; return q.Active() }
 
 func (q listQuery) values() url.Values {
 	v := url.Values{}
-	for k, x := range map[string]string{"q": q.Q, "from": q.From, "to": q.To, "subject": q.Subject, "body": q.Body, "since": q.Since, "until": q.Until} {
+	for k, x := range map[string]string{"scope": q.Scope, "q": q.Q, "from": q.From, "to": q.To, "subject": q.Subject, "body": q.Body, "since": q.Since, "until": q.Until} {
 		if x != "" {
 			v.Set(k, x)
 		}

@@ -89,6 +89,8 @@ type messagePage struct {
 	TextURL   string // this page as plain text, when the message has both
 	HTMLURL   string // this page as HTML, when showing text of a message that has both
 	SourceURL string
+	// NewerURL and OlderURL are the reader's previous/next links (handleNeighbour).
+	NewerURL, OlderURL string
 	messageBody
 }
 
@@ -198,6 +200,10 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) error {
 		Ref:         box + "/" + strconv.FormatUint(uint64(uid), 10),
 		SourceURL:   self + "/raw",
 		messageBody: newMessageBody(m, self, q.Get("remote") == "1", q.Get("text") == "1"),
+		// The previous/next links are asked for only when followed (handleNeighbour): finding them costs a round
+		// trip (two UID SEARCHes) that every view would pay otherwise (issue 14: the page costs one).
+		NewerURL: self + "/newer",
+		OlderURL: self + "/older",
 	}
 	page.User = addr
 	page.Folders = folderLinks(boxes, box)

@@ -102,7 +102,13 @@ func loadPages() (*pages, error) {
 		if base == "layout.html" {
 			continue
 		}
-		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", n)
+		files := []string{"templates/layout.html", n}
+		if base == "conversation.html" {
+			// The conversation view renders each message as the reader does, with message.html's "addrs" and "segs";
+			// its own "content", parsed last, replaces the reader's.
+			files = []string{"templates/layout.html", "templates/message.html", n}
+		}
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, files...)
 		if err != nil {
 			return nil, fmt.Errorf("parse %s: %w", base, err)
 		}

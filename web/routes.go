@@ -30,9 +30,12 @@ func (s *Server) routes() http.Handler {
 	// Reading (message.go): the message page, its sandboxed HTML frame, one part, the source. {box} is one
 	// path-escaped segment; the frame, part and raw routes set their own security headers (see message.go).
 	mux.Handle("GET /msg/{box}/{uid}", s.signedIn(s.handleMessage))
+	mux.Handle("GET /conv/{box}/{uid}", s.signedIn(s.handleConversation))
 	mux.Handle("GET /msg/{box}/{uid}/html", s.signedIn(s.handleMessageHTML))
 	mux.Handle("GET /msg/{box}/{uid}/part/{path}", s.signedIn(s.handlePart))
 	mux.Handle("GET /msg/{box}/{uid}/raw", s.signedIn(s.handleRaw))
+	mux.Handle("GET /msg/{box}/{uid}/newer", s.signedIn(s.handleNeighbour))
+	mux.Handle("GET /msg/{box}/{uid}/older", s.signedIn(s.handleNeighbour))
 	// Devices (devices.go, setup.go): mail clients through the bridge. The autoconfig documents are public, as
 	// Thunderbird fetches them before any sign-in; they hold no secret.
 	mux.Handle("GET /devices", s.signedIn(s.handleDevices))

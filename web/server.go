@@ -120,6 +120,9 @@ type Server struct {
 	watchers *watchLimiter
 	// obs is told what happened (observe.go); never nil.
 	obs Observer
+	// plainList turns conversations off in folder lists, noSnippets the preview snippets: both read only through
+	// conversationsFor and listOptions (conversation.go); the zero value has both on.
+	plainList, noSnippets bool
 }
 
 // New checks the configuration, parses every template (a broken template fails here, at start-up, not on a user's

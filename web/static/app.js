@@ -297,4 +297,21 @@
     cancelAnimationFrame(pending);
     pending = requestAnimationFrame(fitAll);
   });
+// ---- Reader navigation (conversation.go): j/k follow the "Older"/"Newer" links of the reader and the conversation
+// view. Registered in the capture phase so that the list's j/k (above) never sees keys meant for these pages; a list
+// page has no such links and keeps its own j/k.
+(function () {
+  var older = document.getElementById("nav-older");
+  var newer = document.getElementById("nav-newer");
+  var keysHelp = document.getElementById("keys-help");
+  if (!older && !newer) return;
+  document.addEventListener("keydown", function (e) {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.defaultPrevented || (keysHelp && keysHelp.open)) return;
+    var el = e.target;
+    if (el && (el.isContentEditable || /^(TEXTAREA|SELECT|INPUT)$/.test(el.tagName))) return;
+    var link = e.key === "j" ? older : e.key === "k" ? newer : null;
+    if (!link) return;
+    e.preventDefault();
+    location.href = link.href;
+  }, true);
 })();

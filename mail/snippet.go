@@ -1,0 +1,360 @@
+package mail
+
+// Preview snippets: the first words of a message's text, for the folder list.
+//
+// RFC 8970's PREVIEW FETCH item would let the server do this, but imapclient (go-imap v2.0.0-beta.8) cannot read a
+// PREVIEW answer (it fails the whole FETCH on an unknown item), so every server gets the portable way: the first
+// snippetBytes of BODY[TEXT], with the BODYSTRUCTURE that says how to read them (boundaries, transfer encodings,
+// charsets), cut down to one line of plain text here. The result is cached per (mailbox, UIDVALIDITY, UID) on the
+// session: a message's text never changes under its UID (RFC 9051 section 2.3.1.1), so a warm page asks only for
+// the messages it has not seen.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"unicode"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-message"
+)
+
+const (
+	// snippetBytes is how much of a message's text is fetched for its snippet: enough to get past the MIME
+	// headers of a first part or two and an HTML <head> of modest size.
+	snippetBytes = 2048
+	// SnippetRunes bounds a snippet's length.
+	SnippetRunes = 160
+	// snippetCacheSize bounds the snippets a session keeps: a few pages of a few folders.
+	snippetCacheSize = 2000
+)
+
+var snippetSection = &imap.FetchItemBodySection{Specifier: imap.PartSpecifierText, Peek: true, Partial: &imap.SectionPartial{Offset: 0, Size: snippetBytes}}
+
+var snippetItems = &imap.FetchOptions{
+	UID:           true,
+	BodyStructure: &imap.FetchItemBodyStructure{Extended: true},
+	BodySection:   []*imap.FetchItemBodySection{snippetSection},
+}
+
+type snippetKey struct {
+	box      string
+	validity uint32
+	uid      uint32
+}
+
+// snippetCache is a bounded map; when full, it is emptied (cheap, and a page refills its own rows at once). It also
+// holds the snippet FETCHes in flight on the current Overview and what they brought, until finishListExtras knows
+// the UIDVALIDITY to file them under.
+type snippetCache struct {
+	m map[snippetKey]string
+	// validity is the UIDVALIDITY last seen per mailbox (from EXAMINE; a NOOP keeps it).
+	validity map[string]uint32
+	pending  []*imapclient.FetchCommand
+	got      map[uint32]string
+	// fetched counts the snippets received, for tests of what a warm page asks for.
+	fetched int
+}
+
+func (c *snippetCache) put(k snippetKey, s string) {
+	if c.m == nil || len(c.m) >= snippetCacheSize {
+		c.m = map[snippetKey]string{}
+	}
+	c.m[k] = s
+}
+
+// topCached is the highest UID of box cached at validity, 0 if none.
+func (c *snippetCache) topCached(box string, validity uint32) uint32 {
+	var top uint32
+	for k := range c.m {
+		if k.box == box && k.validity == validity && k.uid > top {
+			top = k.uid
+		}
+	}
+	return top
+}
+
+// noteValidity records the UIDVALIDITY a SELECT or EXAMINE of box returned, under which the snippets of its UIDs
+// are cached: every path that selects a mailbox calls it, so that a later Overview that reuses the selection (NOOP
+// instead of EXAMINE) knows it.
+func (s *Session) noteValidity(box string, v uint32) {
+	if s.snippets.validity == nil {
+		s.snippets.validity = map[string]uint32{}
+	}
+	s.snippets.validity[box] = v
+}
+
+// startSnippets sends, without waiting, the snippet FETCH of set when the current call asks for snippets. A list
+// path sends it right behind the FETCH of its rows, so the two cost one round trip.
+func (s *Session) startSnippets(set imap.NumSet) {
+	if s.listOpt.Snippets {
+		s.snippets.pending = append(s.snippets.pending, s.c.Fetch(set, snippetItems))
+	}
+}
+
+// collectSnippets waits for the snippet FETCHes sent so far, in the order sent, and keeps what they brought.
+func (s *Session) collectSnippets() error {
+	var first error
+	for _, cmd := range s.snippets.pending {
+		got, err := cmd.Collect()
+		if err != nil && first == nil {
+			first = err
+		}
+		for _, b := range got {
+			if b.UID != 0 && b.BodyStructure != nil {
+				if s.snippets.got == nil {
+					s.snippets.got = map[uint32]string{}
+				}
+				s.snippets.got[uint32(b.UID)] = snippetOf(b.BodyStructure, b.FindBodySection(snippetSection))
+				s.snippets.fetched++
+			}
+		}
+	}
+	s.snippets.pending = nil
+	return first
+}
+
+// listExtras is the THREAD command Overview pipelines for ListOptions, and what it learnt.
+type listExtras struct {
+	box       string
+	threadCmd *imapclient.ThreadCommand
+	threads   []Thread
+	validity  uint32
+}
+
+// startListExtras sends, behind the page's FETCH, the THREAD command and, for a warm newest page (hinted: the FETCH
+// is "UID FETCH hint:*"), the snippet FETCH of what the cache lacks: what arrived since the session last showed the
+// page, or all of hint:*. Nil when no extra was asked for.
+//
+// THREAD covers the messages from the page up (UID hint:*, or before-n:* for an older page), not the whole folder:
+// its answer lists every UID it covers, which for a 10,000-message folder would be some 60 KB to read on every view.
+// A conversation's count then counts its messages on this page and newer ones, which is what the list can show; the
+// conversation view (ThreadOf) threads the whole folder. The first view of a folder on a session, whose range is not
+// known yet, threads it all.
+func (s *Session) startListExtras(box string, hint imap.UID, hinted bool, before uint32, n int) *listExtras {
+	if !s.listOpt.Threads && !s.listOpt.Snippets {
+		return nil
+	}
+	s.snippets.got = nil
+	x := &listExtras{box: box}
+	if s.listOpt.Threads && s.canThread() {
+		opt := threadAll
+		switch {
+		case hinted:
+			opt.SearchCriteria = &imap.SearchCriteria{UID: []imap.UIDSet{{imap.UIDRange{Start: hint, Stop: 0}}}}
+		case before > 1:
+			lo := uint32(1)
+			if before > uint32(n) {
+				lo = before - uint32(n)
+			}
+			opt.SearchCriteria = &imap.SearchCriteria{UID: []imap.UIDSet{{imap.UIDRange{Start: imap.UID(lo), Stop: 0}}}}
+		}
+		x.threadCmd = s.c.UIDThread(&opt)
+	}
+	if s.listOpt.Snippets && hinted {
+		from := hint
+		// The last UIDVALIDITY seen: if the EXAMINE says otherwise, the cache misses and finishListExtras fetches.
+		if top := imap.UID(s.snippets.topCached(box, s.snippets.validity[box])); top >= hint {
+			from = top + 1
+		}
+		var set imap.UIDSet
+		set.AddRange(from, 0) // from:*, which always includes the newest message (RFC 9051 section 6.4.8)
+		s.startSnippets(set)
+	}
+	return x
+}
+
+// collect waits for the extras' answers; sel is the EXAMINE's answer (nil when the session reused its selection).
+func (x *listExtras) collect(s *Session, box string, sel *imap.SelectData) error {
+	if sel != nil {
+		s.noteValidity(box, sel.UIDValidity)
+	}
+	if x == nil {
+		return nil
+	}
+	var terr error
+	if x.threadCmd != nil {
+		var data []imapclient.ThreadData
+		data, terr = x.threadCmd.Wait()
+		x.threads = flattenThreads(data)
+	}
+	ferr := s.collectSnippets()
+	// On a reused selection, the UIDVALIDITY of the EXAMINE or SELECT that opened it (see noteValidity).
+	x.validity = s.snippets.validity[x.box]
+	if terr != nil {
+		return terr
+	}
+	return ferr
+}
+
+// finishListExtras fills the page from the extras: its threads, and every row's snippet, fetching those still
+// missing in one more command (rare: a page whose rows the pipelined fetches did not cover, such as an older page
+// over a gap of expunged UIDs).
+func (s *Session) finishListExtras(ctx context.Context, x *listExtras, page *Page) error {
+	if x == nil {
+		return nil
+	}
+	got := s.snippets.got
+	s.snippets.got = nil
+	if s.listOpt.Threads && x.threadCmd != nil {
+		page.Threads = x.threads
+		if page.Threads == nil {
+			page.Threads = []Thread{}
+		}
+	}
+	if !s.listOpt.Snippets {
+		return nil
+	}
+	for uid, snip := range got {
+		s.snippets.put(snippetKey{x.box, x.validity, uid}, snip)
+	}
+	var missing imap.UIDSet
+	for _, m := range page.Summaries {
+		if _, ok := s.snippets.m[snippetKey{x.box, x.validity, m.UID}]; !ok {
+			missing.AddNum(imap.UID(m.UID))
+		}
+	}
+	if len(missing) > 0 {
+		err := s.run(ctx, fmt.Sprintf("snippets %q", x.box), func() error {
+			if s.c.Mailbox() == nil || s.c.Mailbox().Name != x.box {
+				return nil // the mailbox is no longer selected; snippets are not worth a second EXAMINE
+			}
+			s.startSnippets(missing)
+			return s.collectSnippets()
+		})
+		if err != nil {
+			return err
+		}
+		for uid, snip := range s.snippets.got {
+			s.snippets.put(snippetKey{x.box, x.validity, uid}, snip)
+		}
+		s.snippets.got = nil
+	}
+	for i, m := range page.Summaries {
+		page.Summaries[i].Snippet = s.snippets.m[snippetKey{x.box, x.validity, m.UID}]
+	}
+	return nil
+}
+
+// snippetOf reads the first text part out of the start of a message's text (raw, BODY[TEXT]<0.snippetBytes>) as bs
+// describes it, and makes it one line of plain text: transfer encoding and charset decoded, HTML reduced to its
+// text, quoted lines dropped, white space and control characters collapsed, at most SnippetRunes long. What cannot
+// be read yields "", never an error: a snippet is a courtesy.
+func snippetOf(bs imap.BodyStructure, raw []byte) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	var h message.Header
+	switch b := bs.(type) {
+	case *imap.BodyStructureSinglePart:
+		mt := strings.ToLower(b.Type + "/" + b.Subtype)
+		if mt != "text/plain" && mt != "text/html" {
+			return ""
+		}
+		h.SetContentType(mt, map[string]string{"charset": b.Params["charset"]})
+		h.Set("Content-Transfer-Encoding", b.Encoding)
+	case *imap.BodyStructureMultiPart:
+		boundary := ""
+		if b.Extended != nil {
+			boundary = b.Extended.Params["boundary"]
+		}
+		if boundary == "" {
+			return ""
+		}
+		h.SetContentType("multipart/"+strings.ToLower(b.Subtype), map[string]string{"boundary": boundary})
+	default:
+		return ""
+	}
+	e, err := message.New(h, bytes.NewReader(raw))
+	if e == nil {
+		return ""
+	}
+	_ = err // an unknown charset still gives the raw bytes, which clean makes safe
+	text, isHTML := firstText(e, 0)
+	if isHTML {
+		text = htmlText(text)
+	}
+	return cleanSnippet(text)
+}
+
+// firstText returns the first text/plain part of e, or the first text/html one when no text/plain is readable in
+// the bytes fetched.
+func firstText(e *message.Entity, depth int) (string, bool) {
+	if depth > 5 {
+		return "", false
+	}
+	if mr := e.MultipartReader(); mr != nil {
+		var htmlText string
+		for {
+			p, err := mr.NextPart()
+			if p == nil || err != nil {
+				break
+			}
+			t, isHTML := firstText(p, depth+1)
+			if t == "" {
+				continue
+			}
+			if !isHTML {
+				return t, false
+			}
+			if htmlText == "" {
+				htmlText = t
+			}
+		}
+		return htmlText, htmlText != ""
+	}
+	mt, _, _ := e.Header.ContentType()
+	if disp, _, _ := e.Header.ContentDisposition(); disp == "attachment" {
+		return "", false
+	}
+	if mt != "text/plain" && mt != "text/html" {
+		return "", false
+	}
+	b, _ := io.ReadAll(io.LimitReader(e.Body, 4*snippetBytes)) // truncated input ends in an error; keep what came
+	return string(b), mt == "text/html"
+}
+
+// SnippetOf is the snippet of a decoded text (Message.Text): what a folder row shows of it (see cleanSnippet).
+func SnippetOf(text string) string { return cleanSnippet(text) }
+
+// cleanSnippet makes text one short line: quoted lines (">") and signature separators' tails dropped, every run of
+// white space, control or format characters (bidi overrides included) one space, cut at SnippetRunes.
+func cleanSnippet(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	var lines []string
+	for _, l := range strings.Split(strings.ReplaceAll(s, "\r\n", "\n"), "\n") {
+		t := strings.TrimSpace(l)
+		if t == "--" {
+			break // a signature follows (RFC 3676 section 4.3)
+		}
+		if strings.HasPrefix(t, ">") {
+			continue
+		}
+		lines = append(lines, t)
+	}
+	s = strings.Join(lines, " ")
+	var b strings.Builder
+	space := false
+	n := 0
+	for _, r := range s {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			space = b.Len() > 0
+			continue
+		}
+		if space {
+			b.WriteByte(' ')
+			n++
+			space = false
+		}
+		if n >= SnippetRunes {
+			b.WriteString("…")
+			break
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
+}

@@ -1,0 +1,212 @@
+package mail
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/internal/devstack/mailserver"
+)
+
+// threadingProxy stands between a client and the dev IMAP server (which has no THREAD) and makes it look like a
+// server with THREAD=REFERENCES, for the test of that path: it adds the capability wherever the server lists its
+// capabilities, turns "UID THREAD REFERENCES UTF-8 ALL" into "UID SEARCH ALL", and answers the search as a THREAD
+// response (RFC 5256 section 4) whose threads are given by group: messages with the same key are one thread, a
+// chain in UID order. Lines are rewritten only when they are exactly those; everything else passes untouched.
+func threadingProxy(t *testing.T, upstream string, group func(uid uint32) uint32) (port int, searched func() []string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var (
+		mu   sync.Mutex
+		keys []string // the search keys of the THREAD commands seen
+	)
+	threadCmd := regexp.MustCompile(`^(\S+) UID THREAD REFERENCES UTF-8 ([^\r\n]+)\r\n$`)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", upstream)
+			if err != nil {
+				c.Close()
+				return
+			}
+			pending := 0 // THREAD commands rewritten whose SEARCH answer is still to come
+			go func() {
+				defer u.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if m := threadCmd.FindStringSubmatch(line); m != nil {
+						mu.Lock()
+						pending++
+						mu.Unlock()
+						line = m[1] + " UID SEARCH " + m[2] + "\r\n"
+						mu.Lock()
+						keys = append(keys, m[2])
+						mu.Unlock()
+					}
+					if _, werr := io.WriteString(u, line); werr != nil || err != nil {
+						return
+					}
+				}
+			}()
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(u)
+				for {
+					line, err := r.ReadString('\n')
+					if strings.Contains(line, "CAPABILITY ") {
+						line = strings.Replace(line, "CAPABILITY ", "CAPABILITY THREAD=REFERENCES ", 1)
+					}
+					mu.Lock()
+					if pending > 0 && (strings.HasPrefix(line, "* SEARCH") || strings.HasPrefix(line, "* ESEARCH")) {
+						pending--
+						line = threadAnswer(line, group)
+					}
+					mu.Unlock()
+					if _, werr := io.WriteString(c, line); werr != nil || err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(keys)
+	}
+}
+
+// threadAnswer turns "* SEARCH 1 2 3" or "* ESEARCH (TAG "x") UID ALL 1:3" into "* THREAD (1 2)(3)".
+func threadAnswer(line string, group func(uint32) uint32) string {
+	var uids []uint32
+	f := strings.Fields(line)
+	if f[1] == "SEARCH" {
+		for _, n := range f[2:] {
+			u, _ := strconv.ParseUint(n, 10, 32)
+			uids = append(uids, uint32(u))
+		}
+	} else if i := slices.Index(f, "ALL"); i >= 0 && i+1 < len(f) {
+		for _, r := range strings.Split(f[i+1], ",") {
+			lo, hi, _ := strings.Cut(r, ":")
+			a, _ := strconv.ParseUint(lo, 10, 32)
+			b, err := strconv.ParseUint(hi, 10, 32)
+			if err != nil {
+				b = a
+			}
+			for u := min(a, b); u <= max(a, b); u++ {
+				uids = append(uids, uint32(u))
+			}
+		}
+	}
+	threads := map[uint32][]uint32{}
+	var keys []uint32
+	for _, u := range uids {
+		k := group(u)
+		if _, ok := threads[k]; !ok {
+			keys = append(keys, k)
+		}
+		threads[k] = append(threads[k], u)
+	}
+	var b strings.Builder
+	b.WriteString("* THREAD ")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "(%s)", strings.Trim(fmt.Sprint(threads[k]), "[]"))
+	}
+	return b.String() + "\r\n"
+}
+
+// TestOverviewServerThreads: with THREAD=REFERENCES the server's threads come in Overview's one round trip, rows
+// carry no References (the server needs none from us), conversations count the thread's messages on other pages,
+// and ThreadOf asks the server too.
+func TestOverviewServerThreads(t *testing.T) {
+	e := newEnv(t, mailserver.Options{})
+	if err := e.srv.Seed(alice); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.AppendBulk(alice, "Bulk", 120, bulkMessage); err != nil {
+		t.Fatal(err)
+	}
+	// Threads: UIDs 1–2, 3–4, … and, across the page boundary, 70 with 71.
+	group := func(uid uint32) uint32 {
+		if uid == 70 {
+			return 71 / 2
+		}
+		return uid / 2
+	}
+	port, searched := threadingProxy(t, fmt.Sprintf("127.0.0.1:%d", e.imap), group)
+	e.srv.CountRoundTrips(20 * time.Millisecond)
+	srv := e.imapServer(TLSNone, MechOAuthBearer)
+	srv.Port = port
+	ctx := ctxT(t)
+	s, err := Dial(ctx, srv, Credentials{alice, aliceToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !s.canThread() {
+		t.Fatal("the proxy did not add THREAD=REFERENCES")
+	}
+	opt := ListOptions{Threads: true, Snippets: true}
+	for i, want := range []int64{2, 1} {
+		start := e.srv.Stats().RoundTrips
+		_, page, err := s.OverviewWith(ctx, "Bulk", 0, 50, opt)
+		trips := e.srv.Stats().RoundTrips - start
+		if err != nil {
+			t.Fatal(err)
+		}
+		if trips != want {
+			t.Errorf("view %d: %d round trips, want %d", i+1, trips, want)
+		}
+		if page.Threads == nil {
+			t.Fatal("no threads from the server")
+		}
+		if page.Summaries[0].References != nil {
+			t.Error("rows fetched References although the server threads")
+		}
+		convs := Conversations(page.Summaries, page.Threads)
+		// Page: UIDs 71–120 → {71(+70 elsewhere)}, {72,73}, …, {118,119}, {120}: 26 conversations.
+		if len(convs) != 26 {
+			t.Errorf("view %d: %d conversations, want 26", i+1, len(convs))
+		}
+		for _, c := range convs {
+			if c.Latest().UID == 71 && (c.Count != 2 || len(c.Messages) != 1) {
+				t.Errorf("conversation of 71: count %d with %d on the page, want 2 with 1", c.Count, len(c.Messages))
+			}
+		}
+	}
+	// The first view threads the folder; a warm one only from the page up (the hint five rows below it).
+	if got := searched(); len(got) != 2 || got[0] != "ALL" || got[1] != "UID 66:*" {
+		t.Errorf("THREAD search keys = %q, want ALL then UID 66:*", got)
+	}
+	rows, err := s.ThreadOf(ctx, "Bulk", 73)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := []uint32{rows[0].UID, rows[len(rows)-1].UID}; len(rows) != 2 || got[0] != 72 || got[1] != 73 {
+		t.Errorf("ThreadOf(73) = %d rows %v, want 72 and 73", len(rows), got)
+	}
+	// Without the server's threads the same rows would not group: subjects and ids are all different.
+	_, page, err := s.OverviewWith(ctx, "Bulk", 0, 50, ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(GroupThreads(page.Summaries)); n != 50 {
+		t.Errorf("grouped here: %d groups, want 50 (the test would prove nothing)", n)
+	}
+}
