@@ -13,14 +13,15 @@ type sessionPage struct {
 	Now  time.Time
 }
 
-// handleSession shows who the user is and the state of their grant, so a "degraded" IdP or an ended grant is
-// visible instead of a mystery.
+// handleSession is the account page: who the user is signed in as, links to their settings and devices, and "Sign
+// out". The grant's state (so that a "degraded" IdP or an ended grant is visible instead of a mystery) is kept in a
+// collapsed "Technical details" section, and raised as a notice when it needs the user.
 func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) error {
 	info, err := s.tokens.Info(r.Context(), grantID(r))
 	if err != nil {
 		return err
 	}
-	page := sessionPage{pageBase: s.base(r, "Your session"), Info: info, Now: time.Now()}
+	page := sessionPage{pageBase: s.base(r, "Your account"), Info: info, Now: time.Now()}
 	page.User = info.Identity.Email
 	s.render(w, r, http.StatusOK, "session", &page)
 	return nil

@@ -143,7 +143,7 @@ func (s *Server) handleMailbox(w http.ResponseWriter, r *http.Request) error {
 		var err error
 		if len(mq) == 0 {
 			// The folder list and the page in one pipelined round trip on a warm session (mail.Session.Overview).
-			if boxes, page, err = ms.Overview(r.Context(), box, before, s.cfg.PageSize); err != nil {
+			if boxes, page, err = ms.Overview(r.Context(), box, before, s.prefs(r).PageSize); err != nil {
 				return err
 			}
 			if !hasMailbox(boxes, box) {
@@ -157,7 +157,7 @@ func (s *Server) handleMailbox(w http.ResponseWriter, r *http.Request) error {
 		if !hasMailbox(boxes, box) {
 			return mail.ErrNoMailbox
 		}
-		page, err = searchAny(r.Context(), ms, box, mq, before, s.cfg.PageSize)
+		page, err = searchAny(r.Context(), ms, box, mq, before, s.prefs(r).PageSize)
 		return err
 	})
 	if err != nil {

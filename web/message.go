@@ -101,6 +101,10 @@ type messagePage struct {
 	HTMLURL       string // this page as HTML, when showing text of a message that has both
 	SourceURL     string
 	Attachments   []partLink
+	// TrustSender is the sender the "Always show from …" button adds to the remote-content list (settings.go);
+	// AutoRemote says remote content shows because the sender is on that list.
+	TrustSender string
+	AutoRemote  bool
 }
 
 type partLink struct {
@@ -151,6 +155,10 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) error {
 	}
 	page.User = addr
 	page.Folders = folderLinks(boxes, box)
+	if len(m.From) > 0 && !page.Remote {
+		page.AutoRemote = s.prefs(r).ShowsRemote(m.From[0].Email)
+		page.Remote, page.TrustSender = page.AutoRemote, m.From[0].Email
+	}
 	if !m.Date.IsZero() {
 		page.DateISO = m.Date.Format("2006-01-02T15:04:05Z07:00")
 	}
