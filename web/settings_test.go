@@ -280,7 +280,7 @@ func TestSettingsTimeZone(t *testing.T) {
 
 // TestAccountPage: plain words, Sign out as the main action, the token details folded away.
 func TestAccountPage(t *testing.T) {
-	s := newStack(t)
+	s := newStack(t, withBridge(testBridge))
 	u := signedInAs(t, s, "alice")
 	r := u.b.get(s.ts.URL + "/session")
 	if r.status != http.StatusOK {
@@ -299,6 +299,13 @@ func TestAccountPage(t *testing.T) {
 	}
 	if strings.Contains(r.body, `class="button" href="/login`) || strings.Contains(r.body, `id="account-attention"`) {
 		t.Error("Sign in again is a main button on a healthy account")
+	}
+	if !strings.Contains(r.body, `<span id="device-summary">None connected yet.</span>`) {
+		t.Error("the account page does not say that no device is connected")
+	}
+	s.connectDevice(u.b, "alice", "iPhone")
+	if r := u.b.get(s.ts.URL + "/session"); !strings.Contains(r.body, `<span id="device-summary">Connected now: <bdi>iPhone</bdi>.</span>`) {
+		t.Error("the account page does not name the connected device")
 	}
 }
 
