@@ -17,7 +17,7 @@ import (
 )
 
 // TestBrowserSettings runs the Settings page in real Chromium: app.js reports the browser's time zone (emulated as
-// Asia/Kolkata) and the list shows times there; every field has a label; saving shows the notice; an invalid zone
+// Europe/Helsinki) and the list shows times there; every field has a label; saving shows the notice; an invalid zone
 // is named next to its field, readable in light and dark mode; the settings and account pages fit a 320 px phone.
 // With POSTERN_SCREENSHOTS set (see TestBrowserScreenshots) it writes settings.png there.
 //
@@ -30,20 +30,20 @@ func TestBrowserSettings(t *testing.T) {
 	s := newStack(t)
 	ctx, rec := browsertest.Start(t)
 	app := s.ts.URL
-	browsertest.Do(t, ctx, "emulate a desktop in Kolkata", browsertest.Emulate(1280, 900, false, "light"),
+	browsertest.Do(t, ctx, "emulate a desktop in Helsinki", browsertest.Emulate(1280, 900, false, "light"),
 		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			_, err := cdp.Call(ctx, tg, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: "Asia/Kolkata"})
+			_, err := cdp.Call(ctx, tg, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: "Europe/Helsinki"})
 			return err
 		}))
 	signInBrowser(t, ctx, s, "alice")
 
-	if c := browsertest.Eval[string](t, ctx, `document.cookie`); !strings.Contains(c, "postern_tz=Asia/Kolkata") {
-		t.Errorf("document.cookie = %q, want postern_tz=Asia/Kolkata from app.js", c)
+	if c := browsertest.Eval[string](t, ctx, `document.cookie`); !strings.Contains(c, "postern_tz=Europe/Helsinki") {
+		t.Errorf("document.cookie = %q, want postern_tz=Europe/Helsinki from app.js", c)
 	}
 	browsertest.Do(t, ctx, "reload the list", chromedp.Navigate(app+"/mail/INBOX"))
 	browsertest.WaitTrue(t, ctx, "list", `!!document.querySelector("table.messages td.date time")`)
-	if title := browsertest.Eval[string](t, ctx, `document.querySelector("table.messages td.date time").title`); !strings.HasSuffix(title, "(Asia/Kolkata)") {
-		t.Errorf("list time title = %q, want the full time in Asia/Kolkata", title)
+	if title := browsertest.Eval[string](t, ctx, `document.querySelector("table.messages td.date time").title`); !strings.HasSuffix(title, "(Europe/Helsinki)") {
+		t.Errorf("list time title = %q, want the full time in Europe/Helsinki", title)
 	}
 
 	browsertest.Do(t, ctx, "open Settings from the menu",
@@ -66,6 +66,7 @@ func TestBrowserSettings(t *testing.T) {
 		t.Errorf("notice = %q, want Your settings are saved.", got)
 	}
 	if dir != "" {
+		browsertest.Do(t, ctx, "the whole form in view", browsertest.Emulate(1280, 1200, false, "light"))
 		n := browsertest.Screenshot(t, ctx, filepath.Join(dir, "settings.png"))
 		t.Logf("settings.png: %d bytes", n)
 	}
