@@ -138,6 +138,9 @@ func (s *Server) handleCompose(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return mailError(err)
 	}
+	if refKind == "" && draftUID == 0 {
+		f.Body = signatureBlock(s.prefs(r).Signature) // a new message starts with the user's signature (settings.go)
+	}
 	s.renderCompose(w, r, http.StatusOK, addr, boxes, composePage{Heading: heading, Form: f, Problem: problem})
 	return nil
 }

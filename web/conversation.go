@@ -16,8 +16,8 @@ import (
 )
 
 // conversationsFor says whether r's folder list groups messages by conversation. It is the one place the choice is
-// read: today Server.plainList (false, so on, by default); a per-user setting replaces the body of this function.
-func (s *Server) conversationsFor(r *http.Request) bool { return !s.plainList }
+// the user's setting (on by default), which Server.plainList overrides for the benchmarks.
+func (s *Server) conversationsFor(r *http.Request) bool { return !s.plainList && s.prefs(r).Conversations }
 
 // listOptions are the extras a folder page asks mail.Session.OverviewWith for.
 func (s *Server) listOptions(r *http.Request) mail.ListOptions {

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/internal/devices"
@@ -323,12 +322,4 @@ func (s *Server) handleRevokeDevice(w http.ResponseWriter, r *http.Request) erro
 // tooManyDevices says what to do when the user has bridge.max_devices_per_user devices.
 func (s *Server) tooManyDevices() string {
 	return fmt.Sprintf("You have %d connected devices, the most this server allows. Revoke one you no longer use, then connect the new one.", s.cfg.Devices.Max())
-}
-
-// since formats a device's last use for the list.
-func since(t time.Time) string {
-	if t.IsZero() {
-		return "never"
-	}
-	return t.UTC().Format("2 Jan 2006 15:04 MST")
 }

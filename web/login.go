@@ -37,6 +37,7 @@ func userOfCtx(ctx context.Context, grant string) string {
 // withGrant binds a signed-in session's grant and user to the request.
 func withGrant(r *http.Request, sess session) *http.Request {
 	ctx := context.WithValue(r.Context(), grantKey{}, sess.GrantID())
+	ctx = context.WithValue(ctx, prefsKey{}, new(prefsMemo)) // the user's settings, read once per request (settings.go)
 	return r.WithContext(context.WithValue(ctx, userCtx{}, sess.UserKey()))
 }
 

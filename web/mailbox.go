@@ -164,7 +164,7 @@ func (s *Server) handleMailbox(w http.ResponseWriter, r *http.Request) error {
 		if len(mq) == 0 {
 			// The folder list and the page in one pipelined round trip on a warm session (mail.Session.Overview),
 			// with the conversations and snippets asked for (conversation.go).
-			if boxes, page, err = ms.OverviewWith(r.Context(), box, before, s.cfg.PageSize, opt); err != nil {
+			if boxes, page, err = ms.OverviewWith(r.Context(), box, before, s.prefs(r).PageSize, opt); err != nil {
 				return err
 			}
 			if !hasMailbox(boxes, box) {
@@ -179,10 +179,10 @@ func (s *Server) handleMailbox(w http.ResponseWriter, r *http.Request) error {
 			return mail.ErrNoMailbox
 		}
 		if all {
-			hits, page.Total, err = searchAllFolders(r.Context(), ms, boxes, mq, s.cfg.PageSize)
+			hits, page.Total, err = searchAllFolders(r.Context(), ms, boxes, mq, s.prefs(r).PageSize)
 			return err
 		}
-		page, err = searchAny(r.Context(), ms, box, mq, before, s.cfg.PageSize)
+		page, err = searchAny(r.Context(), ms, box, mq, before, s.prefs(r).PageSize)
 		return err
 	})
 	if err != nil {

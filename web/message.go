@@ -113,6 +113,10 @@ type messageBody struct {
 	Remote        bool
 	RemoteURL     string // the message's page with remote content shown
 	Attachments   []partLink
+	// TrustSender is the sender the "Always show from …" button adds to the remote-content list (settings.go);
+	// AutoRemote says remote content shows because the sender is on that list.
+	TrustSender string
+	AutoRemote  bool
 }
 
 // newMessageBody prepares m, whose page is at self, for the "message-body" block: as HTML in the frame unless
@@ -193,18 +197,25 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) error {
 
 	self := messagePath(box, uid)
 	q := r.URL.Query()
+	// Remote content: asked for on this view, or always for a sender on the user's list (Settings).
+	remote, autoRemote, trust := q.Get("remote") == "1", false, ""
+	if len(m.From) > 0 && !remote {
+		autoRemote = s.prefs(r).ShowsRemote(m.From[0].Email)
+		remote, trust = autoRemote, m.From[0].Email
+	}
 	page := messagePage{
 		pageBase:    s.base(r, subjectOr(m.Subject)),
 		Box:         box,
 		BoxURL:      mailboxURL(box),
 		Ref:         box + "/" + strconv.FormatUint(uint64(uid), 10),
 		SourceURL:   self + "/raw",
-		messageBody: newMessageBody(m, self, q.Get("remote") == "1", q.Get("text") == "1"),
+		messageBody: newMessageBody(m, self, remote, q.Get("text") == "1"),
 		// The previous/next links are asked for only when followed (handleNeighbour): finding them costs a round
 		// trip (two UID SEARCHes) that every view would pay otherwise (issue 14: the page costs one).
 		NewerURL: self + "/newer",
 		OlderURL: self + "/older",
 	}
+	page.AutoRemote, page.TrustSender = autoRemote, trust
 	page.User = addr
 	page.Folders = folderLinks(boxes, box)
 	if !m.Date.IsZero() {

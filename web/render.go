@@ -44,6 +44,8 @@ type pageBase struct {
 	Banner string
 	// Flash is the one-off notice of the last action (flash.go), set by render or by a handler that needs it early.
 	Flash *flash
+	// Clock shows times in the reader's time zone (times.go): {{$.Clock.List .Date}}, {{$.Clock.Stamp .Date}}.
+	Clock clock
 }
 
 type folderLink struct {
@@ -53,7 +55,7 @@ type folderLink struct {
 }
 
 func (s *Server) base(r *http.Request, title string) pageBase {
-	return pageBase{Title: title, Version: s.cfg.Version, Banner: s.cfg.Banner}
+	return pageBase{Title: title, Version: s.cfg.Version, Banner: s.cfg.Banner, Clock: s.prefs(r).clock()}
 }
 
 func loadPages() (*pages, error) {
@@ -86,8 +88,6 @@ func loadPages() (*pages, error) {
 			// Content-hashed URL: the asset can be cached forever, and a new build changes the URL.
 			return "/static/" + name + "?v=" + a.hash, nil
 		},
-		"date":    formatDate,
-		"since":   since,
 		"text":    text,
 		"isolate": isolate,
 		"people":  people,
@@ -157,21 +157,6 @@ func (p *pages) serveStatic(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-cache")
 	}
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(a.body))
-}
-
-func formatDate(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	now := time.Now()
-	switch {
-	case t.Year() == now.Year() && t.YearDay() == now.YearDay():
-		return t.Format("15:04")
-	case t.Year() == now.Year():
-		return t.Format("2 Jan")
-	default:
-		return t.Format("2 Jan 2006")
-	}
 }
 
 func formatSize(n int64) string {

@@ -14,6 +14,10 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /signed-out", s.handle(s.handleSignedOut))
 	mux.Handle("GET /mail/{box...}", s.signedIn(s.handleMailbox))
 	mux.Handle("GET /session", s.signedIn(s.handleSession))
+	// Settings (settings.go): the form, and the message page's "Always show remote content from this sender".
+	mux.Handle("GET /settings", s.signedIn(s.handleSettings))
+	mux.Handle("POST /settings", s.signedIn(s.handleSaveSettings))
+	mux.Handle("POST /settings/remote-senders", s.signedIn(s.handleTrustSender))
 
 	// Webmail (list, actions, compose, events): GET /mail/{box...} above lists and searches a folder. Every change
 	// is a POST answered with 303 (CrossOriginProtection below refuses cross-site ones); the event stream has its

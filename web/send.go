@@ -230,7 +230,7 @@ func (j *composeJob) draft() error {
 		j.d.Attachments = append(j.d.Attachments, fwd.Attachments...)
 	}
 	j.drafts = specialMailbox(j.boxes, mail.SpecialDrafts)
-	j.d.From = mail.Address{Name: s.selfName(ctx, j.grant), Email: addr}
+	j.d.From = mail.Address{Name: s.selfName(j.r), Email: addr}
 
 	j.msg, err = j.d.Build(time.Now(), domainOf(addr))
 	if errors.Is(err, mail.ErrHeaderInjection) {
@@ -424,11 +424,6 @@ func domainOf(addr string) string {
 	return "postern.invalid"
 }
 
-// selfName is the user's display name for the From header, from the grant's identity; "" if unknown.
-func (s *Server) selfName(ctx context.Context, grant string) string {
-	info, err := s.tokens.Info(ctx, grant)
-	if err != nil {
-		return ""
-	}
-	return info.Identity.Name
-}
+// selfName is the user's display name for the From header: their setting, else the grant's identity (prefs); ""
+// if unknown.
+func (s *Server) selfName(r *http.Request) string { return s.prefs(r).Name }

@@ -93,6 +93,9 @@ type Config struct {
 	Bridge Bridge
 	// DeviceCloser, when set, is told to close a revoked device's live bridge connections.
 	DeviceCloser DeviceCloser
+	// Settings keeps each person's settings (settings.go); cmd passes the store. Without it every user has the
+	// defaults and the Settings page says it is not available.
+	Settings SettingsStore
 }
 
 // DefaultStallTimeout is Config.StallTimeout's default: a minute without progress is a client gone, not a slow link

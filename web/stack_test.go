@@ -168,6 +168,7 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 		Devices:       s.devices,
 		Bridge:        o.bridge,
 		DeviceCloser:  s.closed,
+		Settings:      s.store,
 		PublicURL:     public,
 		IssuerOrigin:  s.idp.Issuer(),
 		SessionSecret: []byte("0123456789abcdef0123456789abcdef-test"),

@@ -213,6 +213,7 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		Devices:      devicesOn,
 		Bridge:       wb,
 		DeviceCloser: closer,
+		Settings:     a.store,
 	}, a.auth, a.keeper, a.pool, a.store)
 	if err != nil {
 		return nil, err

@@ -22,6 +22,7 @@ import (
 type appStore interface {
 	auth.GrantStore
 	web.SessionStore
+	web.SettingsStore
 	devices.Store
 	DeleteExpiredSessions(ctx context.Context, now time.Time) (int, error)
 	DeleteEndedGrants(ctx context.Context, before time.Time) (int, error)

@@ -34,6 +34,8 @@ type contractStore interface {
 	TouchDevice(ctx context.Context, id string, at time.Time, ip, client string) error
 	RevokeDevice(ctx context.Context, id string, at time.Time) error
 	SetDeviceGrant(ctx context.Context, id, grantID string) error
+	Settings(ctx context.Context, issuer, subject string) (Settings, error)
+	SaveSettings(ctx context.Context, st *Settings) error
 	SaveSession(ctx context.Context, sess Session) error
 	Session(ctx context.Context, id string) (Session, error)
 	TouchSession(ctx context.Context, id string, lastSeen, expiresAt time.Time) error
@@ -105,6 +107,8 @@ var contractCases = []struct {
 	{"GrantKind", contractGrantKind},
 	{"DeviceRoundTrip", contractDeviceRoundTrip},
 	{"DeviceTouchAndRevoke", contractDeviceTouchAndRevoke},
+	{"SettingsRoundTrip", contractSettingsRoundTrip},
+	{"SettingsRejects", contractSettingsRejects},
 }
 
 func TestSQLiteContract(t *testing.T) {

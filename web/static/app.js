@@ -314,4 +314,20 @@
     e.preventDefault();
     location.href = link.href;
   }, true);
+// ---- Time zone (issue 15) ----
+// The server shows times in the user's chosen zone, else in the zone this cookie names, else UTC (web/times.go).
+// The browser's IANA name goes in the postern_tz cookie, written only when it changed; the server checks it against
+// the tz database and ignores anything else. Without script, times stay in UTC or the zone chosen in Settings.
+(function () {
+  var tz;
+  try {
+    tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  } catch (e) {
+    return;
+  }
+  if (!tz || !/^[A-Za-z0-9\/_+-]{1,64}$/.test(tz)) return;
+  var have = document.cookie.split("; ").filter(function (c) { return c.indexOf("postern_tz=") === 0; })[0];
+  if (have === "postern_tz=" + tz) return;
+  document.cookie = "postern_tz=" + tz + "; path=/; max-age=31536000; samesite=lax" +
+    (location.protocol === "https:" ? "; secure" : "");
 })();
