@@ -15,7 +15,7 @@ import (
 	"github.com/postern/postern/mail"
 )
 
-// conversationsFor says whether r's folder list groups messages by conversation. It is the one place the choice is
+// conversationsFor says whether r's folder list groups messages by conversation. It is the one place the choice is read:
 // the user's setting (on by default), which Server.plainList overrides for the benchmarks.
 func (s *Server) conversationsFor(r *http.Request) bool { return !s.plainList && s.prefs(r).Conversations }
 
