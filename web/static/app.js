@@ -263,8 +263,48 @@
       live.hidden = false;
       document.title = "• " + title;
     });
+    es.addEventListener("counts", showCounts);
     window.addEventListener("pagehide", function () {
       es.close();
     });
   }
+
+  // ---- chrome (issue 15): side-bar unread counts from the live stream, and the shortcuts hint ----
+  // The stream's "counts" event carries [{url, unseen}] for every folder (events.go); each side-bar link whose href
+  // is that url gets its count, in the markup layout.html renders (<span class="count" aria-label="N unread">).
+  function showCounts(e) {
+    var list;
+    try {
+      list = JSON.parse(e.data);
+    } catch (err) {
+      return;
+    }
+    if (!Array.isArray(list)) return;
+    var links = document.querySelectorAll("nav.folders a[href]");
+    list.forEach(function (f) {
+      for (var i = 0; i < links.length; i++) {
+        var a = links[i];
+        if (a.getAttribute("href") !== f.url) continue;
+        var count = a.querySelector(".count");
+        var n = Number(f.unseen) || 0;
+        if (!n) {
+          if (count) count.remove();
+          continue;
+        }
+        if (!count) {
+          count = document.createElement("span");
+          count.className = "count";
+          a.append(" ", count);
+        }
+        count.textContent = String(n);
+        count.setAttribute("aria-label", n + " unread");
+      }
+    });
+  }
+
+  // The hint names a shortcut only this script provides: hidden in the markup, shown once the script runs.
+  Array.prototype.forEach.call(document.querySelectorAll(".keys-hint[hidden]"), function (el) {
+    el.hidden = false;
+  });
+  // ---- end chrome ----
 })();
