@@ -271,7 +271,8 @@
 
   // ---- chrome (issue 15): side-bar unread counts from the live stream, and the shortcuts hint ----
   // The stream's "counts" event carries [{url, unseen}] for every folder (events.go); each side-bar link whose href
-  // is that url gets its count, in the markup layout.html renders (<span class="count" aria-label="N unread">).
+  // is that url gets its count, in the markup layout.html renders: <span class="count">N<span class="visually-hidden">
+  // unread</span></span> (a generic span's aria-label is not announced; hidden text is).
   function showCounts(e) {
     var list;
     try {
@@ -296,8 +297,11 @@
           count.className = "count";
           a.append(" ", count);
         }
+        var hidden = document.createElement("span");
+        hidden.className = "visually-hidden";
+        hidden.textContent = " unread";
         count.textContent = String(n);
-        count.setAttribute("aria-label", n + " unread");
+        count.appendChild(hidden);
       }
     });
   }
