@@ -98,7 +98,7 @@ func Axe(t testing.TB, ctx context.Context, src string, tags []string) []AxeViol
 //   - inline: a link inside a sentence or block of text (its size is that of the text's lines);
 //   - a control the browser draws and the page does not size (none here: every control is styled).
 //
-// Each entry is "tag#id.class "text" W×H".
+// Each entry is "tag#id.class "text" W×H (too close to …)".
 const SmallTargetsJS = `(function () {
 	const sel = 'a[href], button, input:not([type=hidden]), select, textarea, summary, label';
 	const all = [...document.querySelectorAll(sel)].filter(el => {
@@ -106,8 +106,9 @@ const SmallTargetsJS = `(function () {
 			const c = el.control;
 			if (!c || !(c.type === "checkbox" || c.type === "radio")) return false;
 		}
-		const cs = getComputedStyle(el);
-		if (cs.visibility === "hidden" || el.closest("[hidden], [inert], dialog:not([open])")) return false;
+		// Not rendered: hidden, inside a closed <details> or <dialog> (whose content keeps layout boxes in Chromium
+		// but is not shown), or inert.
+		if (!el.checkVisibility({visibilityProperty: true, opacityProperty: true}) || el.closest("[inert]")) return false;
 		const r = el.getBoundingClientRect();
 		if (r.width < 2 && r.height < 2) return false;   // visually hidden (clip to 1 px) or not rendered
 		if (r.right <= 0 || r.bottom <= 0) return false;  // parked off-screen until focused (the skip link)
@@ -131,15 +132,15 @@ const SmallTargetsJS = `(function () {
 	for (const el of all) {
 		if (!small(el) || inline(el)) continue;
 		const r = rects.get(el), c = centre(r);
-		let clear = true;
+		let near = null;
 		for (const other of all) {
 			if (other === el || other.contains(el) || el.contains(other)) continue;
 			// A label and its own control are one target.
 			if ((el.tagName === "LABEL" && el.control === other) || (other.tagName === "LABEL" && other.control === el)) continue;
 			const o = rects.get(other);
-			if (small(other) ? Math.hypot(c[0] - centre(o)[0], c[1] - centre(o)[1]) < 24 : distToRect(c, o) < 12) { clear = false; break; }
+			if (small(other) ? Math.hypot(c[0] - centre(o)[0], c[1] - centre(o)[1]) < 24 : distToRect(c, o) < 12) { near = other; break; }
 		}
-		if (!clear) out.push(name(el) + " " + Math.round(r.width) + "×" + Math.round(r.height));
+		if (near) out.push(name(el) + " " + Math.round(r.width) + "×" + Math.round(r.height) + " (too close to " + name(near) + ")");
 	}
 	return out;
 })()`
