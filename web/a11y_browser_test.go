@@ -123,6 +123,11 @@ func TestBrowserAccessibility(t *testing.T) {
 					for _, v := range browsertest.Axe(t, ctx, string(axeSrc), browsertest.WCAG22AA) {
 						t.Errorf("%s: %s", path, v)
 					}
+					// WCAG 1.4.10 (Reflow), which axe-core does not check: nothing widens the page beyond the screen
+					// (a phone's browser would then zoom out, or scroll sideways).
+					if w := browsertest.Eval[float64](t, ctx, `innerWidth`); w != float64(mode.width) {
+						t.Errorf("%s: the page is %v px wide on a %d px screen: %s", path, w, mode.width, strings.Join(browsertest.Eval[[]string](t, ctx, overflowJS), ", "))
+					}
 					if mode.phone {
 						if small := browsertest.Eval[[]string](t, ctx, browsertest.SmallTargetsJS); len(small) > 0 {
 							t.Errorf("%s: targets smaller than 24×24 CSS px (WCAG 2.5.8): %s", path, strings.Join(small, "; "))
