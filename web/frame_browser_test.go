@@ -106,6 +106,33 @@ func TestBrowserFrame(t *testing.T) {
 		browsertest.WaitTrue(t, ctx, "back in the Inbox", `location.pathname === "/mail/INBOX" && !!document.querySelector("table.messages")`)
 	})
 
+	// The search box stays where it is between the list, a search, an advanced search and "More options" opened:
+	// before, it sat 792, 701 or 351 px from the left on a 1280 px screen depending on the page, and the phone's
+	// heading moved down by up to 200 px on a short list.
+	t.Run("SearchStaysPut", func(t *testing.T) {
+		posJS := `(function () {
+			const r = document.getElementById("q").getBoundingClientRect(), h = document.querySelector("h1.boxname").getBoundingClientRect();
+			return [Math.round(r.left), Math.round(r.top), Math.round(r.width), Math.round(h.top)].join(",");
+		})()`
+		for _, w := range []int64{1280, 900, 390} {
+			browsertest.Do(t, ctx, "emulate", browsertest.Emulate(w, 800, w < 700, "light"))
+			var first string
+			for _, p := range []string{"/mail/INBOX", "/mail/INBOX?q=invoice", "/mail/INBOX?q=nothing-matches-this", "/mail/INBOX?from=northwind", "/mail/INBOX#more"} {
+				open(t, p, `!!document.getElementById("q")`)
+				if p == "/mail/INBOX#more" {
+					browsertest.Eval[bool](t, ctx, `document.querySelector("details.advanced").open = true`)
+				}
+				got := browsertest.Eval[string](t, ctx, posJS)
+				if first == "" {
+					first = got
+				} else if got != first {
+					t.Errorf("%d px, %s: search box and heading at %s (left, top, width, heading top), on the list at %s", w, p, got, first)
+				}
+			}
+		}
+		browsertest.Do(t, ctx, "desktop", browsertest.Emulate(1280, 800, false, "light"))
+	})
+
 	if ex := rec.Exceptions(); len(ex) > 0 {
 		t.Errorf("uncaught JavaScript exceptions: %q", ex)
 	}
