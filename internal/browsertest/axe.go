@@ -19,7 +19,7 @@ import (
 // It is not a Go module: .ci/run installs the npm package at an exact version into the user's cache directory, where
 // AxePath finds it, and exports POSTERN_AXE; a developer runs the same npm command once (see AxeInstall).
 
-// AxeVersion is the axe-core release the tests run, installed by .ci/run.
+// AxeVersion is the axe-core release the tests run, installed by .ci/run (keep the two in step); Axe refuses another.
 const AxeVersion = "4.14.1"
 
 // AxeInstall is the command that installs axe-core where AxePath looks by default.
@@ -74,6 +74,10 @@ func Axe(t testing.TB, ctx context.Context, src string, tags []string) []AxeViol
 	defer cancel()
 	if _, err := chromedp.Run(tctx, chromedp.Evaluate[bool](src+"\n;true")); err != nil {
 		t.Fatalf("inject axe-core: %v (%s)", err, where(ctx))
+	}
+	// The pinned release: another one may judge differently, and then results would depend on the machine.
+	if v, err := chromedp.Run(tctx, chromedp.Evaluate[string](`axe.version`)); err != nil || v != AxeVersion {
+		t.Fatalf("axe-core version %q (%v), want %s: %s", v, err, AxeVersion, AxeInstall)
 	}
 	tagJSON, _ := json.Marshal(tags)
 	run := `axe.run(document, {runOnly: {type: "tag", values: ` + string(tagJSON) + `}, iframes: false, resultTypes: ["violations"]})
