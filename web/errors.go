@@ -34,13 +34,21 @@ func (e *Error) Unwrap() error { return e.Err }
 // into a page in one place.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
-// errorPage is the data of templates/error.html.
+// errorPage is the data of templates/error.html. For a signed-in user it keeps the app's frame (pageBase.User and,
+// when they can be had cheaply, pageBase.Folders), so that an error is a page of the app and not a dead end.
 type errorPage struct {
 	pageBase
-	Status int
-	Title  string
-	Msg    string
-	Retry  string
+	Status  int
+	Heading string
+	Msg     string
+	// Ways are the links on: the first is the one the page offers first (id "retry"); each does what its label
+	// says (errorWays).
+	Ways []errorWay
+}
+
+// errorWay is a link of the error page: Label, then Name (a folder name, isolated in the page) if any.
+type errorWay struct {
+	Label, Name, URL string
 }
 
 // serveError maps domain errors onto responses. The mapping lives here only, so that handlers can return what they got:
@@ -80,7 +88,10 @@ func (s *Server) serveError(w http.ResponseWriter, r *http.Request, err error) {
 	} else {
 		log.Info("request refused", slog.Int("status", e.Status), slog.String("path", r.URL.Path), slog.String("msg", e.Msg))
 	}
-	page := errorPage{pageBase: s.base(r, "Error"), Status: e.Status, Title: http.StatusText(e.Status), Msg: e.Msg, Retry: e.Retry}
+	heading := errorHeading(e.Status)
+	page := errorPage{pageBase: s.base(r, heading), Status: e.Status, Heading: heading, Msg: e.Msg}
+	signedIn := s.errorFrame(r, e, &page.pageBase)
+	page.Ways = errorWays(r, s.cfg.PublicURL, s.isPage, e, signedIn)
 	s.render(w, r, e.Status, "error", &page)
 }
 

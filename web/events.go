@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -31,7 +32,8 @@ const (
 )
 
 // handleEvents streams changes to a folder as Server-Sent Events (GET /events/{box...}), from an IMAP IDLE watch
-// (mail.Pool.Watch). app.js listens and offers "New mail — reload"; the list works without it.
+// (mail.Pool.Watch). app.js listens and offers "New mail — reload"; the list works without it. Each burst of changes
+// is followed by a "counts" event with every folder's unread count, which app.js writes into the side bar.
 //
 // EventSource reconnects by itself after a dropped stream, waiting the "retry:" we send, but gives up for good on a
 // 204 or any status other than 200: so an ended grant or a missing folder answers 204, too many tabs 429, and a
@@ -88,6 +90,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	tick := time.NewTicker(keepAliveEvery)
 	defer tick.Stop()
+	// counts is armed by a change and fires countsDelay later, so that a burst of changes (a message arriving, then
+	// its flags) costs one folder listing.
+	var counts <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -100,12 +105,63 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			if !sseWrite(w, rc, "event: mailbox\ndata: changed\n\n") {
 				return
 			}
+			if counts == nil {
+				counts = time.After(countsDelay)
+			}
+		case <-counts:
+			counts = nil
+			if data, ok := s.folderCounts(ctx, r, grant); ok && !sseWrite(w, rc, "event: counts\ndata: "+data+"\n\n") {
+				return
+			}
 		case <-tick.C:
 			if !sseWrite(w, rc, ": keep-alive\n\n") {
 				return
 			}
 		}
 	}
+}
+
+// countsDelay is how long the stream waits after a change before it lists the folders for the side bar's unread
+// counts; countsWait bounds that listing.
+const (
+	countsDelay = 300 * time.Millisecond
+	countsWait  = 5 * time.Second
+)
+
+// folderCount is one folder's entry in a "counts" event: the side bar's link (folderLinks' URL, which app.js
+// matches against the links' href) and its unread count.
+type folderCount struct {
+	URL    string `json:"url"`
+	Unseen uint32 `json:"unseen"`
+}
+
+// folderCounts lists the folders with their unread counts on a pooled session (not the watching one, which is in
+// IDLE) and returns them as the JSON data of a "counts" event. The watch sees one folder, but a change there (mail
+// moved in from elsewhere, a filter) often changes others, and the listing covers every folder in one round trip.
+// A failure is logged and skipped: the stream and the page go on without it.
+func (s *Server) folderCounts(ctx context.Context, r *http.Request, grant string) (string, bool) {
+	ctx, cancel := context.WithTimeout(ctx, countsWait)
+	defer cancel()
+	var boxes []mail.Mailbox
+	_, err := s.withMail(ctx, grant, func(ms *mail.Session) error {
+		var err error
+		boxes, err = ms.Mailboxes(ctx)
+		return err
+	})
+	if err != nil {
+		s.log(r).Info("events: no folder counts", slog.Any("err", err))
+		return "", false
+	}
+	links := folderLinks(boxes, "")
+	out := make([]folderCount, 0, len(links))
+	for _, l := range links {
+		out = append(out, folderCount{URL: l.URL, Unseen: l.Unseen})
+	}
+	b, err := json.Marshal(out) // one line: JSON escapes control characters, so no newline can end the event early
+	if err != nil {
+		return "", false
+	}
+	return string(b), true
 }
 
 func sseWrite(w io.Writer, rc *http.ResponseController, s string) bool {

@@ -216,13 +216,13 @@ func TestCallbackFailuresAreFriendly(t *testing.T) {
 			q.Set("state", "x"+q.Get("state")[1:])
 			cb.RawQuery = q.Encode()
 			return cb.String()
-		}, "try again"},
+		}, "sign in again"},
 		{"wrong iss", func(t *testing.T, b *browser, cb *url.URL) string {
 			q := cb.Query()
 			q.Set("iss", "https://evil.example")
 			cb.RawQuery = q.Encode()
 			return cb.String()
-		}, "try again"},
+		}, "sign in again"},
 		{"no flow in this browser", func(t *testing.T, b *browser, cb *url.URL) string {
 			b.hc.Jar, _ = newJar()
 			return cb.String()

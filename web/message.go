@@ -70,7 +70,7 @@ func msgTarget(r *http.Request) (box string, uid uint32, err error) {
 func readError(err error, box string) error {
 	switch {
 	case errors.Is(err, mail.ErrNoMessage):
-		return &Error{Status: http.StatusNotFound, Msg: "This message no longer exists (moved or deleted?)", Retry: mailboxURL(box)}
+		return &Error{Status: http.StatusNotFound, Msg: "That message is no longer in " + boxLabel(box) + " — it may have been moved or deleted.", Retry: mailboxURL(box), Err: err}
 	case errors.Is(err, mail.ErrNoMailbox):
 		return &Error{Status: http.StatusNotFound, Msg: "There is no folder with this name.", Retry: defaultReturnTo}
 	case errors.Is(err, mail.ErrTooLarge):

@@ -429,7 +429,7 @@ func TestMessageNotFound(t *testing.T) {
 	gone := uid + 1000
 	for _, suffix := range []string{"", "/html", "/raw", "/part/1"} {
 		r := rd.get(t, messagePath("INBOX", gone)+suffix)
-		if r.status != http.StatusNotFound || !strings.Contains(r.body, "This message no longer exists (moved or deleted?)") {
+		if r.status != http.StatusNotFound || !strings.Contains(r.body, "That message is no longer in Inbox — it may have been moved or deleted.") {
 			t.Errorf("GET vanished message%s = %d, want 404 with a friendly message; body: %.300s", suffix, r.status, r.body)
 		}
 	}

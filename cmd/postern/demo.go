@@ -56,7 +56,9 @@ func startDevstackMode(publicURL string, logger *slog.Logger, jwt bool) (*devsta
 	for _, u := range demoUsers {
 		users = append(users, idp.User{Username: u.username, Password: u.password, Email: u.email, Name: u.name})
 	}
-	opts := devstack.Options{RedirectURIs: []string{web.RedirectURL(pu)}, Users: users, Logger: logger, JWT: jwt, Outbound: true}
+	// Consent is asked at a user's first sign-in only: the demo is signed into again and again.
+	opts := devstack.Options{RedirectURIs: []string{web.RedirectURL(pu)}, Users: users, Logger: logger, JWT: jwt, Outbound: true,
+		RememberConsent: true}
 	if jwt {
 		opts.AccessTokenLifespan = jwtAccessLifetime
 	}

@@ -365,3 +365,12 @@ func Screenshot(t testing.TB, ctx context.Context, path string) int {
 	}
 	return buf.Len()
 }
+
+// DisableScript turns the page's own JavaScript off (or on again) for the pages loaded afterwards, to test the
+// no-JavaScript path; DevTools evaluations (Eval, WaitTrue) still run.
+func DisableScript(off bool) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: off})
+		return err
+	})
+}

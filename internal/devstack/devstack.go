@@ -43,6 +43,10 @@ type Options struct {
 	// mail to everyone else is kept in the sender's Outbound folder. The demo sets it, so that Reply works on the
 	// seeded mail, which comes from people without an account here; tests that want Stalwart's refusals leave it off.
 	Outbound bool
+	// RememberConsent makes the IdP remember an accepted consent for the life of the process
+	// (idp.Options.RememberConsent), so that only a user's first sign-in asks. The demo sets it; tests that want
+	// Authelia's default explicit consent leave it off.
+	RememberConsent bool
 	// Logger receives both peers' logs, each with a component attribute; nil discards.
 	Logger *slog.Logger
 }
@@ -85,6 +89,7 @@ func Start(opts Options) (*Stack, error) {
 		}},
 		AccessTokenLifespan: opts.AccessTokenLifespan,
 		JWTAccessTokens:     opts.JWT,
+		RememberConsent:     opts.RememberConsent,
 		Logger:              logger.With(slog.String("component", "dev-idp")),
 	})
 	if err != nil {

@@ -263,10 +263,54 @@
       live.hidden = false;
       document.title = "• " + title;
     });
+    es.addEventListener("counts", showCounts);
     window.addEventListener("pagehide", function () {
       es.close();
     });
   }
+
+  // ---- chrome (issue 15): side-bar unread counts from the live stream, and the shortcuts hint ----
+  // The stream's "counts" event carries [{url, unseen}] for every folder (events.go); each side-bar link whose href
+  // is that url gets its count, in the markup layout.html renders: <span class="count">N<span class="visually-hidden">
+  // unread</span></span> (a generic span's aria-label is not announced; hidden text is).
+  function showCounts(e) {
+    var list;
+    try {
+      list = JSON.parse(e.data);
+    } catch (err) {
+      return;
+    }
+    if (!Array.isArray(list)) return;
+    var links = document.querySelectorAll("nav.folders a[href]");
+    list.forEach(function (f) {
+      for (var i = 0; i < links.length; i++) {
+        var a = links[i];
+        if (a.getAttribute("href") !== f.url) continue;
+        var count = a.querySelector(".count");
+        var n = Number(f.unseen) || 0;
+        if (!n) {
+          if (count) count.remove();
+          continue;
+        }
+        if (!count) {
+          count = document.createElement("span");
+          count.className = "count";
+          a.append(" ", count);
+        }
+        var hidden = document.createElement("span");
+        hidden.className = "visually-hidden";
+        hidden.textContent = " unread";
+        count.textContent = String(n);
+        count.appendChild(hidden);
+      }
+    });
+  }
+
+  // The hint names a shortcut only this script provides: hidden in the markup, shown once the script runs.
+  Array.prototype.forEach.call(document.querySelectorAll(".keys-hint[hidden]"), function (el) {
+    el.hidden = false;
+  });
+  // ---- end chrome ----
 })();
 
 // Message frames (message.html): the server states the height of a sandboxed HTML body, estimated at a few frame
@@ -297,6 +341,8 @@
     cancelAnimationFrame(pending);
     pending = requestAnimationFrame(fitAll);
   });
+})();
+
 // ---- Reader navigation (conversation.go): j/k follow the "Older"/"Newer" links of the reader and the conversation
 // view. Registered in the capture phase so that the list's j/k (above) never sees keys meant for these pages; a list
 // page has no such links and keeps its own j/k.
@@ -314,6 +360,8 @@
     e.preventDefault();
     location.href = link.href;
   }, true);
+})();
+
 // ---- Time zone (issue 15) ----
 // The server shows times in the user's chosen zone, else in the zone this cookie names, else UTC (web/times.go).
 // The browser's IANA name goes in the postern_tz cookie, written only when it changed; the server checks it against

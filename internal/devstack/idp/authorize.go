@@ -1,10 +1,8 @@
 package idp
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
-	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -67,15 +65,23 @@ func (p *IdP) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	prompt := strings.Fields(form.Get("prompt"))
 	sess := p.loginSessionLocked(r)
 	if slices.Contains(prompt, "none") {
-		// Explicit consent mode: consent is never remembered, so prompt=none can only fail (OIDC Core §3.1.2.6).
-		if sess == nil {
+		// No page may be shown (OIDC Core §3.1.2.6): without a session that is login_required; with one, the code is
+		// issued only on a remembered consent (explicit consent mode never remembers one).
+		switch {
+		case sess == nil:
 			p.writeAuthorizeError(ctx, w, ar, fosite.ErrLoginRequired)
-		} else {
+		case p.consentRememberedLocked(sess.username, ar):
+			p.issueLocked(w, r, ar, sess.username, sess.authTime)
+		default:
 			p.writeAuthorizeError(ctx, w, ar, fosite.ErrConsentRequired)
 		}
 		return
 	}
 
+	if sess != nil && !slices.Contains(prompt, "login") && p.consentRememberedLocked(sess.username, ar) {
+		p.issueLocked(w, r, ar, sess.username, sess.authTime)
+		return
+	}
 	f := &flow{id: newRandomID(), ar: ar, expires: time.Now().Add(flowLifespan)}
 	p.flows[f.id] = f
 	if sess != nil && !slices.Contains(prompt, "login") {
@@ -191,6 +197,11 @@ func (p *IdP) handleLogin(w http.ResponseWriter, r *http.Request) {
 	})
 	f.sid, f.authTime = s.id, now
 	p.log.Info("idp: login", "username", u.Username)
+	if p.consentRememberedLocked(u.Username, f.ar) {
+		delete(p.flows, f.id)
+		p.issueLocked(w, r, f.ar, u.Username, now)
+		return
+	}
 	http.Redirect(w, r, pathConsent+"?flow_id="+f.id, http.StatusSeeOther)
 }
 
@@ -215,7 +226,7 @@ func (p *IdP) handleConsentPage(w http.ResponseWriter, r *http.Request) {
 	if f == nil {
 		return
 	}
-	page := consentPage{FlowID: f.id, ClientID: clientIDOf(f.ar), Username: s.username}
+	page := consentPage{FlowID: f.id, ClientID: clientIDOf(f.ar), Username: s.username, Remember: p.consents != nil}
 	for _, sc := range f.ar.GetRequestedScopes() {
 		page.Scopes = append(page.Scopes, scopeLine{Name: sc, Description: scopeDescriptions[sc]})
 	}
@@ -235,19 +246,26 @@ func (p *IdP) handleConsent(w http.ResponseWriter, r *http.Request) {
 		p.writeAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The resource owner denied the request."))
 		return
 	}
+	p.log.Info("idp: consent granted", "username", s.username, "client_id", clientIDOf(ar))
+	p.rememberConsentLocked(s.username, ar)
+	p.issueLocked(w, r, ar, s.username, f.authTime)
+}
+
+// issueLocked grants what ar asks for (the user consented, now or before) and sends the authorization response.
+func (p *IdP) issueLocked(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, username string, authTime time.Time) {
+	ctx := r.Context()
 	for _, sc := range ar.GetRequestedScopes() {
 		ar.GrantScope(sc)
 	}
 	for _, aud := range ar.GetRequestedAudience() {
 		ar.GrantAudience(aud)
 	}
-	resp, err := p.oauth.NewAuthorizeResponse(ctx, ar, p.newSession(s.username, f.authTime, ar.GetRequestedAt()))
+	resp, err := p.oauth.NewAuthorizeResponse(ctx, ar, p.newSession(username, authTime, ar.GetRequestedAt()))
 	if err != nil {
 		p.writeAuthorizeError(ctx, w, ar, err)
 		return
 	}
 	resp.AddParameter("iss", p.issuer) // RFC 9207, also for form_post and fragment
-	p.log.Info("idp: consent granted", "username", s.username, "client_id", clientIDOf(ar))
 	p.oauth.WriteAuthorizeResponse(ctx, w, ar, resp)
 }
 
@@ -284,62 +302,4 @@ var scopeDescriptions = map[string]string{
 	"address":        "Access your address",
 	"phone":          "Access your phone number",
 	"groups":         "Access your group membership",
-}
-
-type loginPage struct{ FlowID, ClientID, Username, Error string }
-
-type scopeLine struct{ Name, Description string }
-
-type consentPage struct {
-	FlowID, ClientID, Username string
-	Scopes                     []scopeLine
-}
-
-type messagePage struct{ Message string }
-
-const pageHead = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign in</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head><body>`
-
-var (
-	loginTmpl = template.Must(template.New("login").Parse(pageHead + `
-<h1>Sign in</h1>
-<p>to continue to <strong>{{.ClientID}}</strong></p>
-{{if .Error}}<p id="error" role="alert">{{.Error}}</p>{{end}}
-<form method="post" action="/login">
-<input type="hidden" name="flow_id" value="{{.FlowID}}">
-<label for="username">Username</label> <input id="username" name="username" value="{{.Username}}" autocomplete="username" required autofocus>
-<label for="password">Password</label> <input id="password" name="password" type="password" autocomplete="current-password" required>
-<button id="submit" type="submit">Sign in</button>
-</form></body></html>`))
-
-	consentTmpl = template.Must(template.New("consent").Parse(pageHead + `
-<h1>Hi {{.Username}}</h1>
-<p>The application <strong>{{.ClientID}}</strong> is requesting the following permissions:</p>
-<ul id="scopes">{{range .Scopes}}<li data-scope="{{.Name}}">{{.Name}}{{if .Description}}: {{.Description}}{{end}}</li>{{end}}</ul>
-<form method="post" action="/consent">
-<input type="hidden" name="flow_id" value="{{.FlowID}}">
-<button id="accept" type="submit" name="consent" value="accept">Accept</button>
-<button id="deny" type="submit" name="consent" value="deny">Deny</button>
-</form></body></html>`))
-
-	messageTmpl = template.Must(template.New("message").Parse(pageHead + `<p id="message">{{.Message}}</p></body></html>`))
-)
-
-func (p *IdP) render(w http.ResponseWriter, status int, t *template.Template, data any) {
-	var buf bytes.Buffer
-	if err := t.Execute(&buf, data); err != nil {
-		p.log.Error("idp: render", "template", t.Name(), "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Security-Policy", "default-src 'none'; form-action 'self' "+p.formTargets()+"; frame-ancestors 'none'")
-	w.WriteHeader(status)
-	w.Write(buf.Bytes())
-}
-
-func (p *IdP) renderMessage(w http.ResponseWriter, status int, msg string) {
-	p.render(w, status, messageTmpl, messagePage{Message: msg})
 }

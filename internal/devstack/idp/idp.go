@@ -73,6 +73,12 @@ type Options struct {
 	// audience) instead of Authelia's opaque ones, as Authelia does for a client with
 	// access_token_signed_response_alg: RS256. Refresh tokens and codes stay opaque.
 	JWTAccessTokens bool
+
+	// RememberConsent remembers an accepted consent for the life of the process, per user, client, scopes and
+	// audience, as Authelia's pre-configured consent mode does for its configured duration: the next authorization
+	// with the same four skips the consent page (and prompt=none succeeds), unless it asks for prompt=consent. The
+	// default is Authelia's explicit mode, which asks every time. The demo sets it.
+	RememberConsent bool
 }
 
 // devKey is the signing key of every IdP built without one. It is generated once per process: an RSA-2048 key costs
@@ -114,9 +120,11 @@ type IdP struct {
 	// mu serialises every request that touches grants. Authelia runs a refresh in one database transaction; here one
 	// lock gives the same all-or-nothing rotation, and makes concurrent refreshes of one token race-free: the second
 	// sees the first one's rotation and is treated as reuse.
-	mu        sync.Mutex
-	flows     map[string]*flow         // pending authorizations waiting for login/consent
-	sessions  map[string]*loginSession // the IdP's own browser sessions
+	mu       sync.Mutex
+	flows    map[string]*flow         // pending authorizations waiting for login/consent
+	sessions map[string]*loginSession // the IdP's own browser sessions
+	// consents are the remembered consents (Options.RememberConsent), nil when consent is never remembered.
+	consents  map[consentKey]bool
 	lastSweep time.Time
 
 	down     atomic.Bool
@@ -203,6 +211,9 @@ func New(opts Options) (*IdP, error) {
 		accessLifespan: opts.AccessTokenLifespan,
 		flows:          map[string]*flow{},
 		sessions:       map[string]*loginSession{},
+	}
+	if opts.RememberConsent {
+		p.consents = map[consentKey]bool{}
 	}
 	for _, u := range opts.Users {
 		if u.Username == "" {
@@ -422,6 +433,7 @@ func (p *IdP) routes() {
 	m.HandleFunc("GET "+pathConsent, p.locked(p.handleConsentPage))
 	m.HandleFunc("POST "+pathConsent, p.locked(p.handleConsent))
 	m.HandleFunc("GET /{$}", p.handleHome)
+	m.HandleFunc("GET "+pathStylesheet, handleStylesheet)
 	p.mux = m
 }
 

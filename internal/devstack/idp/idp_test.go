@@ -845,3 +845,190 @@ func TestSharedDevKey(t *testing.T) {
 		t.Error("an IdP given its own signing key serves the shared one")
 	}
 }
+
+// pageRecorder records the IdP pages a browser is shown (GET requests by path).
+type pageRecorder struct {
+	mu    sync.Mutex
+	paths []string
+}
+
+func (rec *pageRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
+	rec.mu.Lock()
+	rec.paths = append(rec.paths, r.Method+" "+r.URL.Path)
+	rec.mu.Unlock()
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// shown returns whether the browser was shown GET path since the last call, and forgets what it saw.
+func (rec *pageRecorder) shown(path string) bool {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	seen := false
+	for _, p := range rec.paths {
+		seen = seen || p == "GET "+path
+	}
+	rec.paths = nil
+	return seen
+}
+
+// TestRememberConsent: with Options.RememberConsent an accepted consent is remembered per user, client, scopes and
+// audience, so the next sign-in of the same user to the same client skips the consent page; anything else asks.
+func TestRememberConsent(t *testing.T) {
+	t.Parallel()
+	p := startIdP(t, func(o *Options) { o.RememberConsent = true })
+	conf := oauthConfig(p)
+	rec := &pageRecorder{}
+	hc := newBrowser(t, rec)
+	signIn := func(t *testing.T, hc *http.Client, authURL, user, password string, accept bool) url.Values {
+		t.Helper()
+		cb, err := SignIn(t.Context(), hc, authURL, user, password, accept)
+		if err != nil {
+			t.Fatalf("SignIn: %v", err)
+		}
+		return cb.Query()
+	}
+
+	t.Run("first sign-in asks", func(t *testing.T) {
+		login(t, p, hc, conf, "alice", "alice-pw")
+		if !rec.shown(pathConsent) {
+			t.Error("the first sign-in did not show the consent page")
+		}
+	})
+	t.Run("second sign-in skips consent", func(t *testing.T) {
+		tok, _ := login(t, p, hc, conf, "alice", "not-asked")
+		if rec.shown(pathConsent) || rec.shown(pathLogin) {
+			t.Error("the second sign-in showed a page")
+		}
+		if code, _, _ := userinfo(t, hc, p, http.MethodGet, tok.AccessToken); code != 200 {
+			t.Errorf("userinfo with the token of a remembered consent = %d, want 200", code)
+		}
+	})
+	t.Run("new browser asks the password, not consent", func(t *testing.T) {
+		rec2 := &pageRecorder{}
+		login(t, p, newBrowser(t, rec2), conf, "alice", "alice-pw")
+		if rec2.shown(pathConsent) {
+			t.Error("consent was asked again after a new login of the same user")
+		}
+	})
+	t.Run("prompt none succeeds", func(t *testing.T) {
+		f := newFlowParams()
+		q := signIn(t, hc, f.authURL(conf)+"&prompt=none", "", "", true)
+		if q.Get("error") != "" || q.Get("code") == "" || q.Get("state") != f.state || q.Get("iss") != p.Issuer() {
+			t.Errorf("prompt=none with a remembered consent = %v, want a code with state and iss", q)
+		}
+	})
+	t.Run("prompt consent asks", func(t *testing.T) {
+		f := newFlowParams()
+		q := signIn(t, hc, f.authURL(conf)+"&prompt=consent", "", "", true)
+		if shown := rec.shown(pathConsent); !shown || q.Get("code") == "" {
+			t.Errorf("prompt=consent: consent page shown %v, callback %v; want the page, then a code", shown, q)
+		}
+	})
+	t.Run("other scopes ask", func(t *testing.T) {
+		f := newFlowParams()
+		signIn(t, hc, f.authURL(oauthConfig(p, "openid", "email")), "", "", true)
+		if !rec.shown(pathConsent) {
+			t.Error("a request for other scopes did not ask")
+		}
+		// …and that answer is remembered too.
+		f = newFlowParams()
+		signIn(t, hc, f.authURL(oauthConfig(p, "email", "openid")), "", "", true)
+		if rec.shown(pathConsent) {
+			t.Error("the same scopes in another order asked again")
+		}
+	})
+	t.Run("other client asks", func(t *testing.T) {
+		other := &oauth2.Config{ClientID: otherID, ClientSecret: otherSecret, RedirectURL: "http://127.0.0.1:9/other",
+			Endpoint: conf.Endpoint, Scopes: conf.Scopes}
+		f := newFlowParams()
+		signIn(t, hc, f.authURL(other), "", "", true)
+		if !rec.shown(pathConsent) {
+			t.Error("another client did not ask")
+		}
+	})
+	t.Run("other user asks", func(t *testing.T) {
+		rec3 := &pageRecorder{}
+		login(t, p, newBrowser(t, rec3), conf, "bob", "bob-pw")
+		if !rec3.shown(pathConsent) {
+			t.Error("bob was not asked, though only alice consented")
+		}
+	})
+	t.Run("deny is not remembered", func(t *testing.T) {
+		rec4 := &pageRecorder{}
+		b := newBrowser(t, rec4)
+		f := newFlowParams()
+		cfg := oauthConfig(p, "openid", "profile")
+		if q := signIn(t, b, f.authURL(cfg), "bob", "bob-pw", false); q.Get("error") != "access_denied" {
+			t.Fatalf("deny = %v, want access_denied", q)
+		}
+		rec4.shown(pathConsent)
+		f = newFlowParams()
+		if q := signIn(t, b, f.authURL(cfg), "", "", true); q.Get("code") == "" || !rec4.shown(pathConsent) {
+			t.Errorf("after a deny the next sign-in must ask again and then succeed: %v", q)
+		}
+	})
+}
+
+// TestPagesStyled: the sign-in and consent pages load one stylesheet from the IdP itself, which the pages' CSP allows
+// (style-src 'self', nothing inline), and have no inline style or script.
+func TestPagesStyled(t *testing.T) {
+	t.Parallel()
+	p := startIdP(t, func(o *Options) { o.RememberConsent = true })
+	hc := newBrowser(t, nil)
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	get := func(u string) (*http.Response, string) {
+		t.Helper()
+		resp, err := hc.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	resp, _ := get(newFlowParams().authURL(oauthConfig(p)))
+	loginURL, err := resp.Location()
+	if err != nil {
+		t.Fatalf("authorization = %d without a redirect to the login page", resp.StatusCode)
+	}
+	resp, body := get(loginURL.String())
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `id="username"`) {
+		t.Fatalf("login page = %d: %.300s", resp.StatusCode, body)
+	}
+	csp := resp.Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "style-src 'self'") || strings.Contains(csp, "unsafe-inline") || !strings.Contains(csp, "default-src 'none'") {
+		t.Errorf("CSP = %q, want default-src 'none' and style-src 'self' without unsafe-inline", csp)
+	}
+	if !strings.Contains(body, `<link rel="stylesheet" href="`+pathStylesheet+`">`) {
+		t.Error("the login page does not link the stylesheet")
+	}
+	for _, inline := range []string{"<style", " style=", "<script"} {
+		if strings.Contains(body, inline) {
+			t.Errorf("the login page has %q", inline)
+		}
+	}
+	resp, css := get(p.Issuer() + pathStylesheet)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/css") || !strings.Contains(css, ".idp-card") {
+		t.Errorf("GET %s = %d %q, %d bytes", pathStylesheet, resp.StatusCode, resp.Header.Get("Content-Type"), len(css))
+	}
+	// The consent page: the same frame, and it says the answer will be remembered.
+	f, err := ParseForm([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Values.Set("username", "alice")
+	f.Values.Set("password", "alice-pw")
+	resp, err = hc.PostForm(p.Issuer()+pathLogin, f.Values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	consentURL, err := resp.Location()
+	if err != nil {
+		t.Fatalf("login = %d without a redirect", resp.StatusCode)
+	}
+	resp, body = get(consentURL.String())
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `id="accept"`) || !strings.Contains(body, pathStylesheet) || !strings.Contains(body, `id="remember"`) {
+		t.Errorf("consent page = %d: %.500s", resp.StatusCode, body)
+	}
+}
