@@ -145,4 +145,3 @@ func unreadShown(t *testing.T, page, box string) uint32 {
 	n, _ := strconv.ParseUint(m[1], 10, 32)
 	return uint32(n)
 }
-
