@@ -170,7 +170,7 @@ type mailWarmer interface {
 // a real network it overlaps with a browser round trip instead of following it).
 func (s *Server) warmMail(r *http.Request, grant string) {
 	mw, ok := s.mail.(mailWarmer)
-	if !ok {
+	if !ok || !s.cfg.WarmOnSignIn {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), warmTimeout)
