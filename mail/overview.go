@@ -9,9 +9,9 @@ import (
 )
 
 // Overview returns what a folder page shows: every mailbox with its counts (as Mailboxes) and one page of box (as
-// List). On a session that has shown the newest page of box before, it costs one round trip: the LIST, the EXAMINE
-// and the page's FETCH are pipelined (RFC 9051 section 5.5; the server runs them in order, and the FETCH refers to
-// the mailbox the EXAMINE opens). Older pages (before > 0) are one round trip on any session, as their UID range is
+// List). On a session that has shown the newest page of box before, it costs one round trip: the EXAMINE, the page's
+// FETCH and the LIST are pipelined (RFC 9051 section 5.5; the server runs them in order, and the FETCH refers to the
+// mailbox the EXAMINE opens). Older pages (before > 0) are one round trip on any session, as their UID range is
 // known from the cursor.
 //
 // The newest page cannot be asked for by sequence number before the EXAMINE has said how many messages there are,
@@ -42,7 +42,6 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 		// than re-opening a large mailbox. The count then comes from the answer itself (below). Listing fetches no
 		// body, so it sets no \Seen even when the mailbox was selected read-write.
 		reuse := (hinted || before > 0) && s.c.Mailbox() != nil && s.c.Mailbox().Name == box
-		listCmd := s.startMailboxes()
 		var (
 			selCmd  *imapclient.SelectCommand
 			noopCmd *imapclient.Command
@@ -63,9 +62,14 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 			fetchCmd = s.c.Fetch(set, summaryItems)
 		}
 		extras = s.startListExtras(box, hint, hinted && before == 0, before, n) // threads and snippets (snippet.go), nil unless asked for
+		// The folder list goes last, after the NOOP or EXAMINE: Dovecot answers STATUS (and LIST-STATUS) for the
+		// selected mailbox from this session's view of it, which only the NOOP brings up to date with what other
+		// clients changed; listed first, the selected folder's unread count lagged one view behind
+		// (e2e TestWebmailFolderCountsOtherClient). RFC 9051 section 6.3.11 warns that STATUS of the selected
+		// mailbox need not match its state; after the NOOP it does.
+		listCmd := s.startMailboxes()
 		// Every command is collected, whatever failed, so that none is left pending on the connection.
 		var lerr, serr, ferr error
-		boxes, lerr = s.finishMailboxes(listCmd)
 		var sel *imap.SelectData
 		if reuse {
 			serr = noopCmd.Wait()
@@ -84,6 +88,7 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 			}
 		}
 		xerr := extras.collect(s, box, sel)
+		boxes, lerr = s.finishMailboxes(listCmd)
 		switch {
 		case lerr != nil:
 			return lerr

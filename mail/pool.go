@@ -69,6 +69,10 @@ type Pool struct {
 	wake   chan struct{} // closed (and replaced) whenever capacity frees up
 	closed bool
 
+	// warming holds, per grant, a channel closed when Warm's dial ends; acquire waits for it rather than dial a
+	// second session for the same grant.
+	warming map[string]chan struct{}
+
 	// watches are the running Pool.Watch loops per grant (see idle.go);
 	// CloseKey and Close stop them.
 	watches map[string]map[*watch]struct{}
@@ -119,7 +123,9 @@ func NewPool(srv Server, opts PoolOptions) *Pool {
 		count: map[string]int{},
 		gen:   map[string]uint64{},
 		wake:  make(chan struct{}),
-		dial:  Dial,
+
+		warming: map[string]chan struct{}{},
+		dial:    Dial,
 	}
 }
 
@@ -143,6 +149,39 @@ func (p *Pool) Do(ctx context.Context, key string, ts TokenSource, fn func(*Sess
 	return WithToken(ctx, ts, func(c Credentials) error { return p.do(ctx, key, c, fn) })
 }
 
+// Warm opens a session for key in the background of a page that will need it: Postern calls it at sign-in, so that
+// the login at the mail server (TLS, AUTHENTICATE, and the mail server's own call to the identity provider) overlaps
+// with the browser following the redirect to its first page. A Do for key that finds nothing idle while Warm dials
+// waits for that session rather than dialling a second one. Warm does nothing when key has an idle session or is
+// already being warmed, and gives up silently on any error: the page's own Do then dials and reports it.
+func (p *Pool) Warm(ctx context.Context, key string, ts TokenSource) {
+	p.mu.Lock()
+	if p.closed || len(p.idle[key]) > 0 || p.warming[key] != nil {
+		p.mu.Unlock()
+		return
+	}
+	done := make(chan struct{})
+	p.warming[key] = done
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.warming, key)
+		close(done)
+		p.mu.Unlock()
+	}()
+	err := WithToken(ctx, ts, func(c Credentials) error {
+		pe, err := p.acquireOwn(ctx, key, c, false)
+		if err != nil {
+			return err
+		}
+		p.release(pe, nil)
+		return nil
+	})
+	if err != nil {
+		p.log.Debug("mail: warming an imap session", "key", key, "err", err)
+	}
+}
+
 func (p *Pool) do(ctx context.Context, key string, c Credentials, fn func(*Session) error) error {
 	pe, err := p.acquire(ctx, key, c)
 	if err != nil {
@@ -161,6 +200,11 @@ func (p *Pool) do(ctx context.Context, key string, c Credentials, fn func(*Sessi
 }
 
 func (p *Pool) acquire(ctx context.Context, key string, c Credentials) (*pooled, error) {
+	return p.acquireOwn(ctx, key, c, true)
+}
+
+// acquireOwn is acquire; joinWarm says whether to wait for Warm's dial of key (false for Warm itself).
+func (p *Pool) acquireOwn(ctx context.Context, key string, c Credentials, joinWarm bool) (*pooled, error) {
 	user := c.userKey()
 	for {
 		if err := ctx.Err(); err != nil {
@@ -185,6 +229,15 @@ func (p *Pool) acquire(ctx context.Context, key string, c Credentials) (*pooled,
 			}
 			p.reuses.Add(1)
 			return pe, nil
+		}
+		if w := p.warming[key]; joinWarm && w != nil {
+			p.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-w:
+			}
+			continue
 		}
 		var victim *pooled
 		switch {

@@ -381,3 +381,40 @@ func TestPoolServerStopsAnswering(t *testing.T) {
 		t.Errorf("Do() once the server answers again = %v", err)
 	}
 }
+
+// TestPoolWarm: a Do that arrives while Warm is dialling for the same grant waits for that session instead of
+// logging in a second time; Warm on a grant with an idle session does nothing.
+func TestPoolWarm(t *testing.T) {
+	e := newEnv(t, mailserver.Options{})
+	p := newTestPool(t, e, PoolOptions{})
+	ctx := ctxT(t)
+	dialing, release := make(chan struct{}, 4), make(chan struct{})
+	p.dial = func(ctx context.Context, srv Server, c Credentials) (*Session, error) {
+		dialing <- struct{}{}
+		<-release
+		return Dial(ctx, srv, c)
+	}
+	warmed := make(chan struct{})
+	go func() {
+		defer close(warmed)
+		p.Warm(ctx, "grant-a", credsFor(alice, aliceToken))
+	}()
+	<-dialing
+	did := make(chan error, 1)
+	go func() { did <- p.Do(ctx, "grant-a", credsFor(alice, aliceToken), noop(ctx)) }()
+	select {
+	case <-dialing:
+		t.Fatal("Do dialled a second session while Warm was dialling")
+	case err := <-did:
+		t.Fatalf("Do returned before Warm's session was open: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if err := <-did; err != nil {
+		t.Fatal(err)
+	}
+	<-warmed
+	checkStats(t, p, PoolStats{Open: 1, Idle: 1, Logins: 1, Reuses: 1})
+	p.Warm(ctx, "grant-a", credsFor(alice, aliceToken)) // idle session there: nothing to do
+	checkStats(t, p, PoolStats{Open: 1, Idle: 1, Logins: 1, Reuses: 1})
+}

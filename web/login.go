@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/mail"
 )
 
 type (
@@ -154,9 +155,34 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.log(r).Info("signed in", slog.String("user", userHash(login.Identity.Issuer, login.Identity.Subject)))
+	s.warmMail(r, id)
 	http.Redirect(w, r, safeReturnTo(flow.ReturnTo), http.StatusSeeOther)
 	return nil
 }
+
+// mailWarmer is the optional part of Mailer that opens a grant's pooled connection ahead of its first page
+// (*mail.Pool.Warm).
+type mailWarmer interface {
+	Warm(ctx context.Context, key string, ts mail.TokenSource)
+}
+
+// warmMail starts the new grant's IMAP login while the browser follows the redirect to its first page, which then
+// finds the connection open or joins its dial (the login costs the mail server a call to the identity provider: on
+// a real network it overlaps with a browser round trip instead of following it).
+func (s *Server) warmMail(r *http.Request, grant string) {
+	mw, ok := s.mail.(mailWarmer)
+	if !ok || !s.cfg.WarmOnSignIn {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), warmTimeout)
+	go func() {
+		defer cancel()
+		mw.Warm(ctx, grant, s.grantTokens(grant))
+	}()
+}
+
+// warmTimeout bounds a sign-in's background IMAP login.
+const warmTimeout = 30 * time.Second
 
 // handleLogout is a POST (CSRF-protected by CrossOriginProtection). Authelia has no end-session endpoint, so signing
 // out means: revoke the refresh token, which kills every token of the grant at the IdP; close the pooled IMAP

@@ -458,3 +458,28 @@ func TestIdPOutageIsFriendlyAndRecovers(t *testing.T) {
 		t.Errorf("IdP saw %d refresh-token reuses and %d family revocations, want 0", st.RefreshReuses, st.FamilyRevocations)
 	}
 }
+
+// TestSignInWarmsTheIMAPConnection: with Config.WarmOnSignIn the callback starts the grant's IMAP login in the
+// background; the first page either finds that connection idle or joins its dial, so sign-in and first page cost one
+// login together, and the connection is open before the first page is asked for.
+func TestSignInWarmsTheIMAPConnection(t *testing.T) {
+	s := newStack(t, withWarmOnSignIn())
+	b := newBrowser(t)
+	if r := s.signIn(b, "alice", "/mail/INBOX"); r.status != http.StatusSeeOther {
+		t.Fatalf("sign-in callback = %d: %s", r.status, r.body)
+	}
+	// Nothing has asked for a page yet: the login is the warm-up's.
+	deadline := time.Now().Add(10 * time.Second)
+	for s.pool.Stats().Idle != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no idle IMAP connection 10 s after sign-in: %+v", s.pool.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r := b.get(s.ts.URL + "/mail/INBOX"); r.status != http.StatusOK {
+		t.Fatalf("inbox = %d", r.status)
+	}
+	if st := s.pool.Stats(); st.Logins != 1 || st.Reuses != 1 {
+		t.Errorf("pool = %+v, want 1 login (the warm-up's) and the first page reusing it", st)
+	}
+}

@@ -59,7 +59,11 @@ type Config struct {
 	IdleTimeout   time.Duration
 	Lifetime      time.Duration
 	PageSize      int
-	Logger        *slog.Logger
+	// WarmOnSignIn opens the new grant's pooled IMAP connection in the background at sign-in (Mailer.Warm), while
+	// the browser follows the redirect to its first page. cmd turns it on; tests leave it off, so that no background
+	// login races with what a test does to a grant right after signing in.
+	WarmOnSignIn bool
+	Logger       *slog.Logger
 	// Version is shown in the page footer.
 	Version string
 	// Banner, when set, is a line of plain text shown at the top of every page; the demo says there where its mail

@@ -54,6 +54,7 @@ type stackOptions struct {
 	stall      time.Duration
 	bridge     Bridge
 	demo       bool
+	warm       bool
 }
 
 // stackOption is an option of newStack.
@@ -61,6 +62,9 @@ type stackOption func(*stackOptions)
 
 // withMaxUpload sets Config.MaxUpload.
 func withMaxUpload(n int64) stackOption { return func(o *stackOptions) { o.maxUpload = n } }
+
+// withWarmOnSignIn turns on Config.WarmOnSignIn.
+func withWarmOnSignIn() stackOption { return func(o *stackOptions) { o.warm = true } }
 
 // withSender replaces the SMTP sender, e.g. with one that fails.
 func withSender(snd Sender) stackOption { return func(o *stackOptions) { o.sender = snd } }
@@ -175,6 +179,7 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Sender:        o.sender,
 		MaxUpload:     o.maxUpload,
+		WarmOnSignIn:  o.warm,
 		StallTimeout:  o.stall,
 	}, prov, s.keeper, s.pool, s.store)
 	if err != nil {

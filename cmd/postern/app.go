@@ -200,6 +200,7 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		IdleTimeout:   cfg.Session.IdleTimeout,
 		Lifetime:      cfg.Session.Lifetime,
 		PageSize:      cfg.Web.PageSize,
+		WarmOnSignIn:  true,
 		MaxUpload:     int64(cfg.Web.MaxUploadMB) << 20,
 		Logger:        logger,
 		Version:       version,

@@ -66,7 +66,7 @@ func WriteMarkdown(w io.Writer, rs []Result, scenarios []string, levels []int) {
 	}
 	top := levels[len(levels)-1]
 	fmt.Fprintf(w, "\n#### Throughput at %d users, CPU and memory (warm)\n\n", top)
-	fmt.Fprintln(w, "| scenario | webmail | ops/s | CPU s / 1,000 ops: webmail | Dovecot | IdP (Hydra) | RSS per active user (MiB) |")
+	fmt.Fprintln(w, "| scenario | webmail | ops/s | CPU s / 1,000 ops: webmail | Dovecot | IdP (Hydra) | memory per active user (MiB) |")
 	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|")
 	for _, sc := range scenarios {
 		for _, web := range []string{"Postern", "Roundcube"} {
@@ -78,8 +78,21 @@ func WriteMarkdown(w io.Writer, rs []Result, scenarios []string, levels []int) {
 			if web == "Roundcube" {
 				webCPU = r.CPU["php-fpm"] + r.CPU["nginx"]
 			}
-			fmt.Fprintf(w, "| %s | %s | %.0f | %.2f | %.2f | %.2f | %.1f |\n", sc, web, r.PerSec, webCPU, r.CPU["dovecot"], r.CPU["hydra"], r.RSSPerUser)
+			fmt.Fprintf(w, "| %s | %s | %.0f | %.2f | %.2f | %.2f | %.1f |\n", sc, web, r.PerSec, webCPU, r.CPU["dovecot"], r.CPU["hydra"], r.MemPerUser)
 		}
+	}
+	fmt.Fprintln(w, "\n#### Memory per active user (inbox page, warm)")
+	fmt.Fprintln(w, "\nPSS of the webmail's processes (Postern; php-fpm master and workers + nginx): after a restart with nobody signed in, "+
+		"then the median while the users load inbox pages; per user = the difference divided by the users.")
+	fmt.Fprintln(w, "\n| users | Postern idle / active (MiB) | per user | Roundcube idle / active (MiB) | per user |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+	for _, u := range levels {
+		p, r := get("Postern", "inbox page", u, false), get("Roundcube", "inbox page", u, false)
+		if p.MemBase == 0 && r.MemBase == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "| %d | %.1f / %.1f | %.2f | %.1f / %.1f | %.2f |\n", u, float64(p.MemBase)/1024, float64(p.MemActive)/1024, p.MemPerUser,
+			float64(r.MemBase)/1024, float64(r.MemActive)/1024, r.MemPerUser)
 	}
 	fmt.Fprintln(w, "\n#### IMAP logins and IdP calls per 100 HTTP requests (warm, all scenarios after sign-in, all levels)")
 	fmt.Fprintln(w, "\n| webmail | HTTP requests | IMAP logins | per 100 requests | IdP userinfo calls | per 100 requests |")
@@ -111,6 +124,9 @@ func WriteMarkdown(w io.Writer, rs []Result, scenarios []string, levels []int) {
 
 // WriteChart draws p50 latency against concurrency for the inbox page and the message page, both webmails, as SVG.
 func WriteChart(path string, rs []Result, scenarios []string, levels []int) error {
+	if len(levels) < 2 {
+		return nil // a chart needs two levels (and its log scale starts at 1 user)
+	}
 	p := plot.New()
 	p.Title.Text = "Postern vs Roundcube: median latency vs concurrent users (warm)"
 	p.X.Label.Text = "concurrent users"

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -44,10 +43,14 @@ type Result struct {
 	FirstErr          string
 	P50, P95          time.Duration
 	PerSec            float64
-	// CPU is CPU seconds per 1,000 operations per process group; RSS the peak resident memory of the webmail's
-	// processes while the users were active, minus before, per user.
+	// CPU is CPU seconds per 1,000 operations per process group. MemPerUser is the memory of the webmail's processes
+	// while the users were active (median PSS over the run, sampled every 100 ms) minus MemBase, divided by the
+	// users; MemBase (KiB) is the same processes' PSS right after a restart, before any user signed in (Run's memBase;
+	// 0: not measured).
 	CPU         map[string]float64
-	RSSPerUser  float64 // MiB
+	MemPerUser  float64 // MiB
+	MemBase     int64   // KiB
+	MemActive   int64   // KiB
 	IMAPLogins  int64
 	IdPCalls    int64
 	HTTPReqs    int64
@@ -74,16 +77,18 @@ func cpuTicks(pid int) int64 {
 	return total
 }
 
-// rssKiB returns the resident memory of pid and its live descendants.
-func rssKiB(pid int) int64 {
+// PSSKiB returns the proportional set size (smaps_rollup "Pss") of pid and its live descendants: each page shared
+// by k processes counts 1/k, so php-fpm's 16 workers sharing the OPcache and the PHP binary are not counted 16 times,
+// as a sum of RSS would. Reading another user's smaps needs root (scripts/bench runs as root).
+func PSSKiB(pid int) int64 {
 	total := int64(0)
 	for _, p := range tree(pid) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p))
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", p))
 		if err != nil {
 			continue
 		}
 		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			if v, ok := strings.CutPrefix(l, "Pss:"); ok {
 				n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 				total += n
 			}
@@ -151,15 +156,11 @@ func (c Counters) count() (logins, idp int64) {
 
 // Run measures one scenario at users concurrent users for d (at least one operation each). users holds one signed-in
 // Webmail per user; the webmail's processes are procs[w.Name()] plus the shared ones.
-func Run(ctx context.Context, sc Scenario, users []Webmail, d time.Duration, procs Procs, webProcs []string, ctr Counters, cold bool) Result {
-	res := Result{Webmail: users[0].Name(), Scenario: sc.Name, Users: len(users), Cold: cold, CPU: map[string]float64{}}
+func Run(ctx context.Context, sc Scenario, users []Webmail, d time.Duration, procs Procs, webProcs []string, ctr Counters, cold bool, memBase int64) Result {
+	res := Result{Webmail: users[0].Name(), Scenario: sc.Name, Users: len(users), Cold: cold, CPU: map[string]float64{}, MemBase: memBase}
 	cpu0 := map[string]int64{}
 	for name, pid := range procs {
 		cpu0[name] = cpuTicks(pid)
-	}
-	rss0 := int64(0)
-	for _, n := range webProcs {
-		rss0 += rssKiB(procs[n])
 	}
 	l0, i0 := ctr.count()
 	var req0 int64
@@ -171,7 +172,7 @@ func Run(ctx context.Context, sc Scenario, users []Webmail, d time.Duration, pro
 		lat      []time.Duration
 		errs     int
 		firstErr string
-		peak     atomic.Int64
+		mem      []int64 // PSS samples, KiB
 	)
 	stop := make(chan struct{})
 	sampled := make(chan struct{})
@@ -180,18 +181,18 @@ func Run(ctx context.Context, sc Scenario, users []Webmail, d time.Duration, pro
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
 		for {
-			total := int64(0)
-			for _, n := range webProcs {
-				total += rssKiB(procs[n])
-			}
-			if total > peak.Load() {
-				peak.Store(total)
-			}
 			select {
 			case <-stop:
 				return
 			case <-t.C:
 			}
+			total := int64(0)
+			for _, n := range webProcs {
+				total += PSSKiB(procs[n])
+			}
+			mu.Lock()
+			mem = append(mem, total)
+			mu.Unlock()
 		}
 	}()
 	start := time.Now()
@@ -239,7 +240,11 @@ func Run(ctx context.Context, sc Scenario, users []Webmail, d time.Duration, pro
 			res.CPU[name] = float64(ticks) / 100 / float64(res.Ops) * 1000 // USER_HZ is 100 on Linux
 		}
 	}
-	res.RSSPerUser = float64(peak.Load()-rss0) / 1024 / float64(len(users))
+	if memBase > 0 && len(mem) > 0 {
+		slices.Sort(mem)
+		res.MemActive = mem[len(mem)/2]
+		res.MemPerUser = float64(res.MemActive-memBase) / 1024 / float64(len(users))
+	}
 	l1, i1 := ctr.count()
 	res.IMAPLogins, res.IdPCalls = l1-l0, i1-i0
 	for _, u := range distinct(users) {

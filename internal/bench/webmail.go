@@ -302,7 +302,8 @@ func (p *Postern) Send(ctx context.Context, attachment []byte) error {
 	if err := want("postern: send", st, page, err, http.StatusOK, ""); err != nil {
 		return err
 	}
-	if !strings.Contains(at.RawQuery, "notice=sent") {
+	// The confirmation is a flash on the page the send redirects to (issue 15).
+	if !strings.Contains(page, "Your message was sent") {
 		return fmt.Errorf("postern: send: not confirmed (ended at %s): %.300s", at, page)
 	}
 	return nil
