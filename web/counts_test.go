@@ -138,7 +138,7 @@ func unreadShown(t *testing.T, page, box string) uint32 {
 	if link == nil {
 		t.Fatalf("no folder link for %s in the page", box)
 	}
-	m := regexp.MustCompile(`aria-label="(\d+) unread"`).FindStringSubmatch(link[1])
+	m := regexp.MustCompile(`class="count">(\d+)<span class="visually-hidden"> unread</span>`).FindStringSubmatch(link[1])
 	if m == nil {
 		return 0
 	}
