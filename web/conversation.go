@@ -17,7 +17,9 @@ import (
 
 // conversationsFor says whether r's folder list groups messages by conversation. It is the one place the choice is read:
 // the user's setting (on by default), which Server.plainList overrides for the benchmarks.
-func (s *Server) conversationsFor(r *http.Request) bool { return !s.plainList && s.prefs(r).Conversations }
+func (s *Server) conversationsFor(r *http.Request) bool {
+	return !s.plainList && s.prefs(r).Conversations
+}
 
 // listOptions are the extras a folder page asks mail.Session.OverviewWith for.
 func (s *Server) listOptions(r *http.Request) mail.ListOptions {
