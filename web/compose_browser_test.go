@@ -15,7 +15,8 @@ import (
 
 // TestBrowserCompose: the compose page never loses text (issue 15 item 3). Typing is saved to Drafts a few seconds
 // after it stops, leaving with unsaved text asks first, Send stays in view at 1280×800 with a long text, and picked
-// files are listed with name and size and can be removed one by one; sending deletes the autosaved draft.
+// files are listed with name and size and can be removed one by one; sending deletes the autosaved draft. With
+// POSTERN_SCREENSHOTS set it writes compose-attachments.png there.
 func TestBrowserCompose(t *testing.T) {
 	s := newStack(t)
 	signedInAs(t, s, "bob") // bob's account exists
@@ -58,6 +59,12 @@ func TestBrowserCompose(t *testing.T) {
 	listed := browsertest.Eval[string](t, ctx, `document.getElementById("picked").textContent`)
 	if !strings.Contains(listed, "agenda.txt") || !strings.Contains(listed, "budget.csv") || !strings.Contains(listed, "kB)") || !strings.Contains(listed, "8 B)") {
 		t.Errorf("picked files listed as %q, want names and sizes", listed)
+	}
+	if shots := os.Getenv("POSTERN_SCREENSHOTS"); shots != "" { // see TestBrowserScreenshots
+		if !filepath.IsAbs(shots) {
+			shots = filepath.Join("..", shots)
+		}
+		t.Logf("compose-attachments.png: %d bytes", browsertest.Screenshot(t, ctx, filepath.Join(shots, "compose-attachments.png")))
 	}
 	browsertest.Do(t, ctx, "remove agenda", chromedp.ScrollIntoView(chromedp.CSS(`#picked button[aria-label="Remove agenda.txt"]`)))
 	// The Remove button must not sit under the sticky Send bar once scrolled to.
