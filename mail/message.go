@@ -178,6 +178,24 @@ type fetchedMeta struct {
 	truncated               bool
 }
 
+// note records item in m when it is one of the message's metadata (size, flags, envelope, internal date), and
+// says whether it was.
+func (m *fetchedMeta) note(item imapclient.FetchItemData) bool {
+	switch it := item.(type) {
+	case imapclient.FetchItemDataRFC822Size:
+		m.size = it.Size
+	case imapclient.FetchItemDataFlags:
+		m.seen, m.flagged, m.answered = flagsOf(it.Flags)
+	case imapclient.FetchItemDataEnvelope:
+		m.env = it.Envelope
+	case imapclient.FetchItemDataInternalDate:
+		m.internalDate = it.Time
+	default:
+		return false
+	}
+	return true
+}
+
 // fetchRaw fetches BODY.PEEK[] of uid in the selected mailbox, reading at
 // most maxMessageBytes.
 func (s *Session) fetchRaw(uid uint32, withMeta bool) ([]byte, fetchedMeta, error) {
@@ -194,17 +212,12 @@ func (s *Session) fetchRaw(uid uint32, withMeta bool) ([]byte, fetchedMeta, erro
 	)
 	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
 		for item := msg.Next(); item != nil; item = msg.Next() {
+			if meta.note(item) {
+				continue
+			}
 			switch it := item.(type) {
 			case imapclient.FetchItemDataUID:
 				found = found || uint32(it.UID) == uid
-			case imapclient.FetchItemDataRFC822Size:
-				meta.size = it.Size
-			case imapclient.FetchItemDataFlags:
-				meta.seen, meta.flagged, meta.answered = flagsOf(it.Flags)
-			case imapclient.FetchItemDataEnvelope:
-				meta.env = it.Envelope
-			case imapclient.FetchItemDataInternalDate:
-				meta.internalDate = it.Time
 			case imapclient.FetchItemDataBodySection:
 				if it.Literal == nil {
 					continue

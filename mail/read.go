@@ -141,17 +141,12 @@ func collectRead(cmd *imapclient.FetchCommand, uid uint32) ([]byte, fetchedMeta,
 			mm   fetchedMeta
 		)
 		for item := msg.Next(); item != nil; item = msg.Next() {
+			if mm.note(item) {
+				continue
+			}
 			switch it := item.(type) {
 			case imapclient.FetchItemDataUID:
 				mine = uint32(it.UID) == uid
-			case imapclient.FetchItemDataRFC822Size:
-				mm.size = it.Size
-			case imapclient.FetchItemDataFlags:
-				mm.seen, mm.flagged, mm.answered = flagsOf(it.Flags)
-			case imapclient.FetchItemDataEnvelope:
-				mm.env = it.Envelope
-			case imapclient.FetchItemDataInternalDate:
-				mm.internalDate = it.Time
 			case imapclient.FetchItemDataBodySection:
 				if it.Literal == nil {
 					continue
