@@ -133,7 +133,7 @@ func NewPool(srv Server, opts PoolOptions) *Pool {
 // for the grant's credentials, reuses an idle session of that grant,
 // checked with NOOP if it sat idle longer than CheckAfter, or else dials a
 // new one with those credentials; if the server refuses them, it asks ts
-// for their replacement and tries once more (see WithToken). A session on
+// for their replacement and tries again (see WithToken). A session on
 // which fn hit a connection-level error is discarded, not pooled.
 //
 // Sessions are bounded per user (the credentials' address, over all the

@@ -73,7 +73,7 @@ func Send(ctx context.Context, srv Server, c Credentials, from string, to []stri
 // token in c (EHLO, AUTH with the initial response, RFC 4954), then hands over the session for the caller's own
 // MAIL FROM, RCPT TO and DATA: the bridge relays each command so that the server's replies reach its client one by
 // one. ctx bounds the connection and authentication only; the caller closes the client. Errors are Send's: a
-// refused token wraps ErrAuthFailed (so WithToken retries once), a temporary failure ErrAuthUnavailable.
+// refused token wraps ErrAuthFailed (so WithToken retries), a temporary failure ErrAuthUnavailable.
 func DialSubmission(ctx context.Context, srv Server, c Credentials) (*smtp.Client, error) {
 	client, _, err := dialSubmission(ctx, srv, c)
 	return client, err

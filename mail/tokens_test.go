@@ -43,9 +43,9 @@ func (r *rotatingTokens) Replace(_ context.Context, rejected Credentials) (Crede
 	return Credentials{r.addr, r.tokens[0]}, nil
 }
 
-// TestPoolRetriesOnceWithReplacedToken pins the rule: a refused AUTHENTICATE is retried once with the token that
-// replaced the refused one, and never more.
-func TestPoolRetriesOnceWithReplacedToken(t *testing.T) {
+// TestPoolRetriesWithReplacedToken pins the rule: a refused AUTHENTICATE is retried with the token that replaced
+// the refused one, once more only if that one was refused too and the source has a newer one, and never more.
+func TestPoolRetriesWithReplacedToken(t *testing.T) {
 	signedOut := errors.New("needs sign-in")
 	tests := []struct {
 		name        string
@@ -57,7 +57,9 @@ func TestPoolRetriesOnceWithReplacedToken(t *testing.T) {
 		wantReplace int32
 	}{
 		{"stale then current", []string{"stale", aliceToken}, nil, nil, 1, 1, 1},
-		{"replacement refused too", []string{"stale", "revoked"}, nil, []error{ErrAuthFailed}, 2, 0, 1},
+		{"replacement refused too, nothing newer", []string{"stale", "revoked"}, nil, []error{ErrAuthFailed}, 2, 0, 2},
+		{"replacement revoked by a refresh in flight", []string{"stale", "stale-too", aliceToken}, nil, nil, 2, 1, 2},
+		{"three refusals end it", []string{"a", "b", "c", aliceToken}, nil, []error{ErrAuthFailed}, 3, 0, 2},
 		{"no replacement", []string{"stale"}, signedOut, []error{signedOut}, 1, 0, 1},
 		{"current at once", []string{aliceToken}, nil, nil, 0, 1, 0},
 	}
@@ -86,8 +88,11 @@ func TestPoolRetriesOnceWithReplacedToken(t *testing.T) {
 			if ts.tokenN.Load() != 1 || ts.replaceN.Load() != tt.wantReplace {
 				t.Errorf("Token called %d times, Replace %d; want 1 and %d", ts.tokenN.Load(), ts.replaceN.Load(), tt.wantReplace)
 			}
-			if tt.wantReplace > 0 && ts.rejected[0] != "stale" {
-				t.Errorf("Replace told the rejected token was %q, want the refused one", ts.rejected[0])
+			for i := range ts.rejected {
+				if ts.rejected[i] != tt.tokens[i] {
+					t.Errorf("Replace told the rejected tokens were %q, want the refused ones, in order", ts.rejected)
+					break
+				}
 			}
 			if st.Open != st.Idle {
 				t.Errorf("Stats() = %+v: a slot leaked", st)

@@ -125,7 +125,7 @@ var (
 	// ErrAuthFailed means the server refused the token: IMAP NO
 	// [AUTHENTICATIONFAILED] or any other NO to AUTHENTICATE except
 	// [UNAVAILABLE] (RFC 5530), or SMTP 535 (RFC 4954 section 6). The caller
-	// should get a fresh token and retry once, then ask the user to sign in.
+	// should get a fresh token and retry (WithToken), then ask the user to sign in.
 	ErrAuthFailed = errors.New("mail: authentication failed")
 	// ErrAuthUnavailable is a temporary failure: IMAP NO [UNAVAILABLE] or
 	// SMTP 454 (RFC 4954 section 6), e.g. the mail server cannot reach the

@@ -54,7 +54,7 @@ type errorWay struct {
 // serveError maps domain errors onto responses. The mapping lives here only, so that handlers can return what they got:
 //   - auth.ErrNeedsSignIn: the grant is gone (refresh token expired, revoked, reused); send the user through sign-in
 //     and back to the page they asked for, instead of showing an error.
-//   - mail.ErrAuthFailed that survived one retry with a fresh token: the same, since the mail server no longer accepts
+//   - mail.ErrAuthFailed that survived the retries with a fresh token (mail.WithToken): the same, since the mail server no longer accepts
 //     what the IdP gave us.
 //   - auth.ErrTransient and friends (the IdP is down while the access token needs renewing), mail.ErrAuthUnavailable
 //     and connection errors: a friendly "try again shortly" page; nothing is lost, the next view retries by itself.

@@ -58,7 +58,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	stop := context.AfterFunc(s.watchers.closing(), cancel)
 	defer stop()
 
-	// The watch retries once with a replaced token after a refused login, like every mail call (mail.WithToken).
+	// The watch retries with a replaced token after a refused login, like every mail call (mail.WithToken).
 	ch, err := s.mail.Watch(ctx, grant, s.grantTokens(grant), box)
 	h := w.Header()
 	switch {

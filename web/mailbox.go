@@ -19,7 +19,7 @@ import (
 )
 
 // withMail runs fn on a pooled IMAP session of the request's grant and returns the user's address. The pool asks
-// the keeper for the grant's token on every call and retries once with a replaced token after a refused login
+// the keeper for the grant's token on every call and retries with a replaced token after a refused login
 // (mail.WithToken); it counts connections per user (the address), over all of the user's grants.
 func (s *Server) withMail(ctx context.Context, grant string, fn func(*mail.Session) error) (string, error) {
 	ts := s.grantTokens(grant)
@@ -43,7 +43,7 @@ func (s *Server) grantTokens(grant string) *grantTokens {
 
 // GrantTokens is the same adapter for other users of a grant's tokens: cmd gives it to the IMAP/SMTP bridge for
 // device grants, so that the bridge and the webmail share one mapping (ErrNeedsSignIn → mail.ErrNoCredentials) and
-// mail.WithToken's one retry rule.
+// mail.WithToken's retry rule.
 func GrantTokens(t Tokens, grantID string) mail.TokenSource {
 	return &grantTokens{t: t, grant: grantID}
 }

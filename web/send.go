@@ -283,7 +283,7 @@ func (j *composeJob) saveDraft() error {
 	return nil
 }
 
-// send submits the message from the grant's address to To, Cc and Bcc, with the one retry on a refused token that
+// send submits the message from the grant's address to To, Cc and Bcc, with the retry on a refused token that
 // every mail call has (mail.WithToken): a refused AUTH comes before MAIL FROM, so nothing can go out twice.
 func (j *composeJob) send() error {
 	s, ctx := j.s, j.ctx

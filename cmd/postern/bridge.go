@@ -20,7 +20,7 @@ import (
 
 // deviceAuth is the bridge's Authenticator: device passwords are internal/devices', tokens the keeper's, through
 // web's adapter (web.GrantTokens), so that the bridge and the webmail share one token mapping and mail.WithToken's
-// one retry rule.
+// retry rule.
 type deviceAuth struct {
 	devices *devices.Service
 	tokens  web.Tokens
