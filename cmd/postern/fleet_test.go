@@ -143,10 +143,25 @@ log:
 		if t.Failed() {
 			for i, l := range f.logs {
 				t.Logf("instance %d log (tail):\n%s", i, tail(l.String(), 3000))
+				// The failed requests' causes, which the tail may have scrolled past.
+				if failed := linesWith(l.String(), "request failed", 10); failed != "" {
+					t.Logf("instance %d failed requests:\n%s", i, failed)
+				}
 			}
 		}
 	})
 	return f, p, us
+}
+
+// linesWith returns the first max lines of s that contain sub.
+func linesWith(s, sub string, max int) string {
+	var out []string
+	for line := range strings.Lines(s) {
+		if strings.Contains(line, sub) && len(out) < max {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "")
 }
 
 func tail(s string, n int) string {
