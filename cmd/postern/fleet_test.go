@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -270,6 +271,10 @@ const (
 	viewUnavailable                // a friendly 503
 	viewRefused                    // the instance did not answer (stopped or restarting)
 	viewOther                      // anything else
+	// viewRedial: the request got an idle keep-alive connection that the instance closed as it stopped, and Go's
+	// transport re-sent it on a new connection, which the stopped instance refused. A load balancer retries such
+	// an idempotent request on another instance (nginx's proxy_next_upstream error, the default), and so does load.
+	viewRedial
 )
 
 // view asks instance i for b's inbox.
@@ -279,12 +284,22 @@ func (f *fleet) view(b *browser, i int) (outcome, string) { return f.viewThen(b,
 func (f *fleet) viewThen(b *browser, i int, connected func()) (outcome, string) {
 	once := sync.OnceFunc(connected)
 	defer once()
-	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { once() }})
+	var reused, redialled atomic.Bool
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		GotConn: func(c httptrace.GotConnInfo) {
+			reused.Store(reused.Load() || c.Reused)
+			once()
+		},
+		ConnectStart: func(string, string) { redialled.Store(reused.Load()) },
+	})
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.addrs[i]+"/mail/INBOX", nil)
 	if err != nil {
 		return viewOther, err.Error()
 	}
 	resp, err := b.hc.Do(req)
+	if err != nil && redialled.Load() {
+		return viewRedial, err.Error()
+	}
 	if err != nil {
 		return viewRefused, err.Error()
 	}
@@ -314,6 +329,7 @@ func (f *fleet) load(ctx context.Context, users []*browser, stop func() bool, sk
 	var mu sync.Mutex
 	counts := map[outcome]int{}
 	var examples []string
+	var redials atomic.Int32
 	var wg sync.WaitGroup
 	for !stop() && ctx.Err() == nil {
 		workers := 1 + rand.IntN(2*len(f.addrs)+4)
@@ -321,13 +337,24 @@ func (f *fleet) load(ctx context.Context, users []*browser, stop func() bool, sk
 		for range workers {
 			wg.Go(func() {
 				for time.Now().Before(until) && ctx.Err() == nil {
+					u := users[rand.IntN(len(users))]
 					i := rand.IntN(len(f.addrs))
 					f.dials[i].RLock()
 					if skip != nil && skip(i) {
 						f.dials[i].RUnlock()
 						continue
 					}
-					o, why := f.viewThen(users[rand.IntN(len(users))], i, f.dials[i].RUnlock)
+					o, why := f.viewThen(u, i, f.dials[i].RUnlock)
+					for try := 1; o == viewRedial && try < 2*len(f.addrs); try++ {
+						redials.Add(1)
+						i = (i + 1) % len(f.addrs)
+						f.dials[i].RLock()
+						if skip != nil && skip(i) {
+							f.dials[i].RUnlock()
+							continue
+						}
+						o, why = f.viewThen(u, i, f.dials[i].RUnlock)
+					}
 					mu.Lock()
 					counts[o]++
 					if o != viewOK && len(examples) < 10 {
@@ -338,6 +365,9 @@ func (f *fleet) load(ctx context.Context, users []*browser, stop func() bool, sk
 			})
 		}
 		wg.Wait()
+	}
+	if n := redials.Load(); n > 0 {
+		f.t.Logf("views re-sent to another instance after a stopping one closed their idle connection: %d", n)
 	}
 	if len(examples) > 0 {
 		f.t.Logf("non-OK views (first %d): %q", len(examples), examples)
