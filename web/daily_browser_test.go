@@ -21,13 +21,17 @@ package web
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -73,21 +77,49 @@ Content-Type: text/html; charset=utf-8
 
 // signInBrowser signs user in through the dev IdP's login and consent pages, starting from Postern's home page,
 // and waits for the inbox.
+//
+// The consent step once failed in CI with the consent page still showing 10 s after the click on Accept. A mouse
+// click (chromedp.Click) goes to the point where the button was when it was measured; measured while the page was
+// still loading (its stylesheet moves the button), the click can land beside it and submit nothing, which then looks
+// just like an IdP that does not answer. So the step waits for the page's load to complete, and presses Accept with
+// HTMLElement.click(), which submits the form with the button as its submitter (consent=accept) wherever the button
+// is drawn: the page is the dev IdP's, a stand-in for Authelia's, and its mouse hit-testing is not what these tests
+// check. A DevTools listener notes whether the browser sent the POST /consent, so that the two failures read
+// differently: a press that submitted nothing fails after 2 s, a sign-in that got no answer after 20 s (the hop
+// from the consent to the inbox exchanges the code, reads userinfo and logs in to IMAP; on a loaded CI machine that
+// has taken close to the old 10 s).
 func signInBrowser(t *testing.T, ctx context.Context, s *stack, user string) {
 	t.Helper()
 	app := s.ts.URL
+	browsertest.Do(t, ctx, "open Postern", chromedp.Navigate(app+"/"), chromedp.Click(chromedp.ID("signin")))
+	browsertest.WaitTrue(t, ctx, "login page loaded", `location.pathname === "/login" && document.readyState === "complete" && !!document.getElementById("username")`)
 	browsertest.Do(t, ctx, "sign in",
-		chromedp.Navigate(app+"/"),
-		chromedp.Click(chromedp.ID("signin")),
-		chromedp.WaitVisible(chromedp.ID("username")),
 		chromedp.SendKeys(chromedp.ID("username"), user),
 		chromedp.SendKeys(chromedp.ID("password"), user+"-password"),
 		chromedp.Click(chromedp.ID("submit")),
-		chromedp.WaitVisible(chromedp.ID("accept")),
-		chromedp.Click(chromedp.ID("accept")),
 	)
-	browsertest.WaitTrue(t, ctx, "inbox after sign-in",
-		`location.href === `+strconv.Quote(app+"/mail/INBOX")+` && !!document.querySelector("table.messages")`)
+	browsertest.WaitTrue(t, ctx, "consent page loaded", `location.pathname === "/consent" && document.readyState === "complete" && !!document.getElementById("accept")`)
+
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var posted atomic.Bool
+	if err := chromedp.Listen(lctx, func(ev any) {
+		if e, ok := ev.(*network.EventRequestWillBeSent); ok && e.Request.Method == http.MethodPost {
+			if u, err := url.Parse(e.Request.URL); err == nil && u.Path == "/consent" {
+				posted.Store(true)
+			}
+		}
+	}); err != nil {
+		t.Fatalf("listen for the consent: %v", err)
+	}
+	browsertest.Eval[bool](t, ctx, `document.getElementById("accept").click(), true`)
+	if ok, _ := browsertest.Poll(ctx, `location.pathname !== "/consent"`, 2*time.Second); !ok && !posted.Load() {
+		t.Fatalf("sign in: pressing Accept sent no POST /consent within 2 s (%s)", browsertest.Where(ctx))
+	}
+	inbox := `location.href === ` + strconv.Quote(app+"/mail/INBOX") + ` && !!document.querySelector("table.messages")`
+	if ok, err := browsertest.Poll(ctx, inbox, 20*time.Second); !ok {
+		t.Fatalf("sign in: the consent was sent (POST /consent), but no inbox within 20 s (last error: %v; %s)", err, browsertest.Where(ctx))
+	}
 }
 
 // grantOf returns the only grant the store holds for user.
