@@ -3,7 +3,6 @@
 package web
 
 import (
-	"context"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,40 +18,6 @@ import (
 
 // migrationThread is the subject of the dev server's seeded twelve-message thread.
 const migrationThread = "Migration plan for the mail cluster"
-
-// readConversation opens the seeded thread from the inbox (which must be shown), checks the conversation view, and
-// walks to the next older conversation with j and back with k. The daily path calls it.
-func readConversation(t *testing.T, ctx context.Context) {
-	t.Helper()
-	browsertest.Do(t, ctx, "to the inbox", chromedp.Click(chromedp.CSS(`nav.folders a[href="/mail/INBOX"]`)))
-	browsertest.WaitTrue(t, ctx, "inbox listed", `location.pathname === "/mail/INBOX" && !!document.querySelector("table.messages")`)
-	uid := rowUID(t, ctx, migrationThread)
-	if uid == 0 {
-		t.Fatalf("no row %q in the inbox", migrationThread)
-	}
-	row := `tr[data-uid="` + strconv.Itoa(int(uid)) + `"]`
-	if got := browsertest.Eval[string](t, ctx, `document.querySelector('`+row+` .count').textContent`); !strings.Contains(got, "12") {
-		t.Errorf("conversation badge = %q, want 12", got)
-	}
-	browsertest.Do(t, ctx, "open the conversation", chromedp.Click(chromedp.CSS(row+` a.open`)))
-	browsertest.WaitTrue(t, ctx, "conversation shown", `location.pathname.startsWith("/conv/INBOX/") && document.querySelectorAll("details.conv-msg").length === 12`)
-	if n := browsertest.Eval[int](t, ctx, `document.querySelectorAll("details.conv-msg[open]").length`); n != 1 {
-		t.Errorf("%d messages open, want 1", n)
-	}
-	// A folded message opens with a click on its summary (no script needed: <details>).
-	browsertest.Do(t, ctx, "unfold the first", chromedp.Click(chromedp.CSS(`details.conv-msg summary`)))
-	if !browsertest.Eval[bool](t, ctx, `document.querySelector("details.conv-msg").open && document.querySelector("details.conv-msg").innerText.includes("here is the plan")`) {
-		t.Error("the oldest message does not unfold to its text")
-	}
-	here := browsertest.Eval[string](t, ctx, `location.pathname`)
-	browsertest.Do(t, ctx, "press j", chromedp.KeyEvent("j"))
-	browsertest.WaitTrue(t, ctx, "older conversation", `location.pathname.startsWith("/conv/INBOX/") && location.pathname !== `+strconv.Quote(here)+` && document.readyState === "complete"`)
-	if browsertest.Eval[bool](t, ctx, `document.getElementById("conv-subject").textContent.includes(`+strconv.Quote(migrationThread)+`)`) {
-		t.Error("j stayed in the same conversation")
-	}
-	browsertest.Do(t, ctx, "press k", chromedp.KeyEvent("k"))
-	browsertest.WaitTrue(t, ctx, "back to the thread", `location.pathname.startsWith("/conv/INBOX/") && document.readyState === "complete" && document.getElementById("conv-subject").textContent.includes(`+strconv.Quote(migrationThread)+`)`)
-}
 
 // TestBrowserConversationScreenshots renders the inbox with conversations and snippets and a conversation view at
 // desktop and phone sizes, in light and dark mode; nothing may overflow sideways. With POSTERN_SCREENSHOTS set (see
