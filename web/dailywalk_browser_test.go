@@ -123,6 +123,14 @@ func (w *walker) num(expr string) int {
 	return browsertest.Eval[int](w.t, w.ctx, expr)
 }
 
+// fits checks that the page is no wider than the screen (no sideways scrolling), naming what sticks out.
+func (w *walker) fits(page string) {
+	w.t.Helper()
+	if over := browsertest.Eval[[]string](w.t, w.ctx, overflowJS); len(over) > 0 {
+		w.t.Errorf("%s is wider than the %d px screen: %s", page, w.v.width, strings.Join(over, ", "))
+	}
+}
+
 // notice returns the text of the page's notice, "" if none.
 func (w *walker) notice() string {
 	w.t.Helper()
@@ -164,9 +172,7 @@ func dailyWalk(t *testing.T, v dailyVariant) {
 	if ran := !w.is(`document.querySelector(".keys-hint").hidden`); ran != v.script {
 		t.Fatalf("app.js ran = %v, want %v", ran, v.script)
 	}
-	if over := browsertest.Eval[[]string](t, ctx, overflowJS); len(over) > 0 {
-		t.Errorf("the inbox is wider than the %d px screen: %s", v.width, strings.Join(over, ", "))
-	}
+	w.fits("the inbox")
 
 	// Open another folder from the folder list, then come back to the inbox.
 	w.folder("Projects")
@@ -294,6 +300,10 @@ func (w *walker) readLunch(orig uint32, msgPath string) {
 		w.press("Newer", "#nav-newer")
 	}
 	browsertest.WaitTrue(t, ctx, "back to the newest", `/^\/(msg|conv)\/INBOX\/`+strconv.Itoa(int(orig))+`$/.test(location.pathname) && `+shown+`.includes("Team lunch on Friday")`)
+	if w.is(`/\b1 messages\b/.test((document.querySelector("article.conversation") || {}).textContent || "")`) {
+		t.Error(`a conversation of one says "1 messages"`)
+	}
+	w.fits("the message")
 }
 
 // reply answers the open message with an attachment (r, or the Reply button) and checks it reached bob and Sent.
@@ -319,6 +329,7 @@ func (w *walker) reply(orig uint32, subject, attachment string) {
 	if subj := w.str(`document.getElementById("subject").value`); subj != "Re: "+subject {
 		t.Errorf("reply Subject = %q", subj)
 	}
+	w.fits("the compose form")
 	browsertest.Do(t, ctx, "write and attach",
 		chromedp.SendKeys(chromedp.ID("body"), "Noon works for me. "),
 		chromedp.SetUploadFiles(chromedp.ID("attach"), []string{attachment}),
@@ -455,6 +466,7 @@ func (w *walker) readConversation() {
 	if n := w.num(`document.querySelectorAll("details.conv-msg[open]").length`); n != 1 {
 		t.Errorf("%d messages open, want 1", n)
 	}
+	w.fits("the conversation")
 	w.press("unfold the first", `details.conv-msg summary`)
 	browsertest.WaitTrue(t, ctx, "the oldest unfolds", `document.querySelector("details.conv-msg").open && document.querySelector("details.conv-msg").innerText.includes("here is the plan")`)
 	here := w.str(`location.pathname`)
@@ -512,6 +524,7 @@ func (w *walker) searchAllFolders() {
 	if len(uids) != 1 {
 		t.Fatalf("hits for %q: %v, want one", hit, uids)
 	}
+	w.fits("the search results")
 	row := `tr[data-uid="` + uids[0] + `"]`
 	if tag := w.str(`(document.querySelector('` + row + ` .folder-tag') || {}).textContent || ""`); tag != "Archive" {
 		t.Errorf("the hit's folder tag = %q, want Archive", tag)
@@ -535,6 +548,7 @@ func (w *walker) changeSettings() {
 	}
 	w.press("Settings", "#nav-settings")
 	browsertest.WaitTrue(t, ctx, "settings", `location.pathname === "/settings" && document.readyState === "complete" && !!document.getElementById("settings-form")`)
+	w.fits("Settings")
 	if !w.is(`document.getElementById("conversations").checked`) {
 		t.Fatal("conversations are off before the change")
 	}
