@@ -3,7 +3,7 @@
 package web
 
 import (
-	"context"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,46 +11,13 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/postern/postern/internal/browsertest"
 )
 
 // migrationThread is the subject of the dev server's seeded twelve-message thread.
 const migrationThread = "Migration plan for the mail cluster"
-
-// readConversation opens the seeded thread from the inbox (which must be shown), checks the conversation view, and
-// walks to the next older conversation with j and back with k. The daily path calls it.
-func readConversation(t *testing.T, ctx context.Context) {
-	t.Helper()
-	browsertest.Do(t, ctx, "to the inbox", chromedp.Click(chromedp.CSS(`nav.folders a[href="/mail/INBOX"]`)))
-	browsertest.WaitTrue(t, ctx, "inbox listed", `location.pathname === "/mail/INBOX" && !!document.querySelector("table.messages")`)
-	uid := rowUID(t, ctx, migrationThread)
-	if uid == 0 {
-		t.Fatalf("no row %q in the inbox", migrationThread)
-	}
-	row := `tr[data-uid="` + strconv.Itoa(int(uid)) + `"]`
-	if got := browsertest.Eval[string](t, ctx, `document.querySelector('`+row+` .count').textContent`); !strings.Contains(got, "12") {
-		t.Errorf("conversation badge = %q, want 12", got)
-	}
-	browsertest.Do(t, ctx, "open the conversation", chromedp.Click(chromedp.CSS(row+` a.open`)))
-	browsertest.WaitTrue(t, ctx, "conversation shown", `location.pathname.startsWith("/conv/INBOX/") && document.querySelectorAll("details.conv-msg").length === 12`)
-	if n := browsertest.Eval[int](t, ctx, `document.querySelectorAll("details.conv-msg[open]").length`); n != 1 {
-		t.Errorf("%d messages open, want 1", n)
-	}
-	// A folded message opens with a click on its summary (no script needed: <details>).
-	browsertest.Do(t, ctx, "unfold the first", chromedp.Click(chromedp.CSS(`details.conv-msg summary`)))
-	if !browsertest.Eval[bool](t, ctx, `document.querySelector("details.conv-msg").open && document.querySelector("details.conv-msg").innerText.includes("here is the plan")`) {
-		t.Error("the oldest message does not unfold to its text")
-	}
-	here := browsertest.Eval[string](t, ctx, `location.pathname`)
-	browsertest.Do(t, ctx, "press j", chromedp.KeyEvent("j"))
-	browsertest.WaitTrue(t, ctx, "older conversation", `location.pathname.startsWith("/conv/INBOX/") && location.pathname !== `+strconv.Quote(here)+` && document.readyState === "complete"`)
-	if browsertest.Eval[bool](t, ctx, `document.getElementById("conv-subject").textContent.includes(`+strconv.Quote(migrationThread)+`)`) {
-		t.Error("j stayed in the same conversation")
-	}
-	browsertest.Do(t, ctx, "press k", chromedp.KeyEvent("k"))
-	browsertest.WaitTrue(t, ctx, "back to the thread", `location.pathname.startsWith("/conv/INBOX/") && document.readyState === "complete" && document.getElementById("conv-subject").textContent.includes(`+strconv.Quote(migrationThread)+`)`)
-}
 
 // TestBrowserConversationScreenshots renders the inbox with conversations and snippets and a conversation view at
 // desktop and phone sizes, in light and dark mode; nothing may overflow sideways. With POSTERN_SCREENSHOTS set (see
@@ -118,6 +85,96 @@ func TestBrowserConversationScreenshots(t *testing.T) {
 	if f := browsertest.Foreign(requests); len(f) > 0 || len(proxied) > 0 || len(dialogs) > 0 {
 		t.Errorf("requests left 127.0.0.1: %v, proxy: %v, dialogs: %q", f, proxied, dialogs)
 	}
+	if ex := rec.Exceptions(); len(ex) > 0 {
+		t.Errorf("uncaught JavaScript exceptions: %q", ex)
+	}
+}
+
+// TestBrowserConversationShortcuts: in a conversation, r, a and f answer the message in view, as the Reply link
+// inside each message does: the one the server opened (the oldest unread, not the newest), the one unfolded last
+// when several are open (not the oldest or the newest of them), and the newest when all are folded. The shortcut help lists them, and the reader's j/k.
+func TestBrowserConversationShortcuts(t *testing.T) {
+	s := newStack(t)
+	ctx, rec := browsertest.Start(t)
+	signInBrowser(t, ctx, s, "alice")
+	app := s.ts.URL
+	uid := rowUID(t, ctx, migrationThread)
+	if uid == 0 {
+		t.Fatalf("no row %q in the inbox", migrationThread)
+	}
+	convURL := app + conversationPath("INBOX", uid)
+	openConv := func(t *testing.T) {
+		t.Helper()
+		browsertest.Do(t, ctx, "open the conversation", chromedp.Navigate(convURL))
+		browsertest.WaitTrue(t, ctx, "conversation shown", `document.readyState === "complete" && document.querySelectorAll("details.conv-msg[data-uid]").length === 12`)
+	}
+	// press sends key and waits for the compose form that answers message uid of the inbox (kind: reply, replyall
+	// or forward), as the Reply, Reply all and Forward links inside that message do.
+	press := func(t *testing.T, key, kind, uid string) {
+		t.Helper()
+		browsertest.Do(t, ctx, "press "+key, chromedp.KeyEvent(key))
+		want := "?" + kind + "=" + url.QueryEscape("INBOX/"+uid)
+		browsertest.WaitTrue(t, ctx, key+" opens the compose form", `location.pathname === "/compose" && !!document.getElementById("compose-form")`)
+		if got := browsertest.Eval[string](t, ctx, `location.search`); got != want {
+			t.Errorf("%s: compose%s, want compose%s", key, got, want)
+		}
+		if subj := browsertest.Eval[string](t, ctx, `document.getElementById("subject").value`); !strings.Contains(subj, migrationThread) {
+			t.Errorf("%s: Subject = %q", key, subj)
+		}
+	}
+	unfold := func(t *testing.T, uid string, open bool) {
+		t.Helper()
+		d := `document.querySelector('details.conv-msg[data-uid="` + uid + `"]')`
+		browsertest.Do(t, ctx, "toggle "+uid, chromedp.Click(chromedp.CSS(`details.conv-msg[data-uid="`+uid+`"] > summary`)))
+		browsertest.WaitTrue(t, ctx, "toggled "+uid, d+`.open === `+strconv.FormatBool(open))
+	}
+
+	openConv(t)
+	uids := browsertest.Eval[[]string](t, ctx, `[...document.querySelectorAll("details.conv-msg")].map(d => d.dataset.uid)`)
+	opened := browsertest.Eval[[]string](t, ctx, `[...document.querySelectorAll("details.conv-msg[open]")].map(d => d.dataset.uid)`)
+	if len(opened) != 1 {
+		t.Fatalf("open messages %v, want one", opened)
+	}
+	oldest, open, newest := uids[0], opened[0], uids[len(uids)-1]
+	// The seeded thread has unread messages after its first: the server opens the oldest unread, so that the three
+	// cases below answer three different messages.
+	if open == oldest || open == newest {
+		t.Fatalf("the server opened %s of %v; the test needs it to be neither the oldest nor the newest", open, uids)
+	}
+
+	browsertest.Do(t, ctx, "press ?", chromedp.KeyEvent("?"))
+	browsertest.WaitTrue(t, ctx, "help shown", `document.getElementById("keys-help").open`)
+	help := browsertest.Eval[string](t, ctx, `document.getElementById("keys-help").innerText`)
+	for _, want := range []string{"older / newer message or conversation", "In a conversation, r, a and f act on the open message"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("the shortcut help lacks %q:\n%s", want, help)
+		}
+	}
+	browsertest.Do(t, ctx, "press Escape", chromedp.KeyEvent(kb.Escape))
+	browsertest.WaitTrue(t, ctx, "help closed", `!document.getElementById("keys-help").open`)
+
+	press(t, "r", "reply", open)
+
+	// Now read, the conversation opens at the newest. The message unfolded last wins over the newest open one, and
+	// over the oldest open one.
+	openConv(t)
+	unfold(t, oldest, true)
+	press(t, "f", "forward", oldest)
+	openConv(t)
+	unfold(t, oldest, true)
+	unfold(t, open, true)
+	if n := browsertest.Eval[int](t, ctx, `document.querySelectorAll("details.conv-msg[open]").length`); n != 3 {
+		t.Fatalf("%d messages open, want 3", n)
+	}
+	press(t, "a", "replyall", open)
+	// All folded: the newest.
+	openConv(t)
+	unfold(t, newest, false)
+	if n := browsertest.Eval[int](t, ctx, `document.querySelectorAll("details.conv-msg[open]").length`); n != 0 {
+		t.Fatalf("%d messages open, want none", n)
+	}
+	press(t, "r", "reply", newest)
+
 	if ex := rec.Exceptions(); len(ex) > 0 {
 		t.Errorf("uncaught JavaScript exceptions: %q", ex)
 	}

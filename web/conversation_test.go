@@ -15,7 +15,7 @@ var (
 	convRow   = regexp.MustCompile(`(?s)<tr [^>]*data-uid="(\d+)"[^>]*>.*?</tr>`)
 	convLink  = regexp.MustCompile(`href="(/conv/[^"#]+)(?:#c-\d+)?" class="open"`)
 	selValue  = regexp.MustCompile(`name="uids" value="([^"]+)"`)
-	detailsRe = regexp.MustCompile(`<details class="conv-msg"( open)?>`)
+	detailsRe = regexp.MustCompile(`<details class="conv-msg" data-uid="\d+"( open)?>`)
 )
 
 // rowsAbout returns the list rows whose text mentions s.
@@ -102,7 +102,7 @@ func TestConversationView(t *testing.T) {
 	}
 	// The row's link scrolls to the message the view opens: the oldest unread one.
 	frag := regexp.MustCompile(`href="/conv/[^"#]+#(c-\d+)" class="open"`).FindStringSubmatch(rows[0])
-	if frag == nil || !regexp.MustCompile(`<li id="`+frag[1]+`">\s*<details class="conv-msg" open>`).MatchString(r.body) {
+	if frag == nil || !regexp.MustCompile(`<li id="`+frag[1]+`">\s*<details class="conv-msg" data-uid="\d+" open>`).MatchString(r.body) {
 		t.Errorf("the row's link (%v) does not point at the open message", frag)
 	}
 	first := strings.Index(r.body, "here is the plan for moving the mail cluster")

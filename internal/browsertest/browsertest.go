@@ -238,6 +238,9 @@ func Do(t testing.TB, ctx context.Context, what string, steps ...chromedp.Action
 	}
 }
 
+// Where describes the page the browser shows (its address and the start of its text), for failure messages.
+func Where(ctx context.Context) string { return where(ctx) }
+
 // where describes the page the browser shows, for failure messages.
 func where(ctx context.Context) string {
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -264,16 +267,24 @@ func Eval[T any](t testing.TB, ctx context.Context, expr string, opts ...chromed
 // Use it after a click that navigates, where a WaitVisible could still find the old page's element.
 func WaitTrue(t testing.TB, ctx context.Context, what, cond string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	if ok, err := Poll(ctx, cond, 10*time.Second); !ok {
+		t.Fatalf("%s: %s still not true after 10 s (last error: %v; %s)", what, cond, err, where(ctx))
+	}
+}
+
+// Poll is WaitTrue for a caller that words its own failure: it polls cond every 50 ms for at most d and reports
+// whether it became true, with the last evaluation error (nil if cond was merely false).
+func Poll(ctx context.Context, cond string, d time.Duration) (bool, error) {
+	deadline := time.Now().Add(d)
 	for {
 		ectx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		ok, err := chromedp.Run(ectx, chromedp.Evaluate[bool](cond))
 		cancel()
 		if err == nil && ok {
-			return
+			return true, nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s still not true after 10 s (last error: %v; %s)", what, cond, err, where(ctx))
+			return false, err
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -45,9 +45,37 @@
     });
   });
 
-  // target is the message a shortcut acts on: the selected row, or the message being read.
+  // The conversation being read (conversation.html): its messages are <details>, one of them open. r, a and f act
+  // on the message unfolded last; else on the newest one still open (at first the one the server opened: the first
+  // unread, or the newest); else, with all folded, on the newest. So the reply goes to the message in view, which
+  // need not be the conversation's latest, as with the Reply link inside each message.
+  var conv = document.querySelector("article.conversation[data-box]");
+  var convMsgs = conv ? Array.prototype.slice.call(conv.querySelectorAll("details.conv-msg[data-uid]")) : [];
+  // The open attribute is watched rather than the "toggle" event: that event comes in a task of its own, which a key
+  // pressed right after the click can overtake (Chromium runs input first); a mutation record is delivered before
+  // the click's task ends.
+  var unfolded = null;
+  if (conv && window.MutationObserver) {
+    new MutationObserver(function (records) {
+      records.forEach(function (rec) {
+        if (rec.target.open && rec.target.matches("details.conv-msg[data-uid]")) unfolded = rec.target;
+      });
+    }).observe(conv, { subtree: true, attributes: true, attributeFilter: ["open"] });
+  }
+  function convTarget() {
+    var d = unfolded && unfolded.open ? unfolded : null;
+    for (var i = convMsgs.length - 1; !d && i >= 0; i--) {
+      if (convMsgs[i].open) d = convMsgs[i];
+    }
+    d = d || convMsgs[convMsgs.length - 1];
+    return d ? { box: conv.dataset.box, uid: d.dataset.uid } : null;
+  }
+
+  // target is the message a shortcut acts on: the selected row, the message being read, or in a conversation the
+  // message in view (convTarget).
   function target() {
     if (reading) return reading;
+    if (conv) return convTarget();
     if (current >= 0 && table) return { box: table.dataset.box, uid: rows[current].dataset.uid };
     return null;
   }
