@@ -5,6 +5,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -111,6 +112,9 @@ type convMessage struct {
 // handleConversation shows a conversation oldest first, the first unread message (or the newest) open and the others
 // folded in <details>, which works without JavaScript. Every message is rendered as the reader does (text with
 // links, or the sandboxed HTML frame of message.go's security model), and opening the conversation marks it read.
+// errSingleMessage ends handleConversation's mail work early: the conversation is one message.
+var errSingleMessage = errors.New("web: a conversation of one message")
+
 func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request) error {
 	box, uid, err := msgTarget(r)
 	if err != nil {
@@ -128,6 +132,9 @@ func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request) erro
 		var err error
 		if rows, err = ms.ThreadOf(r.Context(), box, uid); err != nil {
 			return err
+		}
+		if len(rows) == 1 {
+			return errSingleMessage
 		}
 		if len(rows) > maxViewedMsgs {
 			rows = rows[len(rows)-maxViewedMsgs:]
@@ -155,6 +162,11 @@ func (s *Server) handleConversation(w http.ResponseWriter, r *http.Request) erro
 		boxes, err = ms.Mailboxes(r.Context())
 		return err
 	})
+	if errors.Is(err, errSingleMessage) {
+		// A conversation of one is shown as the message it is, as the list links it (reached by Newer/Older).
+		http.Redirect(w, r, messagePath(box, uid), http.StatusSeeOther)
+		return nil
+	}
 	if err != nil {
 		return readError(err, box)
 	}

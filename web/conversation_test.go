@@ -138,6 +138,10 @@ func TestConversationView(t *testing.T) {
 	if r.status != http.StatusSeeOther || !strings.HasPrefix(r.location, "/conv/INBOX/") || r.location == conversationPath("INBOX", uid) {
 		t.Errorf("Older from the newest message: %d to %q, want 303 to the conversation before it", r.status, r.location)
 	}
+	// A conversation of one is shown as the message it is, as its list row links it.
+	if r := u.b.get(s.ts.URL + conversationPath("INBOX", uid)); r.status != http.StatusSeeOther || r.location != messagePath("INBOX", uid) {
+		t.Errorf("conversation of one message: %d to %q, want 303 to %s", r.status, r.location, messagePath("INBOX", uid))
+	}
 }
 
 // TestSnippetsAreInert: a snippet is text, whatever the message holds: markup escaped, bidi overrides and control
