@@ -171,12 +171,18 @@ func Launch(t testing.TB, rec *Recorder, proxy string) context.Context {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	home, tmp := filepath.Join(dir, "home"), filepath.Join(dir, "tmp")
-	for _, d := range []string{home, tmp} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		t.Fatal(err)
 	}
+	// TMPDIR gets a short name of its own: Chromium puts its singleton's Unix socket under it, and t.TempDir's name
+	// (the test's name and a random number) can take the socket's path past the 108 bytes a socket address holds,
+	// when Chromium exits at once without a word.
+	tmp, err := os.MkdirTemp("", "pb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(exe),
 		chromedp.UserDataDir(filepath.Join(dir, "profile")),
