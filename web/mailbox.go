@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html/template"
 	"io"
 	"net"
 	"net/http"
@@ -84,8 +85,10 @@ type mailboxPage struct {
 	// Special is the folder's role (mail.Special*), which changes what "Delete" means (Trash deletes for good).
 	Special string
 	Rows    []listRow
-	Total   uint32
-	Search  listQuery
+	// RowsHTML is Rows rendered (listrows.go), set just before the page is.
+	RowsHTML template.HTML
+	Total    uint32
+	Search   listQuery
 	// ListURL is the folder's first page without a search; SelfURL is this exact page, the return_to of the
 	// action form; OlderURL and NewestURL page through the folder ("" when there is no such page).
 	ListURL, SelfURL, OlderURL, NewestURL string
@@ -261,6 +264,7 @@ func (s *Server) handleMailbox(w http.ResponseWriter, r *http.Request) error {
 			page2.NewestURL += "?" + v.Encode()
 		}
 	}
+	page2.RowsHTML = page2.rowsHTML()
 	s.render(w, r, http.StatusOK, "mailbox", &page2)
 	return nil
 }

@@ -168,7 +168,7 @@ func (s *SQLite) CreateGrant(ctx context.Context, g *Grant) error {
 // A grant sealed under a key the sealer no longer holds fails with an error
 // naming the key id.
 func (s *SQLite) Grant(ctx context.Context, id string) (Grant, error) {
-	row := s.db.QueryRowContext(ctx, "SELECT "+grantColumns+" FROM grants WHERE id = ?", id)
+	row := s.queryRow(ctx, "SELECT "+grantColumns+" FROM grants WHERE id = ?", id)
 	g, err := s.scanGrant(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Grant{}, fmt.Errorf("store: grant %q: %w", id, ErrNotFound)

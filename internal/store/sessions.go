@@ -71,7 +71,7 @@ func (s *SQLite) Session(ctx context.Context, id string) (Session, error) {
 		sealed                 []byte
 		created, seen, expires int64
 	)
-	err := s.db.QueryRowContext(ctx,
+	err := s.queryRow(ctx,
 		"SELECT key_id, data_sealed, created_at, last_seen, expires_at FROM sessions WHERE id = ?", id,
 	).Scan(&keyID, &sealed, &created, &seen, &expires)
 	if errors.Is(err, sql.ErrNoRows) {

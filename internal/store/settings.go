@@ -300,7 +300,7 @@ func scanSettings(row rowScanner) (Settings, error) {
 
 // Settings returns one person's settings, or DefaultSettings when they never saved any.
 func (s *SQLite) Settings(ctx context.Context, issuer, subject string) (Settings, error) {
-	st, err := scanSettings(s.db.QueryRowContext(ctx, selectSettingsSQL, issuer, subject))
+	st, err := scanSettings(s.queryRow(ctx, selectSettingsSQL, issuer, subject))
 	if errors.Is(err, sql.ErrNoRows) {
 		return DefaultSettings(issuer, subject), nil
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -25,6 +26,10 @@ import (
 type SQLite struct {
 	db *sql.DB
 	codec
+	// stmts holds the statements of the reads every page view makes (session, grant, settings), prepared once:
+	// parsing and planning a one-row SELECT cost SQLite about as much as running it (issue 14). Query text →
+	// *sql.Stmt, which database/sql prepares once on each pooled connection it runs on.
+	stmts sync.Map
 }
 
 // busyTimeout is how long a statement waits for another connection's write
@@ -127,7 +132,30 @@ func (s *SQLite) Ping(ctx context.Context) error {
 // Close closes the database. On the last connection SQLite checkpoints the
 // WAL into the main file.
 func (s *SQLite) Close() error {
+	s.stmts.Range(func(_, st any) bool {
+		st.(*sql.Stmt).Close()
+		return true
+	})
 	return s.db.Close()
+}
+
+// queryRow is db.QueryRowContext through a statement prepared on first use and kept (SQLite.stmts), for the reads
+// of every page view. A statement that cannot be prepared is not kept: the query then runs unprepared, and reports
+// the same error if it has one. SQLite re-prepares a kept statement by itself after a schema change (another
+// process migrating), as sqlite3_prepare_v2 statements do.
+func (s *SQLite) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st, ok := s.stmts.Load(query); ok {
+		return st.(*sql.Stmt).QueryRowContext(ctx, args...)
+	}
+	st, err := s.db.PrepareContext(ctx, query)
+	if err != nil {
+		return s.db.QueryRowContext(ctx, query, args...)
+	}
+	if kept, loaded := s.stmts.LoadOrStore(query, st); loaded {
+		st.Close() // another request prepared it first
+		st = kept.(*sql.Stmt)
+	}
+	return st.QueryRowContext(ctx, args...)
 }
 
 // isUniqueViolation reports whether err is a primary-key or unique constraint
