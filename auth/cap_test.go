@@ -6,13 +6,16 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/postern/postern/internal/devstack/idp"
 	"github.com/postern/postern/internal/store"
 )
 
 // TestGrantsPerUserCapped: each sign-in makes a grant, so a user signing in again and again would multiply what the
-// refresher keeps alive. Beyond MaxGrantsPerUser the oldest are retired at sign-in: revoked at the IdP, deleted,
-// and reported through OnEnded so their mail connections close.
+// refresher keeps alive. Beyond MaxGrantsPerUser the oldest are retired after each sign-in (detached from it, so the
+// sign-in does not wait for the revocations): revoked at the IdP, deleted, and reported through OnEnded so their mail
+// connections close.
 func TestGrantsPerUserCapped(t *testing.T) {
 	e := newKeeperEnv(t)
 	var mu sync.Mutex
@@ -25,6 +28,7 @@ func TestGrantsPerUserCapped(t *testing.T) {
 	var ids []string
 	for range 4 {
 		ids = append(ids, e.start(t, k))
+		settle(k) // each sign-in's retirement, before the next sign-in
 	}
 	for i, id := range ids {
 		_, err := e.st.Grant(context.Background(), id)
@@ -43,5 +47,43 @@ func TestGrantsPerUserCapped(t *testing.T) {
 	}
 	if _, err := k.Token(t.Context(), ids[0]); !errors.Is(err, ErrNeedsSignIn) {
 		t.Errorf("Token() of a retired grant = %v, want ErrNeedsSignIn", err)
+	}
+}
+
+// TestCapRetirementDoesNotDelaySignIn: the revocation of a grant beyond the cap is a call to the IdP (client
+// authentication and all); a sign-in must not wait for it. With the IdP frozen after the code exchange, Start returns
+// at once, and the old grant is retired once the IdP answers.
+func TestCapRetirementDoesNotDelaySignIn(t *testing.T) {
+	e := newKeeperEnv(t)
+	k := e.keeper(t, e.st, KeeperOptions{MaxGrantsPerUser: 1})
+	old := e.start(t, k)
+	settle(k)
+
+	f, authURL := e.p.Begin("/")
+	loc, err := idp.SignIn(t.Context(), e.browser, authURL, "ann", "pw-ann", true)
+	if err != nil {
+		t.Fatalf("idp.SignIn() = %v", err)
+	}
+	l, err := e.p.Finish(t.Context(), f, loc.Query())
+	if err != nil {
+		t.Fatalf("Finish() = %v", err)
+	}
+	const freeze = 2 * time.Second
+	e.faults.mu.Lock()
+	e.faults.frozenUntil = time.Now().Add(freeze)
+	e.faults.mu.Unlock()
+	t0 := time.Now()
+	if _, err := k.Start(t.Context(), l); err != nil {
+		t.Fatalf("Start() = %v", err)
+	}
+	if d := time.Since(t0); d >= freeze/2 {
+		t.Errorf("Start() took %v with the IdP frozen for %v; want it not to wait for the revocation", d, freeze)
+	}
+	settle(k)
+	if _, err := e.st.Grant(context.Background(), old); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("old grant after the IdP answered: %v, want it retired (ErrNotFound)", err)
+	}
+	if s := e.idp.Stats(); s.Revocations != 1 {
+		t.Errorf("IdP revocations = %d, want 1", s.Revocations)
 	}
 }

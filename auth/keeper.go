@@ -125,14 +125,18 @@ func (k *Keeper) start(ctx context.Context, l *Login, kind store.GrantKind) (str
 	}
 	k.nudge()
 	if kind == store.KindWeb {
-		k.capGrants(ctx, g)
+		// Retiring the user's oldest grants revokes each at the IdP: a call with client authentication (at Authelia a
+		// PBKDF2-SHA512 digest of the client secret, checked on every call) that the new session does not depend on.
+		// It runs after the sign-in rather than inside it, as one of the keeper's detached calls (cancelled and
+		// waited for at shutdown; a grant left over then is retired by the user's next sign-in).
+		k.calls.goDetached(func(ctx context.Context) { k.capGrants(ctx, g) })
 	}
 	return g.ID, nil
 }
 
 // capGrants retires the user's oldest grants beyond MaxGrantsPerUser, keeping
-// keep (the one just made). Failures are logged: the sign-in stands, and the
-// next sign-in tries again.
+// keep (the one just made). It runs detached from the sign-in (start).
+// Failures are logged: the sign-in stands, and the next sign-in tries again.
 func (k *Keeper) capGrants(ctx context.Context, keep store.Grant) {
 	if k.opts.MaxGrantsPerUser < 0 {
 		return

@@ -53,7 +53,7 @@ type snippetCache struct {
 	m map[snippetKey]string
 	// validity is the UIDVALIDITY last seen per mailbox (from EXAMINE; a NOOP keeps it).
 	validity map[string]uint32
-	pending  []*imapclient.FetchCommand
+	pending  []*snippetFetch
 	got      map[uint32]string
 	// fetched counts the snippets received, for tests of what a warm page asks for.
 	fetched int
@@ -87,19 +87,40 @@ func (s *Session) noteValidity(box string, v uint32) {
 	s.snippets.validity[box] = v
 }
 
+// snippetFetch is a snippet FETCH in flight, drained on its own goroutine (startSnippets).
+type snippetFetch struct {
+	done chan struct{} // closed when got and err are set
+	got  []*imapclient.FetchMessageBuffer
+	err  error
+}
+
 // startSnippets sends, without waiting, the snippet FETCH of set when the current call asks for snippets. A list
 // path sends it right behind the FETCH of its rows, so the two cost one round trip.
+//
+// Its answers are read from the start, on a goroutine of their own, not when collectSnippets is called: each carries
+// a literal, which imapclient hands over and then waits until it has been read before it reads anything else, and a
+// server may interleave the answers of pipelined FETCHes (RFC 9051 section 5.5; Dovecot runs them concurrently). A
+// snippet answer that came before the last of the rows would otherwise stop the rows for good: the caller reads the
+// rows first. That hung the first inbox page after a cold sign-in (issue 14).
 func (s *Session) startSnippets(set imap.NumSet) {
-	if s.listOpt.Snippets {
-		s.snippets.pending = append(s.snippets.pending, s.c.Fetch(set, snippetItems))
+	if !s.listOpt.Snippets {
+		return
 	}
+	cmd := s.c.Fetch(set, snippetItems)
+	f := &snippetFetch{done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		f.got, f.err = cmd.Collect()
+	}()
+	s.snippets.pending = append(s.snippets.pending, f)
 }
 
 // collectSnippets waits for the snippet FETCHes sent so far, in the order sent, and keeps what they brought.
 func (s *Session) collectSnippets() error {
 	var first error
-	for _, cmd := range s.snippets.pending {
-		got, err := cmd.Collect()
+	for _, f := range s.snippets.pending {
+		<-f.done
+		got, err := f.got, f.err
 		if err != nil && first == nil {
 			first = err
 		}

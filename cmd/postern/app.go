@@ -56,6 +56,9 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 // newApp opens the store, discovers the IdP and wires every layer. hc, when non-nil, is the HTTP client for the IdP
 // (the demo passes one); otherwise one is built from the config. banner, if not empty, is shown on every page (the
 // demo says where mail to strangers goes).
+// idpIdleConns is how many idle connections to the IdP the HTTP client keeps (http.Transport.MaxIdleConnsPerHost).
+const idpIdleConns = 32
+
 func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *http.Client, banner string) (*app, error) {
 	a := &app{cfg: cfg, log: logger}
 	if cfg.Bridge.Enabled() {
@@ -97,6 +100,10 @@ func newApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, hc *ht
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = tc
+		// Every call goes to the one IdP host: concurrent sign-ins (code exchange, userinfo) and refreshes would
+		// otherwise keep only the default 2 idle connections and open, with a TLS handshake each, a new one for
+		// nearly every call beyond them.
+		tr.MaxIdleConnsPerHost = idpIdleConns
 		hc = &http.Client{Transport: tr, Timeout: cfg.OIDC.HTTPTimeout}
 	}
 	public, err := url.Parse(cfg.Server.PublicURL)

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -96,5 +97,18 @@ func TestFillMaildir(t *testing.T) {
 	}
 	if seen == 0 || seen == 60 {
 		t.Errorf("%d of 60 messages seen, want some but not all", seen)
+	}
+}
+
+// TestWriteChartWithoutPoints: a run of scenarios the chart does not show (benchload -scenarios sign-in) writes no
+// chart instead of panicking on a log axis without points.
+func TestWriteChartWithoutPoints(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "chart.svg")
+	rs := []Result{{Webmail: "Postern", Scenario: "sign-in to first inbox page", Users: 1, P50: time.Second}}
+	if err := WriteChart(path, rs, []string{"inbox page"}, []int{1, 10}); err != nil {
+		t.Fatalf("WriteChart() = %v", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("chart file: %v, want none written", err)
 	}
 }

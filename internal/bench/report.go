@@ -144,6 +144,7 @@ func WriteChart(path string, rs []Result, scenarios []string, levels []int) erro
 	p.Legend.Top, p.Legend.Left = true, true
 	colors := map[string]color.Color{"Postern": color.RGBA{0x1f, 0x77, 0xb4, 0xff}, "Roundcube": color.RGBA{0xd6, 0x27, 0x28, 0xff}}
 	dashes := [][]vg.Length{nil, {vg.Points(6), vg.Points(3)}, {vg.Points(2), vg.Points(2)}, {vg.Points(8), vg.Points(2), vg.Points(2), vg.Points(2)}}
+	lines := 0
 	for si, sc := range scenarios {
 		for _, web := range []string{"Postern", "Roundcube"} {
 			var pts plotter.XYs
@@ -164,7 +165,11 @@ func WriteChart(path string, rs []Result, scenarios []string, levels []int) erro
 			s.Shape = draw.CircleGlyph{}
 			p.Add(l, s)
 			p.Legend.Add(web+": "+sc, l, s)
+			lines++
 		}
+	}
+	if lines == 0 {
+		return nil // none of the charted scenarios ran (benchload -scenarios); a log axis without points panics
 	}
 	Dir(path)
 	return p.Save(9*vg.Inch, 5.5*vg.Inch, path)

@@ -42,6 +42,19 @@ var users = map[string]user{
 	"bob":   {Username: "bob", Password: "bob-password", Email: "bob@example.test", Name: "Bob Tester"},
 }
 
+// addBenchAccounts adds n accounts bench1 … benchN (password "bench-password") that all have alice's address, for
+// scripts/bench: its virtual users sign in as different people, as 50 users would, yet read the one mailbox the
+// benchmark fills (Dovecot takes the mailbox from the address at userinfo). One account for all of them would make
+// every sign-in retire another user's session beyond Postern's per-user cap of 10 grants
+// (auth.KeeperOptions.MaxGrantsPerUser), in the middle of that user's sign-in.
+func addBenchAccounts(n int) {
+	a := users["alice"]
+	for i := 1; i <= n; i++ {
+		name := fmt.Sprintf("bench%d", i)
+		users[name] = user{Username: name, Password: "bench-password", Email: a.Email, Name: fmt.Sprintf("Bench User %d", i)}
+	}
+}
+
 // app calls Hydra's admin API on behalf of the login and consent pages.
 type app struct {
 	admin string // Hydra admin base URL, no trailing slash
@@ -251,7 +264,9 @@ func (a *app) handleLogout(w http.ResponseWriter, r *http.Request) {
 func main() {
 	listen := flag.String("listen", "127.0.0.1:3000", "listen address")
 	admin := flag.String("admin", "http://127.0.0.1:4445", "Hydra admin URL")
+	bench := flag.Int("bench-accounts", 0, "add accounts bench1…benchN with alice's address (scripts/bench)")
 	flag.Parse()
+	addBenchAccounts(*bench)
 
 	a := &app{admin: *admin, hc: &http.Client{Timeout: 10 * time.Second}}
 	mux := http.NewServeMux()

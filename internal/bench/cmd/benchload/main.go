@@ -64,6 +64,8 @@ func run(args []string) {
 	roundcube := fs.String("roundcube", "http://127.0.0.1:8090", "Roundcube's URL")
 	idpUser := fs.String("idp-user", "alice", "the user at the IdP's login page")
 	idpPass := fs.String("idp-password", "alice-password", "")
+	idpAccounts := fs.Int("idp-accounts", 0, "sign-in scenario: user i signs in at the IdP as bench<i+1> (password bench-password), "+
+		"one of this many accounts of loginconsent -bench-accounts; 0: everyone is -idp-user")
 	mailUser := fs.String("mail-user", "alice@example.test", "the IMAP user (Roundcube's login)")
 	mailPass := fs.String("mail-password", "", "the IMAP password of the bench passdb")
 	imapAddr := fs.String("imap", "127.0.0.1:1993", "Dovecot's IMAPS address (to find the scenario messages)")
@@ -79,6 +81,7 @@ func run(args []string) {
 	jsonOut := fs.String("json", "", "raw results")
 	only := fs.String("only", "", "comma-separated webmails to run (Postern,Roundcube); default both")
 	coldReps := fs.Int("cold-reps", 3, "cold runs per scenario and webmail (the median is reported)")
+	scenariosF := fs.String("scenarios", "", "comma-separated scenario names or name prefixes to run (e.g. sign-in); default all")
 	fs.Parse(args)
 
 	var levels []int
@@ -102,26 +105,42 @@ func run(args []string) {
 		log.Fatal(err)
 	}
 	log.Printf("targets: newest %d, plain %d, html %d, search %q", t.Newest, t.Plain, t.HTML, t.SearchSubject)
+	attachment := make([]byte, 1<<20)
+	rand.Read(attachment)
+	scs, err := selectScenarios(bench.Scenarios(attachment, nil), *scenariosF)
+	if err != nil {
+		log.Fatal(err)
+	}
 	var floor interleaved
-	if *only == "" || strings.Contains(*only, "Postern") {
+	// The floor measurement is about the inbox page: skipped when that scenario is not run.
+	if (*only == "" || strings.Contains(*only, "Postern")) && slices.ContainsFunc(scs, func(sc bench.Scenario) bool { return sc.Name == "inbox page" }) {
 		if floor, err = interleave(ctx, *postern, *imapAddr, *caFile, *mailUser, *mailPass, t, 300); err != nil {
 			log.Fatal(err)
 		}
 		log.Print(floor)
 	}
-	attachment := make([]byte, 1<<20)
-	rand.Read(attachment)
-	scs := bench.Scenarios(attachment, nil)
 	ctr := bench.Counters{DovecotLog: *dovecotLog, HydraLog: *hydraLog}
 
 	type mk struct {
-		name     string
-		new      func() bench.Webmail
+		name string
+		new  func() bench.Webmail
+		// signIn makes the sign-in scenario's user i.
+		signIn   func(i int) bench.Webmail
 		webProcs []string
 	}
 	makers := []mk{
-		{"Postern", func() bench.Webmail { return bench.NewPostern(*postern, *idpUser, *idpPass, t) }, []string{"postern"}},
-		{"Roundcube", func() bench.Webmail { return bench.NewRoundcube(*roundcube, *mailUser, *mailPass, t) }, []string{"php-fpm", "nginx"}},
+		{"Postern", func() bench.Webmail { return bench.NewPostern(*postern, *idpUser, *idpPass, t) },
+			func(i int) bench.Webmail {
+				// Different people signing in, as different accounts at the IdP (all with alice's address, so the same
+				// mailbox): Postern caps the grants of one account at 10 and retires the oldest at each sign-in, which
+				// with one account for all would end other users' sessions while they sign in (issue 14).
+				if *idpAccounts > 0 {
+					return bench.NewPostern(*postern, fmt.Sprintf("bench%d", i%*idpAccounts+1), "bench-password", t)
+				}
+				return bench.NewPostern(*postern, *idpUser, *idpPass, t)
+			}, []string{"postern"}},
+		{"Roundcube", func() bench.Webmail { return bench.NewRoundcube(*roundcube, *mailUser, *mailPass, t) },
+			func(int) bench.Webmail { return bench.NewRoundcube(*roundcube, *mailUser, *mailPass, t) }, []string{"php-fpm", "nginx"}},
 	}
 	var active []mk
 	for _, m := range makers {
@@ -147,7 +166,9 @@ func run(args []string) {
 					procs = reread(procs)
 				}
 				u := m.new()
-				if !strings.HasPrefix(sc.Name, "sign-in") {
+				if isSignIn(sc) {
+					u = m.signIn(0)
+				} else {
 					if err := u.SignIn(ctx); err != nil {
 						log.Fatalf("%s sign-in: %v", m.name, err)
 					}
@@ -184,7 +205,12 @@ func run(args []string) {
 					memBase += bench.PSSKiB(procs[w])
 				}
 			}
-			users := make([]bench.Webmail, n)
+			// The page-view scenarios' users, signed in once; a run of the sign-in scenario alone needs none (and they
+			// would add grants of the one bench account that its sign-ins then retire).
+			var users []bench.Webmail
+			if slices.ContainsFunc(scs, func(sc bench.Scenario) bool { return !isSignIn(sc) }) {
+				users = make([]bench.Webmail, n)
+			}
 			for i := range users {
 				if p, ok := users[i%postSessions].(*bench.Postern); ok && i >= postSessions {
 					users[i] = p.Share()
@@ -196,18 +222,21 @@ func run(args []string) {
 				}
 			}
 			// Sign-in last: at Postern each one retires the user's oldest grant beyond 10, and runs on users of its own.
-			order := append(slices.Clone(scs[1:]), scs[0])
+			order := slices.Clone(scs)
+			if isSignIn(order[0]) {
+				order = append(order[1:], order[0])
+			}
 			for _, sc := range order {
 				sc := bind(sc, t)
 				us := users
-				if strings.HasPrefix(sc.Name, "sign-in") {
+				if isSignIn(sc) {
 					us = make([]bench.Webmail, n)
 					for i := range us {
-						us[i] = m.new()
+						us[i] = m.signIn(i)
 					}
 				}
 				// Warm-up: one operation each, not measured.
-				if !strings.HasPrefix(sc.Name, "sign-in") {
+				if !isSignIn(sc) {
 					bench.Run(ctx, sc, us, 0, procs, m.webProcs, ctr, true, 0)
 				}
 				r := bench.Run(ctx, sc, us, *dur, procs, m.webProcs, ctr, false, memBase)
@@ -238,6 +267,30 @@ func run(args []string) {
 		os.WriteFile(*jsonOut, b, 0o644)
 	}
 	log.Printf("wrote %s and %s", *md, *svg)
+}
+
+// isSignIn reports whether sc is the sign-in scenario, which runs on fresh users of its own.
+func isSignIn(sc bench.Scenario) bool { return strings.HasPrefix(sc.Name, "sign-in") }
+
+// selectScenarios keeps the scenarios named by filter (comma-separated names or name prefixes, e.g. "sign-in,inbox"),
+// in report order; an empty filter keeps all. A filter that matches nothing is an error, not an empty run.
+func selectScenarios(all []bench.Scenario, filter string) ([]bench.Scenario, error) {
+	if strings.TrimSpace(filter) == "" {
+		return all, nil
+	}
+	var out []bench.Scenario
+	for _, sc := range all {
+		for _, f := range strings.Split(filter, ",") {
+			if f = strings.TrimSpace(f); f != "" && strings.HasPrefix(sc.Name, f) {
+				out = append(out, sc)
+				break
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("-scenarios %q matches none of %q", filter, bench.ScenarioNames(all))
+	}
+	return out, nil
 }
 
 // bind gives the move scenario its messages: each operation moves one of the 2,000 messages of the Move folder to

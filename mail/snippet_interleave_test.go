@@ -1,0 +1,65 @@
+package mail
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// TestSnippetFetchInterleaved: a list path pipelines the snippet FETCH behind the FETCH of its rows and reads the rows
+// first. A server may run pipelined FETCHes concurrently and interleave their answers (Dovecot does, RFC 9051 section
+// 5.5): here the first snippet, with its literal, comes before the rows are complete. imapclient hands a literal over
+// and waits until it is read, so unless the snippet FETCH is drained while the rows are read, the rows never finish.
+// That hung the first inbox page after a cold sign-in in scripts/bench until the client gave up (issue 14).
+func TestSnippetFetchInterleaved(t *testing.T) {
+	client, server := net.Pipe()
+	t.Cleanup(func() { client.Close(); server.Close() })
+	go func() {
+		w := bufio.NewWriter(server)
+		r := bufio.NewReader(server)
+		send := func(s string) { w.WriteString(s); w.Flush() }
+		send("* OK [CAPABILITY IMAP4rev1] ready\r\n")
+		var tags []string
+		for len(tags) < 2 {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if tag, rest, ok := strings.Cut(line, " "); ok && strings.HasPrefix(rest, "FETCH ") {
+				tags = append(tags, tag)
+			}
+		}
+		text := "Hello from the first message"
+		env := `ENVELOPE ("Sat, 5 Dec 2026 12:00:00 +0000" "Hi" NIL NIL NIL NIL NIL NIL NIL NIL)`
+		send("* 1 FETCH (UID 1 FLAGS (\\Seen) " + env + ")\r\n")
+		send(fmt.Sprintf("* 1 FETCH (UID 1 BODY[TEXT]<0> {%d}\r\n%s)\r\n", len(text), text)) // the snippet, early
+		send("* 2 FETCH (UID 2 FLAGS () " + env + ")\r\n")
+		send(tags[0] + " OK FETCH done\r\n")
+		send(fmt.Sprintf("* 2 FETCH (UID 2 BODY[TEXT]<0> {%d}\r\n%s)\r\n", len(text), text))
+		send(tags[1] + " OK FETCH done\r\n")
+		r.ReadString('\n') // LOGOUT, if any
+	}()
+	s := &Session{c: imapclient.New(client, nil), listOpt: ListOptions{Snippets: true}}
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rows, err := s.fetchSeq(1, 2)
+		done <- result{len(rows), err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil || r.n != 2 {
+			t.Errorf("fetchSeq(1, 2) = %d rows, %v; want 2 rows", r.n, r.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("fetchSeq did not return in 5 s: the rows wait behind the snippet FETCH's unread literal")
+	}
+}
