@@ -188,7 +188,8 @@ func (s *Session) fetchSeq(first, last uint32) ([]*imapclient.FetchMessageBuffer
 	cmd := s.c.Fetch(set, summaryItems)
 	s.startSnippets(set) // pipelined behind the rows when asked for (snippet.go)
 	bufs, err := cmd.Collect()
-	if serr := s.collectSnippets(); err == nil {
+	bufs, serr := s.collectSnippets(bufs)
+	if err == nil {
 		err = serr
 	}
 	return listRows(bufs), err
@@ -229,7 +230,8 @@ func (s *Session) finishPageBelow(cmd *imapclient.FetchCommand, before uint32, n
 		lo = before - uint32(n)
 	}
 	got, err := cmd.Collect()
-	if serr := s.collectSnippets(); err == nil {
+	got, serr := s.collectSnippets(got)
+	if err == nil {
 		err = serr
 	}
 	if err != nil {

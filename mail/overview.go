@@ -84,10 +84,10 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 				got, next, anchored, ferr = s.finishPageBelow(fetchCmd, before, n)
 			} else {
 				got, ferr = fetchCmd.Collect()
-				got = listRows(got)
 			}
 		}
-		xerr := extras.collect(s, box, sel)
+		got, xerr := extras.collect(s, box, sel, got)
+		got = listRows(got) // after the snippets' answers are sorted out of it
 		boxes, lerr = s.finishMailboxes(listCmd)
 		switch {
 		case lerr != nil:

@@ -11,9 +11,11 @@ package mail
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -55,8 +57,9 @@ type snippetCache struct {
 	validity map[string]uint32
 	pending  []*snippetFetch
 	got      map[uint32]string
-	// fetched counts the snippets received, for tests of what a warm page asks for.
-	fetched int
+	// fetched counts the snippets received, for tests of what a warm page asks for; swapped the row FETCHes whose
+	// answers had to be sorted out from the snippets' (collectSnippets).
+	fetched, swapped int
 }
 
 func (c *snippetCache) put(k snippetKey, s string) {
@@ -115,27 +118,57 @@ func (s *Session) startSnippets(set imap.NumSet) {
 	s.snippets.pending = append(s.snippets.pending, f)
 }
 
-// collectSnippets waits for the snippet FETCHes sent so far, in the order sent, and keeps what they brought.
-func (s *Session) collectSnippets() error {
-	var first error
+// collectSnippets waits for the snippet FETCHes sent so far, in the order sent, keeps what they brought, and
+// returns rows, the answers of the row FETCH they were pipelined behind, sorted out.
+//
+// Sorting out is needed because imapclient hands each FETCH answer to the first pending FETCH that asked for its
+// message and has not had it yet: when the server interleaves the two commands' answers (RFC 9051 section 5.5
+// allows it; Dovecot does) and a message's snippet answer comes before its row answer, the row FETCH gets the snippet
+// and the snippet FETCH the row. What each answer holds says what it is: a row has the envelope, a snippet the TEXT
+// section. Left unsorted, the page silently lacked that row.
+func (s *Session) collectSnippets(rows []*imapclient.FetchMessageBuffer) ([]*imapclient.FetchMessageBuffer, error) {
+	var (
+		first   error
+		answers []*imapclient.FetchMessageBuffer
+		swapped bool
+	)
 	for _, f := range s.snippets.pending {
 		<-f.done
-		got, err := f.got, f.err
-		if err != nil && first == nil {
-			first = err
+		if f.err != nil && first == nil {
+			first = f.err
 		}
-		for _, b := range got {
-			if b.UID != 0 && b.BodyStructure != nil {
-				if s.snippets.got == nil {
-					s.snippets.got = map[uint32]string{}
-				}
-				s.snippets.got[uint32(b.UID)] = snippetOf(b.BodyStructure, b.FindBodySection(snippetSection))
-				s.snippets.fetched++
-			}
-		}
+		answers = append(answers, f.got...)
 	}
 	s.snippets.pending = nil
-	return first
+	if len(answers) == 0 {
+		return rows, first
+	}
+	kept := rows[:0:0]
+	for _, b := range rows {
+		if b.Envelope == nil && b.FindBodySection(snippetSection) != nil {
+			answers, swapped = append(answers, b), true
+			continue
+		}
+		kept = append(kept, b)
+	}
+	for _, b := range answers {
+		switch {
+		case b.Envelope != nil:
+			kept, swapped = append(kept, b), true
+		case b.UID != 0 && b.BodyStructure != nil && b.FindBodySection(snippetSection) != nil:
+			if s.snippets.got == nil {
+				s.snippets.got = map[uint32]string{}
+			}
+			s.snippets.got[uint32(b.UID)] = snippetOf(b.BodyStructure, b.FindBodySection(snippetSection))
+			s.snippets.fetched++
+		}
+	}
+	if swapped {
+		s.snippets.swapped++
+	}
+	// The row answers come back in sequence order, as the server sent them.
+	slices.SortStableFunc(kept, func(a, b *imapclient.FetchMessageBuffer) int { return cmp.Compare(a.SeqNum, b.SeqNum) })
+	return kept, first
 }
 
 // listExtras is the THREAD command Overview pipelines for ListOptions, and what it learnt.
@@ -188,13 +221,14 @@ func (s *Session) startListExtras(box string, hint imap.UID, hinted bool, before
 	return x
 }
 
-// collect waits for the extras' answers; sel is the EXAMINE's answer (nil when the session reused its selection).
-func (x *listExtras) collect(s *Session, box string, sel *imap.SelectData) error {
+// collect waits for the extras' answers and returns rows, the page FETCH's answers, sorted out from the snippets'
+// (collectSnippets); sel is the EXAMINE's answer (nil when the session reused its selection).
+func (x *listExtras) collect(s *Session, box string, sel *imap.SelectData, rows []*imapclient.FetchMessageBuffer) ([]*imapclient.FetchMessageBuffer, error) {
 	if sel != nil {
 		s.noteValidity(box, sel.UIDValidity)
 	}
 	if x == nil {
-		return nil
+		return rows, nil
 	}
 	var terr error
 	if x.threadCmd != nil {
@@ -202,13 +236,13 @@ func (x *listExtras) collect(s *Session, box string, sel *imap.SelectData) error
 		data, terr = x.threadCmd.Wait()
 		x.threads = flattenThreads(data)
 	}
-	ferr := s.collectSnippets()
+	rows, ferr := s.collectSnippets(rows)
 	// On a reused selection, the UIDVALIDITY of the EXAMINE or SELECT that opened it (see noteValidity).
 	x.validity = s.snippets.validity[x.box]
 	if terr != nil {
-		return terr
+		return rows, terr
 	}
-	return ferr
+	return rows, ferr
 }
 
 // finishListExtras fills the page from the extras: its threads, and every row's snippet, fetching those still
@@ -244,7 +278,8 @@ func (s *Session) finishListExtras(ctx context.Context, x *listExtras, page *Pag
 				return nil // the mailbox is no longer selected; snippets are not worth a second EXAMINE
 			}
 			s.startSnippets(missing)
-			return s.collectSnippets()
+			_, err := s.collectSnippets(nil)
+			return err
 		})
 		if err != nil {
 			return err

@@ -63,3 +63,60 @@ func TestSnippetFetchInterleaved(t *testing.T) {
 		t.Fatal("fetchSeq did not return in 5 s: the rows wait behind the snippet FETCH's unread literal")
 	}
 }
+
+// TestSnippetAnswerBeforeItsRow: when a message's snippet answer comes before its row answer, imapclient hands the
+// snippet to the row FETCH (the first pending FETCH that asked for that message) and the row to the snippet FETCH.
+// collectSnippets sorts them out by what they hold; without it the page lacked the row and cached an empty snippet.
+func TestSnippetAnswerBeforeItsRow(t *testing.T) {
+	const text = "Hello from the message"
+	client, server := net.Pipe()
+	t.Cleanup(func() { client.Close(); server.Close() })
+	go func() {
+		w := bufio.NewWriter(server)
+		r := bufio.NewReader(server)
+		send := func(s string) { w.WriteString(s); w.Flush() }
+		send("* OK [CAPABILITY IMAP4rev1] ready\r\n")
+		var tags []string
+		for len(tags) < 2 {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if tag, rest, ok := strings.Cut(line, " "); ok && strings.HasPrefix(rest, "FETCH ") {
+				tags = append(tags, tag)
+			}
+		}
+		bs := fmt.Sprintf(`BODYSTRUCTURE ("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "7BIT" %d 1 NIL NIL NIL NIL)`, len(text))
+		env := `ENVELOPE ("Sat, 5 Dec 2026 12:00:00 +0000" "Hi" NIL NIL NIL NIL NIL NIL NIL NIL)`
+		snippet := func(seq int) string {
+			return fmt.Sprintf("* %d FETCH (UID %d %s BODY[TEXT]<0> {%d}\r\n%s)\r\n", seq, seq, bs, len(text), text)
+		}
+		send("* 1 FETCH (UID 1 FLAGS (\\Seen) " + env + ")\r\n")
+		send(snippet(2)) // before row 2: imapclient gives it to the row FETCH
+		send("* 2 FETCH (UID 2 FLAGS () " + env + ")\r\n")
+		send(tags[0] + " OK FETCH done\r\n")
+		send(snippet(1))
+		send(tags[1] + " OK FETCH done\r\n")
+		r.ReadString('\n')
+	}()
+	s := &Session{c: imapclient.New(client, nil), listOpt: ListOptions{Snippets: true}}
+	rows, err := s.fetchSeq(1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uids []uint32
+	for _, b := range rows {
+		uids = append(uids, uint32(b.UID))
+	}
+	if len(uids) != 2 || uids[0] != 1 || uids[1] != 2 {
+		t.Errorf("rows = UIDs %v, want [1 2], each with its envelope", uids)
+	}
+	for _, uid := range []uint32{1, 2} {
+		if got := s.snippets.got[uid]; got != text {
+			t.Errorf("snippet of UID %d = %q, want %q", uid, got, text)
+		}
+	}
+	if s.snippets.swapped != 1 {
+		t.Errorf("swapped = %d, want 1", s.snippets.swapped)
+	}
+}
