@@ -286,6 +286,23 @@ func (p *Postern) Move(ctx context.Context, uid uint32) error {
 	return want("postern: move", st, page, err, http.StatusOK, "")
 }
 
+// SetConversations saves the user's Settings with conversations on or off and everything else at its default (the
+// bench user has no other setting).
+func (p *Postern) SetConversations(ctx context.Context, on bool) error {
+	f := url.Values{"display_name": {""}, "signature": {""}, "time_zone": {""}, "page_size": {"0"}, "remote_senders": {""}}
+	if on {
+		f.Set("conversations", "on")
+	}
+	st, page, _, err := p.b.post(ctx, p.Base+"/settings", f, "Origin", p.Base)
+	if err := want("postern: settings", st, page, err, http.StatusOK, ""); err != nil {
+		return err
+	}
+	if !strings.Contains(page, `id="notice"`) {
+		return fmt.Errorf("postern: settings: not saved: %.300s", page)
+	}
+	return nil
+}
+
 // Send implements Webmail.
 func (p *Postern) Send(ctx context.Context, attachment []byte) error {
 	st, page, _, err := p.b.get(ctx, p.Base+"/compose")
