@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/postern/postern/internal/devstack/idp"
 	"github.com/postern/postern/internal/store"
 )
 
@@ -60,14 +59,7 @@ func TestCapRetirementDoesNotDelaySignIn(t *testing.T) {
 	settle(k)
 
 	f, authURL := e.p.Begin("/")
-	loc, err := idp.SignIn(t.Context(), e.browser, authURL, "ann", "pw-ann", true)
-	if err != nil {
-		t.Fatalf("idp.SignIn() = %v", err)
-	}
-	l, err := e.p.Finish(t.Context(), f, loc.Query())
-	if err != nil {
-		t.Fatalf("Finish() = %v", err)
-	}
+	l := e.finish(t, f, authURL)
 	const freeze = 2 * time.Second
 	e.faults.mu.Lock()
 	e.faults.frozenUntil = time.Now().Add(freeze)

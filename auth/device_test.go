@@ -7,7 +7,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/postern/postern/internal/devstack/idp"
 	"github.com/postern/postern/internal/store"
 )
 
@@ -23,14 +22,7 @@ func (e *keeperEnv) startDevice(t *testing.T, k *Keeper) string {
 	if got := u.Query().Get("prompt"); got != "consent" {
 		t.Errorf("BeginDevice URL prompt = %q, want consent", got)
 	}
-	loc, err := idp.SignIn(t.Context(), e.browser, authURL, "ann", "pw-ann", true)
-	if err != nil {
-		t.Fatalf("idp.SignIn() = %v", err)
-	}
-	l, err := e.p.Finish(t.Context(), f, loc.Query())
-	if err != nil {
-		t.Fatalf("Finish() = %v", err)
-	}
+	l := e.finish(t, f, authURL)
 	id, err := k.StartDevice(t.Context(), l)
 	if err != nil {
 		t.Fatalf("StartDevice() = %v", err)

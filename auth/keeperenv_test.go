@@ -157,10 +157,9 @@ func settleAtEnd(t *testing.T, k *Keeper) {
 // settle waits until no refresh runs detached from its caller.
 func settle(k *Keeper) { <-k.calls.idleCh() }
 
-// start signs ann in through the IdP's pages and stores the grant.
-func (e *keeperEnv) start(t *testing.T, k *Keeper) string {
+// finish signs ann in at the IdP's pages for the flow f that authURL begins, and finishes it.
+func (e *keeperEnv) finish(t *testing.T, f Flow, authURL string) *Login {
 	t.Helper()
-	f, authURL := e.p.Begin("/")
 	loc, err := idp.SignIn(t.Context(), e.browser, authURL, "ann", "pw-ann", true)
 	if err != nil {
 		t.Fatalf("idp.SignIn() = %v", err)
@@ -169,6 +168,14 @@ func (e *keeperEnv) start(t *testing.T, k *Keeper) string {
 	if err != nil {
 		t.Fatalf("Finish() = %v", err)
 	}
+	return l
+}
+
+// start signs ann in through the IdP's pages and stores the grant.
+func (e *keeperEnv) start(t *testing.T, k *Keeper) string {
+	t.Helper()
+	f, authURL := e.p.Begin("/")
+	l := e.finish(t, f, authURL)
 	id, err := k.Start(t.Context(), l)
 	if err != nil {
 		t.Fatalf("Start() = %v", err)

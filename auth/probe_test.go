@@ -17,15 +17,7 @@ import (
 func (e *keeperEnv) signIn(t *testing.T) TokenSet {
 	t.Helper()
 	f, authURL := e.p.Begin("/")
-	loc, err := idp.SignIn(t.Context(), e.browser, authURL, "ann", "pw-ann", true)
-	if err != nil {
-		t.Fatalf("idp.SignIn() = %v", err)
-	}
-	l, err := e.p.Finish(t.Context(), f, loc.Query())
-	if err != nil {
-		t.Fatalf("Finish() = %v", err)
-	}
-	return l.Tokens
+	return e.finish(t, f, authURL).Tokens
 }
 
 // TestIntrospectDevIdP pins the facts issue 17 measured at Authelia 4.39, on

@@ -81,16 +81,7 @@ func TestBrowserSignIn(t *testing.T) {
 		t.Error("refresh token still active at Hydra after sign-out")
 	}
 
-	requests, proxied, dialogs := rec.Snapshot()
-	if f := browsertest.Foreign(requests); len(f) > 0 || len(proxied) > 0 {
-		t.Errorf("requests left 127.0.0.1: %v, proxy: %v", f, proxied)
-	}
-	if len(dialogs) > 0 {
-		t.Errorf("dialogs opened: %q", dialogs)
-	}
-	if ex := rec.Exceptions(); len(ex) > 0 {
-		t.Errorf("uncaught JavaScript exceptions: %q", ex)
-	}
+	rec.CheckQuiet(t)
 	// Postern's shutdown (SIGTERM) is in the instance's cleanup; its log so far must hold no token.
 	assertNoSecrets(t, "postern's log", p.Log(), g.AccessToken, g.RefreshToken, g.IDToken)
 	assertNoSecrets(t, "hydra's log", hydraLog.since(t), g.AccessToken, g.RefreshToken, g.IDToken)

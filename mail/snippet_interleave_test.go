@@ -17,23 +17,7 @@ import (
 // and waits until it is read, so unless the snippet FETCH is drained while the rows are read, the rows never finish.
 // That hung the first inbox page after a cold sign-in in scripts/bench until the client gave up (issue 14).
 func TestSnippetFetchInterleaved(t *testing.T) {
-	client, server := net.Pipe()
-	t.Cleanup(func() { client.Close(); server.Close() })
-	go func() {
-		w := bufio.NewWriter(server)
-		r := bufio.NewReader(server)
-		send := func(s string) { w.WriteString(s); w.Flush() }
-		send("* OK [CAPABILITY IMAP4rev1] ready\r\n")
-		var tags []string
-		for len(tags) < 2 {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			if tag, rest, ok := strings.Cut(line, " "); ok && strings.HasPrefix(rest, "FETCH ") {
-				tags = append(tags, tag)
-			}
-		}
+	s := fakeFetches(t, func(send func(string), tags []string) {
 		text := "Hello from the first message"
 		env := `ENVELOPE ("Sat, 5 Dec 2026 12:00:00 +0000" "Hi" NIL NIL NIL NIL NIL NIL NIL NIL)`
 		send("* 1 FETCH (UID 1 FLAGS (\\Seen) " + env + ")\r\n")
@@ -42,9 +26,7 @@ func TestSnippetFetchInterleaved(t *testing.T) {
 		send(tags[0] + " OK FETCH done\r\n")
 		send(fmt.Sprintf("* 2 FETCH (UID 2 BODY[TEXT]<0> {%d}\r\n%s)\r\n", len(text), text))
 		send(tags[1] + " OK FETCH done\r\n")
-		r.ReadString('\n') // LOGOUT, if any
-	}()
-	s := &Session{c: imapclient.New(client, nil), listOpt: ListOptions{Snippets: true}}
+	})
 	type result struct {
 		n   int
 		err error
@@ -69,23 +51,7 @@ func TestSnippetFetchInterleaved(t *testing.T) {
 // collectSnippets sorts them out by what they hold; without it the page lacked the row and cached an empty snippet.
 func TestSnippetAnswerBeforeItsRow(t *testing.T) {
 	const text = "Hello from the message"
-	client, server := net.Pipe()
-	t.Cleanup(func() { client.Close(); server.Close() })
-	go func() {
-		w := bufio.NewWriter(server)
-		r := bufio.NewReader(server)
-		send := func(s string) { w.WriteString(s); w.Flush() }
-		send("* OK [CAPABILITY IMAP4rev1] ready\r\n")
-		var tags []string
-		for len(tags) < 2 {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			if tag, rest, ok := strings.Cut(line, " "); ok && strings.HasPrefix(rest, "FETCH ") {
-				tags = append(tags, tag)
-			}
-		}
+	s := fakeFetches(t, func(send func(string), tags []string) {
 		bs := fmt.Sprintf(`BODYSTRUCTURE ("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "7BIT" %d 1 NIL NIL NIL NIL)`, len(text))
 		env := `ENVELOPE ("Sat, 5 Dec 2026 12:00:00 +0000" "Hi" NIL NIL NIL NIL NIL NIL NIL NIL)`
 		snippet := func(seq int) string {
@@ -97,9 +63,7 @@ func TestSnippetAnswerBeforeItsRow(t *testing.T) {
 		send(tags[0] + " OK FETCH done\r\n")
 		send(snippet(1))
 		send(tags[1] + " OK FETCH done\r\n")
-		r.ReadString('\n')
-	}()
-	s := &Session{c: imapclient.New(client, nil), listOpt: ListOptions{Snippets: true}}
+	})
 	rows, err := s.fetchSeq(1, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -119,4 +83,30 @@ func TestSnippetAnswerBeforeItsRow(t *testing.T) {
 	if s.snippets.swapped != 1 {
 		t.Errorf("swapped = %d, want 1", s.snippets.swapped)
 	}
+}
+
+// fakeFetches returns a Session with snippets on, connected to a scripted server: once two FETCH commands have
+// arrived, answer is called with a way to send raw lines and the two commands' tags.
+func fakeFetches(t *testing.T, answer func(send func(string), tags []string)) *Session {
+	client, server := net.Pipe()
+	t.Cleanup(func() { client.Close(); server.Close() })
+	go func() {
+		w := bufio.NewWriter(server)
+		r := bufio.NewReader(server)
+		send := func(s string) { w.WriteString(s); w.Flush() }
+		send("* OK [CAPABILITY IMAP4rev1] ready\r\n")
+		var tags []string
+		for len(tags) < 2 {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if tag, rest, ok := strings.Cut(line, " "); ok && strings.HasPrefix(rest, "FETCH ") {
+				tags = append(tags, tag)
+			}
+		}
+		answer(send, tags)
+		r.ReadString('\n') // LOGOUT, if any
+	}()
+	return &Session{c: imapclient.New(client, nil), listOpt: ListOptions{Snippets: true}}
 }

@@ -204,16 +204,7 @@ func dailyWalk(t *testing.T, v dailyVariant) {
 	w.moveAndDelete(subject)
 	w.signOut()
 
-	requests, proxied, dialogs := rec.Snapshot()
-	if f := browsertest.Foreign(requests); len(f) > 0 || len(proxied) > 0 {
-		t.Errorf("requests left 127.0.0.1: %v, proxy: %v", f, proxied)
-	}
-	if len(dialogs) > 0 {
-		t.Errorf("dialogs opened: %q", dialogs)
-	}
-	if ex := rec.Exceptions(); len(ex) > 0 {
-		t.Errorf("uncaught JavaScript exceptions: %q", ex)
-	}
+	rec.CheckQuiet(t)
 }
 
 // openFirst opens the inbox's first message (orig): with the keyboard (? shows the help, Escape closes it; j j k

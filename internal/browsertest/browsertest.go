@@ -74,6 +74,22 @@ func (r *Recorder) Exceptions() []string {
 	return append([]string(nil), r.exceptions...)
 }
 
+// CheckQuiet fails t if the browser sent a request beyond 127.0.0.1 (or through the proxy), opened a dialog, or
+// threw an uncaught JavaScript exception: what every walk through the app must end without.
+func (r *Recorder) CheckQuiet(t testing.TB) {
+	t.Helper()
+	requests, proxied, dialogs := r.Snapshot()
+	if f := Foreign(requests); len(f) > 0 || len(proxied) > 0 {
+		t.Errorf("requests left 127.0.0.1: %v, proxy: %v", f, proxied)
+	}
+	if len(dialogs) > 0 {
+		t.Errorf("dialogs opened: %q", dialogs)
+	}
+	if ex := r.Exceptions(); len(ex) > 0 {
+		t.Errorf("uncaught JavaScript exceptions: %q", ex)
+	}
+}
+
 func (r *Recorder) add(list *[]string, s string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -416,14 +416,22 @@ func interleave(ctx context.Context, postern, imapAddr, caFile, mailUser, mailPa
 		}
 		return nil
 	}
-	var raw, page, imapOnly, imapList []time.Duration
-	for i := range n + 20 {
+	// rawThenPage times one raw FETCH of the 50 rows, then one inbox page view.
+	rawThenPage := func() (raw, page time.Duration, err error) {
 		t0 := time.Now()
 		if msgs, err := c.Fetch(set, items).Collect(); err != nil || len(msgs) != 50 {
-			return interleaved{}, fmt.Errorf("raw fetch: %d rows, %v", len(msgs), err)
+			return 0, 0, fmt.Errorf("raw fetch: %d rows, %v", len(msgs), err)
 		}
 		t1 := time.Now()
 		if err := p.Inbox(ctx); err != nil {
+			return 0, 0, err
+		}
+		return t1.Sub(t0), time.Since(t1), nil
+	}
+	var raw, page, imapOnly, imapList []time.Duration
+	for i := range n + 20 {
+		r, pg, err := rawThenPage()
+		if err != nil {
 			return interleaved{}, err
 		}
 		t2 := time.Now()
@@ -436,7 +444,7 @@ func interleave(ctx context.Context, postern, imapAddr, caFile, mailUser, mailPa
 		}
 		t4 := time.Now()
 		if i >= 20 {
-			raw, page = append(raw, t1.Sub(t0)), append(page, t2.Sub(t1))
+			raw, page = append(raw, r), append(page, pg)
 			imapOnly, imapList = append(imapOnly, t3.Sub(t2)), append(imapList, t4.Sub(t3))
 		}
 	}
@@ -446,16 +454,12 @@ func interleave(ctx context.Context, postern, imapAddr, caFile, mailUser, mailPa
 	}
 	var plainRaw, plainPage []time.Duration
 	for i := range n + 20 {
-		t0 := time.Now()
-		if msgs, err := c.Fetch(set, items).Collect(); err != nil || len(msgs) != 50 {
-			return interleaved{}, fmt.Errorf("raw fetch: %d rows, %v", len(msgs), err)
-		}
-		t1 := time.Now()
-		if err := p.Inbox(ctx); err != nil {
+		r, pg, err := rawThenPage()
+		if err != nil {
 			return interleaved{}, err
 		}
 		if i >= 20 {
-			plainRaw, plainPage = append(plainRaw, t1.Sub(t0)), append(plainPage, time.Since(t1))
+			plainRaw, plainPage = append(plainRaw, r), append(plainPage, pg)
 		}
 	}
 	if err := p.SetConversations(ctx, true); err != nil {
