@@ -181,8 +181,20 @@ func summariesOf(bufs []*imapclient.FetchMessageBuffer, before uint32) []Summary
 	return out
 }
 
-// fetchSeq fetches list rows by sequence range.
+// fetchSeq fetches list rows by sequence range, up to the last message the session knows of.
+//
+// A range computed from an earlier answer can reach past the end by the time it is sent: during a UID command the
+// server may report messages another client expunged (RFC 9051 section 7.5.1), and Dovecot answers a sequence number
+// past the end with BAD "Invalid messageset" (seen in scripts/bench with 50 users moving messages out of one folder).
+// The client counts every EXISTS and EXPUNGE it was told of, which is exactly the server's numbering for this
+// session (RFC 9051 section 2.3.1.2), so the range is cut there.
 func (s *Session) fetchSeq(first, last uint32) ([]*imapclient.FetchMessageBuffer, error) {
+	if mb := s.c.Mailbox(); mb != nil && last > mb.NumMessages {
+		last = mb.NumMessages
+	}
+	if last == 0 || first > last {
+		return nil, nil
+	}
 	var set imap.SeqSet
 	set.AddRange(first, last)
 	cmd := s.c.Fetch(set, summaryItems)

@@ -205,6 +205,12 @@ func (s *Session) newestRows(box string, total uint32, got []*imapclient.FetchMe
 		covered = minSeq <= first && maxSeq >= total
 	}
 	if !covered {
+		// The count the session knows now: expunges reported during the FETCH lower it (see fetchSeq).
+		if mb := s.c.Mailbox(); mb != nil && mb.NumMessages < total {
+			total = mb.NumMessages
+			first = newestFirst(total, n)
+			low = max(1, first-min(first-1, margin))
+		}
 		var err error
 		if got, err = s.fetchSeq(low, total); err != nil {
 			return nil, err
