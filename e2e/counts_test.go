@@ -121,7 +121,8 @@ func unreadOnPage(t *testing.T, page, mailbox string) uint32 {
 	if link == nil {
 		t.Fatalf("no folder link for %s on the page", mailbox)
 	}
-	m := regexp.MustCompile(`aria-label="(\d+) unread"`).FindStringSubmatch(link[1])
+	// The sidebar's count: <span class="count">N<span class="visually-hidden"> unread</span></span>; none at 0.
+	m := regexp.MustCompile(`<span class="count">(\d+)<span class="visually-hidden"> unread</span>`).FindStringSubmatch(link[1])
 	if m == nil {
 		return 0
 	}
