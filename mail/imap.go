@@ -37,6 +37,10 @@ type Session struct {
 	// listOpt is what OverviewWith asks of the current Overview; snippets are the preview snippets seen (snippet.go).
 	listOpt  ListOptions
 	snippets snippetCache
+	// rows are the list rows fetched before, whose flags are all a warm view asks for (rowcache.go).
+	rows rowCache
+	// threads is the last THREAD answer of a warm newest page (rowcache.go).
+	threads threadCache
 }
 
 const (

@@ -197,6 +197,12 @@ func (s *Session) fetchSeq(first, last uint32) ([]*imapclient.FetchMessageBuffer
 	}
 	var set imap.SeqSet
 	set.AddRange(first, last)
+	return s.fetchRows(set)
+}
+
+// fetchRows fetches the list rows of set, a set of sequence numbers the session knows to exist, with their snippets
+// when the current call asks for them.
+func (s *Session) fetchRows(set imap.SeqSet) ([]*imapclient.FetchMessageBuffer, error) {
 	cmd := s.c.Fetch(set, summaryItems)
 	s.startSnippets(set) // pipelined behind the rows when asked for (snippet.go)
 	bufs, err := cmd.Collect()

@@ -51,14 +51,25 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 		} else {
 			selCmd = s.c.Select(box, &imap.SelectOptions{ReadOnly: true})
 		}
-		var fetchCmd *imapclient.FetchCommand
+		var (
+			fetchCmd *imapclient.FetchCommand
+			flags    *drainedFetch
+		)
 		switch {
 		case before == 1:
 		case before > 1:
 			fetchCmd = s.startPageBelow(before, n)
 		case hinted:
+			// The rows cached from earlier views need only their flags (rowcache.go); what is newer, everything.
 			var set imap.UIDSet
-			set.AddRange(hint, 0) // hint:*
+			if top := s.rows.top(box, s.snippets.validity[box], hint); top != 0 {
+				var known imap.UIDSet
+				known.AddRange(hint, top)
+				flags = drainFetch(s.c.Fetch(known, flagItems))
+				set = newerThan(top)
+			} else {
+				set.AddRange(hint, 0) // hint:*, which always includes the newest message (RFC 9051 section 6.4.8)
+			}
 			fetchCmd = s.c.Fetch(set, summaryItems)
 		}
 		extras = s.startListExtras(box, hint, hinted && before == 0, before, n) // threads and snippets (snippet.go), nil unless asked for
@@ -86,7 +97,33 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 				got, ferr = fetchCmd.Collect()
 			}
 		}
-		got, xerr := extras.collect(s, box, sel, got)
+		if flags != nil {
+			<-flags.done
+			if ferr == nil {
+				ferr = flags.err
+			}
+			got = append(got, flags.got...)
+		}
+		got, xerr := extras.collect(s, box, sel, got) // notes the EXAMINE's UIDVALIDITY
+		// "UID FETCH hint:*" (or its two halves) always includes the message with the highest UID, whose sequence
+		// number is the number of messages as this session sees them after the NOOP; read before a flags-only
+		// answer the cache cannot fill is dropped below, and without unsolicited FETCHes (see flagItems).
+		var answeredTop uint32
+		for _, b := range got {
+			if b.Envelope != nil || b.RFC822Size != 0 {
+				answeredTop = max(answeredTop, b.SeqNum)
+			}
+		}
+		if before == 0 {
+			// Flags-only answers become their cached rows (under the UIDVALIDITY the EXAMINE just gave, if it was
+			// sent: a changed one leaves them out, and newestRows fetches the page in full); full ones are cached.
+			validity := s.snippets.validity[box]
+			got = s.rows.fill(box, validity, got)
+			s.rows.put(box, validity, got)
+			if extras != nil && extras.cachedThreads {
+				extras.present = present(got, extras.hint)
+			}
+		}
 		got = listRows(got) // after the snippets' answers are sorted out of it
 		boxes, lerr = s.finishMailboxes(listCmd)
 		switch {
@@ -110,10 +147,11 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 				total = mb.Messages
 			}
 		default:
-			// "UID FETCH hint:*" always includes the message with the highest UID, whose sequence number is the
-			// number of messages as this session sees them after the NOOP.
-			for _, b := range got {
-				total = max(total, b.SeqNum)
+			total = answeredTop
+			if total == 0 && s.c.Mailbox() != nil {
+				// Nothing from hint up answered (all of it expunged, and "top+1:4294967295" names no message when
+				// none is newer): the count the session was told; newestRows fetches the page by sequence range.
+				total = s.c.Mailbox().NumMessages
 			}
 		}
 		if total == 0 && before == 0 {
@@ -194,15 +232,38 @@ func (s *Session) newestRows(box string, total uint32, got []*imapclient.FetchMe
 	if first > margin {
 		low = first - margin
 	}
+	// The answer covers the page when it has every message from the page's oldest to the newest. It is meant to be
+	// a run of consecutive messages (all UIDs from the hint up), but a row can be missing from it: a flags-only
+	// answer the row cache lacked, or an answer imapclient handed to another pipelined command (an unsolicited
+	// FETCH about a flag another client changed takes the real answer's place; see flagItems).
+	holes := func() (set imap.SeqSet) {
+		have := make(map[uint32]bool, len(got))
+		for _, b := range got {
+			have[b.SeqNum] = true
+		}
+		for q := first; q <= total; q++ {
+			if !have[q] {
+				set.AddNum(q)
+			}
+		}
+		return set
+	}
 	covered := false
 	if fetched && len(got) > 0 {
-		minSeq, maxSeq := got[0].SeqNum, got[0].SeqNum
-		for _, b := range got {
-			minSeq, maxSeq = min(minSeq, b.SeqNum), max(maxSeq, b.SeqNum)
+		missing := holes()
+		covered = len(missing) == 0
+		few, _ := missing.Nums()
+		// A few holes, and the numbering unchanged since the answers (no expunge reported during them): fetch just
+		// those rows, in the second round trip the page needs anyway, rather than the whole page again.
+		if mb := s.c.Mailbox(); !covered && mb != nil && mb.NumMessages == total && len(few) <= n/5 {
+			more, err := s.fetchRows(missing)
+			if err != nil {
+				return nil, err
+			}
+			s.rows.put(box, s.snippets.validity[box], more)
+			got = append(got, more...)
+			covered = len(holes()) == 0
 		}
-		// The answer is a run of consecutive messages (all UIDs from the hint up, in sequence order); it covers the
-		// page when it reaches from the page's oldest message to the newest.
-		covered = minSeq <= first && maxSeq >= total
 	}
 	if !covered {
 		// The count the session knows now: expunges reported during the FETCH lower it (see fetchSeq).
@@ -215,9 +276,11 @@ func (s *Session) newestRows(box string, total uint32, got []*imapclient.FetchMe
 		if got, err = s.fetchSeq(low, total); err != nil {
 			return nil, err
 		}
+		s.rows.put(box, s.snippets.validity[box], got)
 	}
 	rows := got[:0:0]
 	hint := imap.UID(0)
+	old, kept := s.newest[box], false
 	for _, b := range got {
 		if b.SeqNum >= low && (hint == 0 || b.UID < hint) {
 			hint = b.UID
@@ -225,6 +288,13 @@ func (s *Session) newestRows(box string, total uint32, got []*imapclient.FetchMe
 		if b.SeqNum >= first {
 			rows = append(rows, b)
 		}
+		// The last hint stays while it is still at or below the margin and at most a page below it: new mail then
+		// moves nothing, so the next view's flags FETCH and cached threads (rowcache.go) are for the same range.
+		// A few more rows from hint up cost the flags FETCH little.
+		kept = kept || (b.UID == old && b.SeqNum <= low && b.SeqNum+uint32(n) >= low)
+	}
+	if kept {
+		hint = old
 	}
 	if s.newest == nil {
 		s.newest = map[string]imap.UID{}

@@ -2,6 +2,7 @@ package mail
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -62,28 +63,45 @@ func testOverviewRoundTrips(t *testing.T, elsewhere bool) {
 		}
 	}
 
+	flag := func(op imap.StoreFlagsOp, f imap.Flag, uids ...imap.UID) {
+		t.Helper()
+		if err := other.c.Store(imap.UIDSetNum(uids...), &imap.StoreFlags{Op: op, Silent: true, Flags: []imap.Flag{f}}, nil).Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	var cursor uint32
 	for _, step := range []struct {
 		name   string
 		change func()
 		before func() uint32
 		trips  int64
+		// unsolicited: the change reaches a session that has the folder selected as unsolicited FETCH responses,
+		// which take the place of those rows' answers (see flagItems): they cost that session a second round trip.
+		unsolicited bool
+		// cached: the rows of the page came from the row cache, only their flags from the server (rowcache.go).
+		cached bool
 	}{
 		{name: "first view of the folder on this session", trips: 2},
-		{name: "warm", trips: 1},
-		{name: "warm again", trips: 1},
-		{name: "one newest message expunged elsewhere", change: func() { expunge(300) }, trips: 1},
-		{name: "the page's oldest rows expunged elsewhere, within the margin", change: func() { expunge(251, 252) }, trips: 1},
-		{name: "more expunged than the margin", change: func() { expunge(240, 241, 242, 243, 244, 245, 246, 247, 248) }, trips: 2},
+		{name: "warm", trips: 1, cached: true},
+		{name: "warm again", trips: 1, cached: true},
+		{name: "flags changed elsewhere", change: func() {
+			flag(imap.StoreFlagsAdd, imap.FlagSeen, 295)
+			flag(imap.StoreFlagsAdd, imap.FlagFlagged, 260)
+		}, trips: 1, unsolicited: true, cached: true},
+		{name: "one newest message expunged elsewhere", change: func() { expunge(300) }, trips: 1, cached: true},
+		{name: "the page's oldest rows expunged elsewhere, within the margin", change: func() { expunge(251, 252) }, trips: 1, cached: true},
+		{name: "more expunged than the margin", change: func() { expunge(240, 241, 242, 243, 244, 245, 246, 247, 248) }, trips: 2, cached: true},
 		{name: "new mail", change: func() {
 			if err := e.srv.AppendBulk(alice, "Bulk", 3, bulkMessage); err != nil {
 				t.Fatal(err)
 			}
-		}, trips: 1},
+		}, trips: 1, cached: true},
+		{name: "a flag cleared elsewhere", change: func() { flag(imap.StoreFlagsDel, imap.FlagSeen, 295) }, trips: 1, unsolicited: true, cached: true},
 		// Its UID range has the nine expunged UIDs in it: the rows missing from the range cost a second fetch.
 		{name: "older page over a gap", before: func() uint32 { return cursor }, trips: 2},
 		{name: "next older page", before: func() uint32 { return cursor }, trips: 1},
-		{name: "newest again", trips: 1},
+		{name: "newest again", trips: 1, cached: true},
 	} {
 		if step.change != nil {
 			step.change()
@@ -98,14 +116,21 @@ func testOverviewRoundTrips(t *testing.T, elsewhere bool) {
 				t.Fatal(err)
 			}
 		}
-		start := e.srv.Stats().RoundTrips
+		start, fromCache := e.srv.Stats().RoundTrips, s.rows.flagsOnly
 		boxes, page, err := s.Overview(ctx, "Bulk", before, 50)
 		trips := e.srv.Stats().RoundTrips - start
 		if err != nil {
 			t.Fatalf("%s: %v", step.name, err)
 		}
-		if trips != step.trips {
-			t.Errorf("%s: %d round trips, want %d", step.name, trips, step.trips)
+		wantTrips := step.trips
+		if step.unsolicited && !elsewhere {
+			wantTrips++
+		}
+		if trips != wantTrips {
+			t.Errorf("%s: %d round trips, want %d", step.name, trips, wantTrips)
+		}
+		if n := s.rows.flagsOnly - fromCache; step.cached != (n >= 45) {
+			t.Errorf("%s: %d rows from the cache, want them all: %v", step.name, n, step.cached)
 		}
 		wantBoxes, err := ref.Mailboxes(ctx)
 		if err != nil {
@@ -117,6 +142,9 @@ func testOverviewRoundTrips(t *testing.T, elsewhere bool) {
 		want, err := ref.List(ctx, "Bulk", before, 50)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if !slices.Equal(pageFlags(page), pageFlags(want)) {
+			t.Errorf("%s: flags %v, want %v", step.name, pageFlags(page), pageFlags(want))
 		}
 		if !slices.Equal(uidsOf(page), uidsOf(want)) || page.Total != want.Total || page.Before != want.Before {
 			t.Errorf("%s: page %v total %d before %d, want %v total %d before %d", step.name,
@@ -136,4 +164,18 @@ func TestOverviewMissingMailbox(t *testing.T) {
 	if _, p, err := s.Overview(ctx, "INBOX", 0, 50); err != nil || len(p.Summaries) == 0 {
 		t.Fatalf("Overview(INBOX) after a refused one: %d rows, %v", len(p.Summaries), err)
 	}
+}
+
+// pageFlags is the flags of a page's rows that are set, as "uid:seen" or "uid:flagged".
+func pageFlags(p Page) []string {
+	var out []string
+	for _, m := range p.Summaries {
+		if m.Seen {
+			out = append(out, fmt.Sprintf("%d:seen", m.UID))
+		}
+		if m.Flagged {
+			out = append(out, fmt.Sprintf("%d:flagged", m.UID))
+		}
+	}
+	return out
 }

@@ -55,7 +55,7 @@ type snippetCache struct {
 	m map[snippetKey]string
 	// validity is the UIDVALIDITY last seen per mailbox (from EXAMINE; a NOOP keeps it).
 	validity map[string]uint32
-	pending  []*snippetFetch
+	pending  []*drainedFetch
 	got      map[uint32]string
 	// fetched counts the snippets received, for tests of what a warm page asks for; swapped the row FETCHes whose
 	// answers had to be sorted out from the snippets' (collectSnippets).
@@ -90,11 +90,21 @@ func (s *Session) noteValidity(box string, v uint32) {
 	s.snippets.validity[box] = v
 }
 
-// snippetFetch is a snippet FETCH in flight, drained on its own goroutine (startSnippets).
-type snippetFetch struct {
+// drainedFetch is a FETCH in flight whose answers are read on a goroutine of their own from the start (drainFetch),
+// so that it never holds up the answers of the commands pipelined with it (see startSnippets).
+type drainedFetch struct {
 	done chan struct{} // closed when got and err are set
 	got  []*imapclient.FetchMessageBuffer
 	err  error
+}
+
+func drainFetch(cmd *imapclient.FetchCommand) *drainedFetch {
+	f := &drainedFetch{done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		f.got, f.err = cmd.Collect()
+	}()
+	return f
 }
 
 // startSnippets sends, without waiting, the snippet FETCH of set when the current call asks for snippets. A list
@@ -109,13 +119,7 @@ func (s *Session) startSnippets(set imap.NumSet) {
 	if !s.listOpt.Snippets {
 		return
 	}
-	cmd := s.c.Fetch(set, snippetItems)
-	f := &snippetFetch{done: make(chan struct{})}
-	go func() {
-		defer close(f.done)
-		f.got, f.err = cmd.Collect()
-	}()
-	s.snippets.pending = append(s.snippets.pending, f)
+	s.snippets.pending = append(s.snippets.pending, drainFetch(s.c.Fetch(set, snippetItems)))
 }
 
 // collectSnippets waits for the snippet FETCHes sent so far, in the order sent, keeps what they brought, and
@@ -155,6 +159,9 @@ func (s *Session) collectSnippets(rows []*imapclient.FetchMessageBuffer) ([]*ima
 		switch {
 		case b.Envelope != nil:
 			kept, swapped = append(kept, b), true
+		case b.UID != 0 && b.BodyStructure == nil && b.FindBodySection(snippetSection) == nil:
+			// A flags-only answer of a warm view's cached rows (rowcache.go), handed to the snippet FETCH.
+			kept, swapped = append(kept, b), true
 		case b.UID != 0 && b.BodyStructure != nil && b.FindBodySection(snippetSection) != nil:
 			if s.snippets.got == nil {
 				s.snippets.got = map[uint32]string{}
@@ -175,8 +182,14 @@ func (s *Session) collectSnippets(rows []*imapclient.FetchMessageBuffer) ([]*ima
 type listExtras struct {
 	box       string
 	threadCmd *imapclient.ThreadCommand
+	threadOpt imapclient.ThreadOptions
 	threads   []Thread
 	validity  uint32
+	// hint is the warm view's first UID; cachedThreads that the session's cached THREAD answer from hint up was
+	// used instead of sending one (threadCache), and present the UIDs from hint up the view's answers had.
+	hint          imap.UID
+	cachedThreads bool
+	present       []imap.UID
 }
 
 // startListExtras sends, behind the page's FETCH, the THREAD command and, for a warm newest page (hinted: the FETCH
@@ -199,6 +212,7 @@ func (s *Session) startListExtras(box string, hint imap.UID, hinted bool, before
 		switch {
 		case hinted:
 			opt.SearchCriteria = &imap.SearchCriteria{UID: []imap.UIDSet{{imap.UIDRange{Start: hint, Stop: 0}}}}
+			x.hint = hint
 		case before > 1:
 			lo := uint32(1)
 			if before > uint32(n) {
@@ -206,17 +220,23 @@ func (s *Session) startListExtras(box string, hint imap.UID, hinted bool, before
 			}
 			opt.SearchCriteria = &imap.SearchCriteria{UID: []imap.UIDSet{{imap.UIDRange{Start: imap.UID(lo), Stop: 0}}}}
 		}
-		x.threadCmd = s.c.UIDThread(&opt)
+		x.threadOpt = opt
+		if hinted && s.threads.matches(box, s.snippets.validity[box], hint) {
+			// Sent only if the view's messages turn out to differ from the cached answer's (finishListExtras).
+			x.cachedThreads = true
+		} else {
+			x.threadCmd = s.c.UIDThread(&opt)
+		}
 	}
 	if s.listOpt.Snippets && hinted {
-		from := hint
 		// The last UIDVALIDITY seen: if the EXAMINE says otherwise, the cache misses and finishListExtras fetches.
 		if top := imap.UID(s.snippets.topCached(box, s.snippets.validity[box])); top >= hint {
-			from = top + 1
+			s.startSnippets(newerThan(top)) // usually nothing: only what arrived since the last view
+		} else {
+			var set imap.UIDSet
+			set.AddRange(hint, 0)
+			s.startSnippets(set)
 		}
-		var set imap.UIDSet
-		set.AddRange(from, 0) // from:*, which always includes the newest message (RFC 9051 section 6.4.8)
-		s.startSnippets(set)
 	}
 	return x
 }
@@ -254,10 +274,27 @@ func (s *Session) finishListExtras(ctx context.Context, x *listExtras, page *Pag
 	}
 	got := s.snippets.got
 	s.snippets.got = nil
-	if s.listOpt.Threads && x.threadCmd != nil {
+	if x.cachedThreads {
+		if !s.threads.matches(x.box, x.validity, x.hint) || !slices.Equal(x.present, s.threads.uids) {
+			// The messages from hint up changed since the cached answer: ask again.
+			err := s.run(ctx, fmt.Sprintf("threads %q", x.box), func() error {
+				data, err := s.c.UIDThread(&x.threadOpt).Wait()
+				x.threads = flattenThreads(data)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			s.threads.set(x.box, x.validity, x.hint, x.threads)
+		}
+		page.Threads = s.threads.threads
+	} else if s.listOpt.Threads && x.threadCmd != nil {
 		page.Threads = x.threads
 		if page.Threads == nil {
 			page.Threads = []Thread{}
+		}
+		if x.hint != 0 {
+			s.threads.set(x.box, x.validity, x.hint, page.Threads)
 		}
 	}
 	if !s.listOpt.Snippets {

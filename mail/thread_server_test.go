@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
+
 	"github.com/postern/postern/internal/devstack/mailserver"
 )
 
@@ -193,6 +195,70 @@ func TestOverviewServerThreads(t *testing.T) {
 	// The first view threads the folder; a warm one only from the page up (the hint five rows below it).
 	if got := searched(); len(got) != 2 || got[0] != "ALL" || got[1] != "UID 66:*" {
 		t.Errorf("THREAD search keys = %q, want ALL then UID 66:*", got)
+	}
+	// The threads are cached with the messages they cover (threadCache): an unchanged folder is not threaded again;
+	// new mail is, in a second round trip, and joins its thread; so is an expunge.
+	other, err := Dial(ctx, srv, Credentials{alice, aliceToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for _, step := range []struct {
+		name      string
+		change    func()
+		trips     int
+		threaded  bool
+		countOf   uint32 // a conversation's message …
+		wantCount int    // … and its count
+	}{
+		{name: "unchanged", trips: 1, countOf: 120, wantCount: 1},
+		{name: "new mail in 120's thread", change: func() {
+			if err := e.srv.AppendBulk(alice, "Bulk", 1, bulkMessage); err != nil { // UID 121: group 60, as 120
+				t.Fatal(err)
+			}
+		}, trips: 2, threaded: true, countOf: 121, wantCount: 2},
+		{name: "unchanged again", trips: 1, countOf: 121, wantCount: 2},
+		{name: "121 expunged elsewhere", change: func() {
+			if _, err := other.c.Select("Bulk", nil).Wait(); err != nil {
+				t.Fatal(err)
+			}
+			set := imap.UIDSetNum(121)
+			if err := other.c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := other.c.UIDExpunge(set).Close(); err != nil {
+				t.Fatal(err)
+			}
+		}, trips: 2, threaded: true, countOf: 120, wantCount: 1},
+	} {
+		if step.change != nil {
+			step.change()
+		}
+		before := len(searched())
+		start := e.srv.Stats().RoundTrips
+		_, page, err := s.OverviewWith(ctx, "Bulk", 0, 50, opt)
+		trips := e.srv.Stats().RoundTrips - start
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if trips != int64(step.trips) {
+			t.Errorf("%s: %d round trips, want %d", step.name, trips, step.trips)
+		}
+		if threaded := len(searched()) > before; threaded != step.threaded {
+			t.Errorf("%s: THREAD sent %v, want %v", step.name, threaded, step.threaded)
+		}
+		found := false
+		for _, c := range Conversations(page.Summaries, page.Threads) {
+			if slices.ContainsFunc(c.Messages, func(m Summary) bool { return m.UID == step.countOf }) {
+				found = true
+				if c.Count != step.wantCount {
+					t.Errorf("%s: conversation of %d counts %d, want %d", step.name, step.countOf, c.Count, step.wantCount)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: no conversation has %d", step.name, step.countOf)
+		}
 	}
 	rows, err := s.ThreadOf(ctx, "Bulk", 73)
 	if err != nil {
