@@ -166,7 +166,7 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 			page.Summaries, page.Before = summariesOf(got, before), next
 			return nil
 		}
-		rows, err := s.newestRows(box, sel.NumMessages, got, fetchCmd != nil, n)
+		rows, err := s.newestRows(box, sel.NumMessages, got, fetchCmd != nil, n, extras)
 		if err != nil {
 			return err
 		}
@@ -225,7 +225,7 @@ func overviewMargin(n int) uint32 { return uint32(max(2, n/10)) }
 // newestRows returns the rows of the newest page of n in a mailbox of total messages, given the answer to the
 // speculative "UID FETCH hint:*" (fetched: whether it was sent), fetching by sequence range when that answer does
 // not cover the page; and remembers the next hint.
-func (s *Session) newestRows(box string, total uint32, got []*imapclient.FetchMessageBuffer, fetched bool, n int) ([]*imapclient.FetchMessageBuffer, error) {
+func (s *Session) newestRows(box string, total uint32, got []*imapclient.FetchMessageBuffer, fetched bool, n int, x *listExtras) ([]*imapclient.FetchMessageBuffer, error) {
 	first := newestFirst(total, n)
 	margin := overviewMargin(n)
 	low := uint32(1)
@@ -272,11 +272,23 @@ func (s *Session) newestRows(box string, total uint32, got []*imapclient.FetchMe
 			first = newestFirst(total, n)
 			low = max(1, first-min(first-1, margin))
 		}
+		x.sendDeferred(s, low)
 		var err error
-		if got, err = s.fetchSeq(low, total); err != nil {
+		got, err = s.fetchSeq(low, total)
+		if err != nil {
+			x.waitDeferred(0)
 			return nil, err
 		}
 		s.rows.put(box, s.snippets.validity[box], got)
+		var lowUID imap.UID
+		for _, b := range got {
+			if b.SeqNum == low {
+				lowUID = b.UID
+			}
+		}
+		if err := x.waitDeferred(lowUID); err != nil {
+			return nil, err
+		}
 	}
 	rows := got[:0:0]
 	hint := imap.UID(0)

@@ -190,17 +190,45 @@ type listExtras struct {
 	hint          imap.UID
 	cachedThreads bool
 	present       []imap.UID
+	// deferred: the THREAD of a first view, sent by newestRows with the FETCH of the page once the EXAMINE has
+	// said where the page starts (sendDeferred).
+	deferred bool
+}
+
+// sendDeferred sends a first view's THREAD for the messages from sequence number low up (the page and its margin),
+// pipelined with the page's FETCH: threading the whole folder instead cost Dovecot 34 ms for 10,000 messages, the
+// largest part of the first page after a sign-in (docs/benchmarks.md).
+func (x *listExtras) sendDeferred(s *Session, low uint32) {
+	if x == nil || !x.deferred {
+		return
+	}
+	var set imap.SeqSet
+	set.AddRange(low, 0)
+	x.threadOpt.SearchCriteria = &imap.SearchCriteria{SeqNum: []imap.SeqSet{set}}
+	x.threadCmd = s.c.UIDThread(&x.threadOpt)
+}
+
+// waitDeferred waits for sendDeferred's THREAD; hint is the UID at sequence number low, from which its answer, like
+// a warm view's, is cached.
+func (x *listExtras) waitDeferred(hint imap.UID) error {
+	if x == nil || !x.deferred || x.threadCmd == nil {
+		return nil
+	}
+	data, err := x.threadCmd.Wait()
+	x.threads, x.hint = flattenThreads(data), hint
+	return err
 }
 
 // startListExtras sends, behind the page's FETCH, the THREAD command and, for a warm newest page (hinted: the FETCH
-// is "UID FETCH hint:*"), the snippet FETCH of what the cache lacks: what arrived since the session last showed the
-// page, or all of hint:*. Nil when no extra was asked for.
+// is "UID FETCH hint:*" or its two halves, rowcache.go), the snippet FETCH of what the cache lacks: what arrived
+// since the session last showed the page, or all of hint:*. Nil when no extra was asked for.
 //
 // THREAD covers the messages from the page up (UID hint:*, or before-n:* for an older page), not the whole folder:
-// its answer lists every UID it covers, which for a 10,000-message folder would be some 60 KB to read on every view.
-// A conversation's count then counts its messages on this page and newer ones, which is what the list can show; the
-// conversation view (ThreadOf) threads the whole folder. The first view of a folder on a session, whose range is not
-// known yet, threads it all.
+// its answer lists every UID it covers, which for a 10,000-message folder would be some 60 KB to read on every view,
+// and Dovecot spends 34 ms threading them. A conversation's count then counts its messages on this page and newer
+// ones, which is what the list can show; the conversation view (ThreadOf) threads the whole folder. A warm view
+// whose messages from hint up are those of the last answer sends none (threadCache); the first view of a folder on
+// a session, whose range is not known before the EXAMINE's answer, sends it with the page's FETCH (sendDeferred).
 func (s *Session) startListExtras(box string, hint imap.UID, hinted bool, before uint32, n int) *listExtras {
 	if !s.listOpt.Threads && !s.listOpt.Snippets {
 		return nil
@@ -219,9 +247,13 @@ func (s *Session) startListExtras(box string, hint imap.UID, hinted bool, before
 				lo = before - uint32(n)
 			}
 			opt.SearchCriteria = &imap.SearchCriteria{UID: []imap.UIDSet{{imap.UIDRange{Start: imap.UID(lo), Stop: 0}}}}
+		case before == 0:
+			x.deferred = true
 		}
 		x.threadOpt = opt
-		if hinted && s.threads.matches(box, s.snippets.validity[box], hint) {
+		if x.deferred {
+			// Sent with the page's FETCH, by sequence number (sendDeferred).
+		} else if hinted && s.threads.matches(box, s.snippets.validity[box], hint) {
 			// Sent only if the view's messages turn out to differ from the cached answer's (finishListExtras).
 			x.cachedThreads = true
 		} else {

@@ -2,11 +2,13 @@ package mail
 
 // Conversations: grouping a folder's messages by thread, the way RFC 5256's REFERENCES algorithm does.
 //
-// A server that advertises THREAD=REFERENCES (Stalwart, Dovecot) threads the whole mailbox itself: Overview pipelines
-// a "UID THREAD REFERENCES UTF-8 ALL" behind the page's FETCH, so a conversation's count covers every message of it
-// in the folder, not just those on the page, at no extra round trip. A server without it gets the same grouping,
-// computed here from the rows of the page (Message-ID, In-Reply-To, References, and the base subject of RFC 5256
-// section 2.1), so a conversation then counts only the messages on the page.
+// A server that advertises THREAD=REFERENCES (Stalwart, Dovecot) threads the messages itself: Overview pipelines a
+// "UID THREAD REFERENCES UTF-8" of the messages from a little below the page up (the page, its margin and anything
+// newer) with the page's FETCH, so a conversation's count covers its messages on the page and those just below it,
+// at no extra round trip, and a warm view reuses the answer while those messages stay the same (threadCache in
+// rowcache.go). The conversation view (ThreadOf) threads the whole folder. A server without it gets the same
+// grouping, computed here from the rows of the page (Message-ID, In-Reply-To, References, and the base subject of
+// RFC 5256 section 2.1), so a conversation then counts only the messages on the page.
 
 import (
 	"bytes"
