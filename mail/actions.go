@@ -61,10 +61,11 @@ func (s *Session) open(box string, readOnly bool) (*imap.SelectData, error) {
 	if err := checkMailboxName(box); err != nil {
 		return nil, err
 	}
-	sel, err := s.c.Select(box, &imap.SelectOptions{ReadOnly: readOnly}).Wait()
+	sel, err := s.sendSelect(box, readOnly).Wait()
 	if err != nil {
 		return nil, mapErr(err)
 	}
+	s.noteOpened(box, readOnly)
 	s.noteValidity(box, sel.UIDValidity) // for the snippet cache (snippet.go)
 	return sel, nil
 }
@@ -300,6 +301,7 @@ func (s *Session) DeleteMailbox(ctx context.Context, name string) error {
 			// the implicit expunge of CLOSE.
 			var err error
 			if s.c.Caps().Has(imap.CapUnselect) {
+				s.opened = opened{}
 				err = s.c.Unselect().Wait()
 			} else {
 				_, err = s.open("INBOX", true)

@@ -131,7 +131,7 @@ func (s *Session) Neighbours(ctx context.Context, box string, uids []uint32) (ne
 	top := slices.Max(uids)
 	not := []imap.SearchCriteria{{UID: []imap.UIDSet{imap.UIDSetNum(toUIDs(uids)...)}}}
 	err = s.run(ctx, fmt.Sprintf("neighbours %q", box), func() error {
-		if s.c.Mailbox() == nil || s.c.Mailbox().Name != box {
+		if !s.isOpen(box, false) {
 			if _, err := s.examine(box); err != nil {
 				return err
 			}

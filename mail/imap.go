@@ -41,6 +41,32 @@ type Session struct {
 	rows rowCache
 	// threads is the last THREAD answer of a warm newest page (rowcache.go).
 	threads threadCache
+	// opened is the mailbox this session knows it has selected (isOpen).
+	opened opened
+}
+
+// opened is the mailbox a SELECT or EXAMINE of the session opened, and whether read-write. It is cleared when one is
+// sent and set when its answer is OK: imapclient keeps the previous mailbox's name after a refused SELECT, although
+// the server then has none selected (RFC 9051 section 6.3.2), and it does not record the mode.
+type opened struct {
+	box      string
+	writable bool
+}
+
+// sendSelect sends SELECT, or EXAMINE when readOnly, without waiting; noteOpened records its success.
+func (s *Session) sendSelect(box string, readOnly bool) *imapclient.SelectCommand {
+	s.opened = opened{}
+	return s.c.Select(box, &imap.SelectOptions{ReadOnly: readOnly})
+}
+
+func (s *Session) noteOpened(box string, readOnly bool) { s.opened = opened{box: box, writable: !readOnly} }
+
+// isOpen reports whether box is selected, read-write if write: then a command on it needs no SELECT first. A
+// read-write selection serves a read-only use as well, as every fetch here uses BODY.PEEK and sets \Seen only by an
+// explicit STORE (RFC 9051 section 6.4.5).
+func (s *Session) isOpen(box string, write bool) bool {
+	mb := s.c.Mailbox()
+	return mb != nil && mb.Name == box && s.opened.box == box && (s.opened.writable || !write)
 }
 
 const (
@@ -282,10 +308,11 @@ func (s *Session) Summaries(ctx context.Context, box string, n int) ([]Summary, 
 	}
 	var bufs []*imapclient.FetchMessageBuffer
 	err := s.run(ctx, fmt.Sprintf("fetch summaries of %q", box), func() error {
-		sel, err := s.c.Select(box, &imap.SelectOptions{ReadOnly: true}).Wait()
+		sel, err := s.sendSelect(box, true).Wait()
 		if err != nil {
 			return err
 		}
+		s.noteOpened(box, true)
 		s.noteValidity(box, sel.UIDValidity) // for the snippet cache (snippet.go)
 		total := sel.NumMessages
 		if total == 0 {

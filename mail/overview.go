@@ -41,7 +41,7 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 		// server report what changed since (EXISTS, EXPUNGE; RFC 9051 section 6.1.2), and costs Dovecot far less
 		// than re-opening a large mailbox. The count then comes from the answer itself (below). Listing fetches no
 		// body, so it sets no \Seen even when the mailbox was selected read-write.
-		reuse := (hinted || before > 0) && s.c.Mailbox() != nil && s.c.Mailbox().Name == box
+		reuse := (hinted || before > 0) && s.isOpen(box, false)
 		var (
 			selCmd  *imapclient.SelectCommand
 			noopCmd *imapclient.Command
@@ -49,7 +49,7 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 		if reuse {
 			noopCmd = s.c.Noop()
 		} else {
-			selCmd = s.c.Select(box, &imap.SelectOptions{ReadOnly: true})
+			selCmd = s.sendSelect(box, true)
 		}
 		var (
 			fetchCmd *imapclient.FetchCommand
@@ -85,7 +85,9 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 		if reuse {
 			serr = noopCmd.Wait()
 		} else {
-			sel, serr = selCmd.Wait()
+			if sel, serr = selCmd.Wait(); serr == nil {
+				s.noteOpened(box, true)
+			}
 		}
 		var got []*imapclient.FetchMessageBuffer
 		var next uint32

@@ -343,7 +343,7 @@ func (s *Session) finishListExtras(ctx context.Context, x *listExtras, page *Pag
 	}
 	if len(missing) > 0 {
 		err := s.run(ctx, fmt.Sprintf("snippets %q", x.box), func() error {
-			if s.c.Mailbox() == nil || s.c.Mailbox().Name != x.box {
+			if !s.isOpen(x.box, false) {
 				return nil // the mailbox is no longer selected; snippets are not worth a second EXAMINE
 			}
 			s.startSnippets(missing)
