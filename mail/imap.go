@@ -59,7 +59,9 @@ func (s *Session) sendSelect(box string, readOnly bool) *imapclient.SelectComman
 	return s.c.Select(box, &imap.SelectOptions{ReadOnly: readOnly})
 }
 
-func (s *Session) noteOpened(box string, readOnly bool) { s.opened = opened{box: box, writable: !readOnly} }
+func (s *Session) noteOpened(box string, readOnly bool) {
+	s.opened = opened{box: box, writable: !readOnly}
+}
 
 // isOpen reports whether box is selected, read-write if write: then a command on it needs no SELECT first. A
 // read-write selection serves a read-only use as well, as every fetch here uses BODY.PEEK and sets \Seen only by an
