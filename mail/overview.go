@@ -37,17 +37,15 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 	)
 	err := s.run(ctx, fmt.Sprintf("list %q", box), func() error {
 		hint, hinted := s.newest[box]
-		// The session still has box selected (its last command was on it): NOOP instead of EXAMINE. NOOP makes the
-		// server report what changed since (EXISTS, EXPUNGE; RFC 9051 section 6.1.2), and costs Dovecot far less
-		// than re-opening a large mailbox. The count then comes from the answer itself (below). Listing fetches no
-		// body, so it sets no \Seen even when the mailbox was selected read-write.
+		// The session still has box selected (its last command was on it): NOOP, waited for (syncOpen), instead of
+		// EXAMINE, which costs Dovecot far more for a large mailbox. The count then comes from the answer itself
+		// (below). Listing fetches no body, so it sets no \Seen even when the mailbox was selected read-write.
 		reuse := (hinted || before > 0) && s.isOpen(box, false)
-		var (
-			selCmd  *imapclient.SelectCommand
-			noopCmd *imapclient.Command
-		)
+		var selCmd *imapclient.SelectCommand
 		if reuse {
-			noopCmd = s.c.Noop()
+			if err := s.syncOpen(); err != nil {
+				return mapErr(err)
+			}
 		} else {
 			selCmd = s.sendSelect(box, true)
 		}
@@ -82,9 +80,7 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 		// Every command is collected, whatever failed, so that none is left pending on the connection.
 		var lerr, serr, ferr error
 		var sel *imap.SelectData
-		if reuse {
-			serr = noopCmd.Wait()
-		} else {
+		if !reuse {
 			if sel, serr = selCmd.Wait(); serr == nil {
 				s.noteOpened(box, true)
 			}

@@ -75,17 +75,18 @@ func (s *Session) Read(ctx context.Context, box string, uid uint32, opts ReadOpt
 	err := s.run(ctx, fmt.Sprintf("read message %d of %q", uid, box), func() error {
 		set := imap.UIDSetNum(imap.UID(uid))
 		// The folder is usually still selected (the list or the previous message was in it), in a mode that will
-		// do: then NOOP instead of SELECT, as Overview does. Re-opening costs Dovecot a sync of the whole mailbox
-		// (3 ms for 10,000 messages, more CPU than the read itself at 50 users); the NOOP brings the session's view up
-		// to date, which the folder counts of the LIST need (see Overview).
-		var (
-			selCmd  *imapclient.SelectCommand
-			noopCmd *imapclient.Command
-		)
-		if s.isOpen(box, opts.MarkSeen) {
-			noopCmd = s.c.Noop()
-		} else {
+		// do: then no SELECT, which costs Dovecot a sync of the whole mailbox (3 ms for 10,000 messages, more CPU
+		// than the read itself at 50 users). With the folder counts, a NOOP is waited for first (syncOpen), as
+		// Overview does, so that they include what other clients changed; the message itself (its text never
+		// changes under its UID) needs none.
+		var selCmd *imapclient.SelectCommand
+		switch {
+		case !s.isOpen(box, opts.MarkSeen):
 			selCmd = s.sendSelect(box, !opts.MarkSeen)
+		case opts.Mailboxes:
+			if err := s.syncOpen(); err != nil {
+				return mapErr(err)
+			}
 		}
 		fetchCmd := s.c.Fetch(set, readItems())
 		var storeCmd *imapclient.FetchCommand
@@ -102,8 +103,6 @@ func (s *Session) Read(ctx context.Context, box string, uid uint32, opts ReadOpt
 			if _, serr = selCmd.Wait(); serr == nil {
 				s.noteOpened(box, !opts.MarkSeen)
 			}
-		} else {
-			serr = noopCmd.Wait()
 		}
 		var ferr error
 		raw, meta, ferr = collectRead(fetchCmd, uid)

@@ -171,26 +171,31 @@ func (c *rowCache) fill(box string, validity uint32, answers []*imapclient.Fetch
 
 // threadCache is the last THREAD answer of a warm newest page: the threads of box's messages from hint up. A
 // message's References, In-Reply-To, Message-ID and subject never change under its UID, so the answer changes only
-// when that set of messages does (RFC 5256 threads exactly the messages the search matched). A warm view whose
-// rows, cached or new, are exactly the messages of the last answer reuses it without asking; one that differs (new
-// mail, an expunge) asks the server again, in a second round trip. At Dovecot the THREAD of the 55 newest of 10,000
-// messages costs about as much as the page's FETCH (docs/benchmarks.md), so asking only on change is worth it.
+// when that set of messages does (RFC 5256 threads exactly the messages the search matched). A warm view reuses it
+// when the session was told of no EXISTS or EXPUNGE since the answer (Session.changes: the NOOP a warm view waits
+// for reports them first) and its rows, cached or new, are exactly the messages of the answer; otherwise it asks
+// the server again, with the page's FETCH when the NOOP said something changed, in one more round trip when only
+// the rows show it. At Dovecot the THREAD of the 55 newest of 10,000 messages costs about as much as the page's
+// FETCH (docs/benchmarks.md), so asking only on change is worth it.
 type threadCache struct {
 	box      string
 	validity uint32
 	hint     imap.UID
+	// at is Session.changes when the THREAD was sent.
+	at int64
 	// uids are the messages the answer covers, sorted: a THREAD answer lists every message it threads.
 	uids    []imap.UID
 	threads []Thread
 }
 
-// matches reports whether the cached answer is for box from hint up at validity.
-func (t *threadCache) matches(box string, validity uint32, hint imap.UID) bool {
-	return t.threads != nil && t.box == box && t.validity == validity && t.hint == hint && validity != 0
+// matches reports whether the cached answer is for box from hint up at validity, with no change reported since
+// (changes: Session.changes now).
+func (t *threadCache) matches(box string, validity uint32, hint imap.UID, changes int64) bool {
+	return t.threads != nil && t.box == box && t.validity == validity && t.hint == hint && validity != 0 && t.at == changes
 }
 
-// set caches threads, the answer for box from hint up at validity.
-func (t *threadCache) set(box string, validity uint32, hint imap.UID, threads []Thread) {
+// set caches threads, the answer for box from hint up at validity, asked when Session.changes was at.
+func (t *threadCache) set(box string, validity uint32, hint imap.UID, at int64, threads []Thread) {
 	var uids []imap.UID
 	for _, th := range threads {
 		for _, u := range th {
@@ -201,7 +206,7 @@ func (t *threadCache) set(box string, validity uint32, hint imap.UID, threads []
 	if threads == nil {
 		threads = []Thread{}
 	}
-	*t = threadCache{box: box, validity: validity, hint: hint, uids: uids, threads: threads}
+	*t = threadCache{box: box, validity: validity, hint: hint, at: at, uids: uids, threads: threads}
 }
 
 // present is the sorted UIDs from hint up among a view's rows.

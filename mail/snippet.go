@@ -193,6 +193,8 @@ type listExtras struct {
 	// deferred: the THREAD of a first view, sent by newestRows with the FETCH of the page once the EXAMINE has
 	// said where the page starts (sendDeferred).
 	deferred bool
+	// changesAt is Session.changes when the extras were sent, under which a THREAD answer is cached.
+	changesAt int64
 }
 
 // sendDeferred sends a first view's THREAD for the messages from sequence number low up (the page and its margin),
@@ -234,7 +236,7 @@ func (s *Session) startListExtras(box string, hint imap.UID, hinted bool, before
 		return nil
 	}
 	s.snippets.got = nil
-	x := &listExtras{box: box}
+	x := &listExtras{box: box, changesAt: s.changes.Load()}
 	if s.listOpt.Threads && s.canThread() {
 		opt := threadAll
 		switch {
@@ -253,7 +255,7 @@ func (s *Session) startListExtras(box string, hint imap.UID, hinted bool, before
 		x.threadOpt = opt
 		if x.deferred {
 			// Sent with the page's FETCH, by sequence number (sendDeferred).
-		} else if hinted && s.threads.matches(box, s.snippets.validity[box], hint) {
+		} else if hinted && s.threads.matches(box, s.snippets.validity[box], hint, x.changesAt) {
 			// Sent only if the view's messages turn out to differ from the cached answer's (finishListExtras).
 			x.cachedThreads = true
 		} else {
@@ -307,7 +309,7 @@ func (s *Session) finishListExtras(ctx context.Context, x *listExtras, page *Pag
 	got := s.snippets.got
 	s.snippets.got = nil
 	if x.cachedThreads {
-		if !s.threads.matches(x.box, x.validity, x.hint) || !slices.Equal(x.present, s.threads.uids) {
+		if !s.threads.matches(x.box, x.validity, x.hint, x.changesAt) || !slices.Equal(x.present, s.threads.uids) {
 			// The messages from hint up changed since the cached answer: ask again.
 			err := s.run(ctx, fmt.Sprintf("threads %q", x.box), func() error {
 				data, err := s.c.UIDThread(&x.threadOpt).Wait()
@@ -317,7 +319,7 @@ func (s *Session) finishListExtras(ctx context.Context, x *listExtras, page *Pag
 			if err != nil {
 				return err
 			}
-			s.threads.set(x.box, x.validity, x.hint, x.threads)
+			s.threads.set(x.box, x.validity, x.hint, x.changesAt, x.threads)
 		}
 		page.Threads = s.threads.threads
 	} else if s.listOpt.Threads && x.threadCmd != nil {
@@ -326,7 +328,7 @@ func (s *Session) finishListExtras(ctx context.Context, x *listExtras, page *Pag
 			page.Threads = []Thread{}
 		}
 		if x.hint != 0 {
-			s.threads.set(x.box, x.validity, x.hint, page.Threads)
+			s.threads.set(x.box, x.validity, x.hint, x.changesAt, page.Threads)
 		}
 	}
 	if !s.listOpt.Snippets {

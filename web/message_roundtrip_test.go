@@ -50,8 +50,10 @@ Content-Transfer-Encoding: base64
 
 // TestMessagePageRoundTripOnWarmPool: opening a message on a pooled connection waits for the mail server once: the
 // SELECT, the FETCH of the message (structure, flags, envelope and its content), the STORE that marks it read and
-// the folder list with counts go out pipelined (mail.Session.Read). The frame that shows its HTML body is one more
-// (EXAMINE and FETCH pipelined), as is an attachment's download.
+// the folder list with counts go out pipelined (mail.Session.Read). When the folder is still open read-write, a
+// NOOP replaces the SELECT and is waited for first (mail.Session.syncOpen: the counts must include other clients'
+// changes), one more round trip but no re-opening of the folder. The frame that shows its HTML body is one more
+// (the FETCH, behind an EXAMINE unless the folder is open), as is an attachment's download.
 func TestMessagePageRoundTripOnWarmPool(t *testing.T) {
 	rd := newReader(t)
 	// Counting holds the first answer of every turn 20 ms, so that commands pipelined by a goroutine paused on this
@@ -83,8 +85,8 @@ func TestMessagePageRoundTripOnWarmPool(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			self := messagePath("INBOX", c.uid)
 			trips, body := view(self)
-			if trips != c.page {
-				t.Errorf("message page (unread): %d round trips, want %d", trips, c.page)
+			if trips != c.page && trips != c.page+1 {
+				t.Errorf("message page (unread): %d round trips, want %d (%d with a NOOP first)", trips, c.page, c.page+1)
 			}
 			if !strings.Contains(body, "invoice-2026-117.pdf") || !strings.Contains(body, "PDF document") {
 				t.Error("the page does not list the PDF")
@@ -92,8 +94,8 @@ func TestMessagePageRoundTripOnWarmPool(t *testing.T) {
 			if !rd.summary(t, "INBOX", c.uid).Seen {
 				t.Error("reading did not mark the message \\Seen")
 			}
-			if trips, _ := view(self); trips != c.page {
-				t.Errorf("message page (read): %d round trips, want %d", trips, c.page)
+			if trips, _ := view(self); trips != c.page && trips != c.page+1 {
+				t.Errorf("message page (read): %d round trips, want %d (%d with a NOOP first)", trips, c.page, c.page+1)
 			}
 			trips, frame := view(self + "/html")
 			if trips != c.page {
