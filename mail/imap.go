@@ -43,8 +43,8 @@ type Session struct {
 	threads threadCache
 	// opened is the mailbox this session knows it has selected (isOpen).
 	opened opened
-	// changes counts the EXISTS and EXPUNGE responses the server sent outside SELECT: every change of the open
-	// mailbox's set of messages this session was told of (countChanges).
+	// changes counts the EXISTS and EXPUNGE responses the server sent outside SELECT, and the SELECTs: every change
+	// of the open mailbox's set of messages this session was told of (countChanges, sendSelect).
 	changes *atomic.Int64
 }
 
@@ -83,9 +83,12 @@ type opened struct {
 	writable bool
 }
 
-// sendSelect sends SELECT, or EXAMINE when readOnly, without waiting; noteOpened records its success.
+// sendSelect sends SELECT, or EXAMINE when readOnly, without waiting; noteOpened records its success. It counts as a
+// change (Session.changes): what was added to or expunged from a mailbox while it was not open is reported by the
+// SELECT's answer, which imapclient does not pass to the handler that counts.
 func (s *Session) sendSelect(box string, readOnly bool) *imapclient.SelectCommand {
 	s.opened = opened{}
+	s.changes.Add(1)
 	return s.c.Select(box, &imap.SelectOptions{ReadOnly: readOnly})
 }
 

@@ -42,13 +42,19 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 		// (below). Listing fetches no body, so it sets no \Seen even when the mailbox was selected read-write.
 		reuse := (hinted || before > 0) && s.isOpen(box, false)
 		var selCmd *imapclient.SelectCommand
+		// quiet: the NOOP reported no new or expunged message since this folder's last view on this session, so
+		// nothing can be above the rows cached (a new message comes with an EXISTS): the FETCH of what arrived, and
+		// of its snippets, would answer nothing and are not sent.
+		quiet := false
 		if reuse {
 			if err := s.syncOpen(); err != nil {
 				return mapErr(err)
 			}
+			quiet = s.rows.quiet(box, s.changes.Load())
 		} else {
 			selCmd = s.sendSelect(box, true)
 		}
+		changesAt := s.changes.Load()
 		var (
 			fetchCmd *imapclient.FetchCommand
 			flags    *drainedFetch
@@ -64,13 +70,15 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 				var known imap.UIDSet
 				known.AddRange(hint, top)
 				flags = drainFetch(s.c.Fetch(known, flagItems))
-				set = newerThan(top)
+				if !quiet {
+					fetchCmd = s.c.Fetch(newerThan(top), summaryItems)
+				}
 			} else {
 				set.AddRange(hint, 0) // hint:*, which always includes the newest message (RFC 9051 section 6.4.8)
+				fetchCmd = s.c.Fetch(set, summaryItems)
 			}
-			fetchCmd = s.c.Fetch(set, summaryItems)
 		}
-		extras = s.startListExtras(box, hint, hinted && before == 0, before, n) // threads and snippets (snippet.go), nil unless asked for
+		extras = s.startListExtras(box, hint, hinted && before == 0, before, n, quiet) // threads and snippets (snippet.go), nil unless asked for
 		// The folder list goes last, after the NOOP or EXAMINE: Dovecot answers STATUS (and LIST-STATUS) for the
 		// selected mailbox from this session's view of it, which only the NOOP brings up to date with what other
 		// clients changed; listed first, the selected folder's unread count lagged one view behind
@@ -164,7 +172,7 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 			page.Summaries, page.Before = summariesOf(got, before), next
 			return nil
 		}
-		rows, err := s.newestRows(box, sel.NumMessages, got, fetchCmd != nil, n, extras)
+		rows, err := s.newestRows(box, sel.NumMessages, got, fetchCmd != nil || flags != nil, n, extras)
 		if err != nil {
 			return err
 		}
@@ -172,6 +180,7 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 		if first := newestFirst(sel.NumMessages, n); first > 1 && len(rows) > 0 {
 			page.Before = page.Summaries[len(page.Summaries)-1].UID
 		}
+		s.rows.viewed(box, changesAt)
 		return nil
 	})
 	if err == nil && fallback {

@@ -178,3 +178,71 @@ func pageFlags(p Page) []string {
 	}
 	return out
 }
+
+// TestOverviewQuietView: a warm view after which the NOOP reported nothing new sends only the NOOP, then the flags
+// FETCH of the cached rows and the LIST: no FETCH of what arrived (nothing can have, without an EXISTS). New mail
+// is shown at once, also when it arrived while the folder was closed and another command re-opened it.
+func TestOverviewQuietView(t *testing.T) {
+	e := newEnv(t, mailserver.Options{})
+	if err := e.srv.AppendBulk(alice, "Bulk", 100, bulkMessage); err != nil {
+		t.Fatal(err)
+	}
+	port, commands := commandProxy(t, fmt.Sprintf("127.0.0.1:%d", e.imap))
+	srv := e.imapServer(TLSNone, MechOAuthBearer)
+	srv.Port = port
+	ctx := ctxT(t)
+	s, err := Dial(ctx, srv, Credentials{alice, aliceToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	newMail := func() {
+		if err := e.srv.AppendBulk(alice, "Bulk", 1, bulkMessage); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, step := range []struct {
+		name    string
+		before  func()
+		fetches int    // UID FETCHes sent
+		newest  uint32 // the page's first row
+	}{
+		{name: "first view", fetches: 0, newest: 100}, // by sequence number: FETCH, not UID FETCH
+		{name: "warm", fetches: 1, newest: 100},
+		{name: "quiet", fetches: 1, newest: 100},
+		{name: "quiet again", fetches: 1, newest: 100},
+		{name: "new mail", before: newMail, fetches: 2, newest: 101},
+		{name: "quiet after new mail", fetches: 1, newest: 101},
+		{name: "new mail while another folder was open, then a read re-opened it", before: func() {
+			if _, err := s.List(ctx, "INBOX", 0, 10); err != nil {
+				t.Fatal(err)
+			}
+			newMail()
+			if _, err := s.Read(ctx, "Bulk", 1, ReadOptions{MarkSeen: true}); err != nil {
+				t.Fatal(err)
+			}
+		}, fetches: 2, newest: 102},
+	} {
+		if step.before != nil {
+			step.before()
+		}
+		commands()
+		_, page, err := s.Overview(ctx, "Bulk", 0, 50)
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		sent := commands()
+		n := 0
+		for _, c := range sent {
+			if c == "UID FETCH" {
+				n++
+			}
+		}
+		if n != step.fetches {
+			t.Errorf("%s: %d UID FETCHes (%v), want %d", step.name, n, sent, step.fetches)
+		}
+		if len(page.Summaries) != 50 || page.Summaries[0].UID != step.newest {
+			t.Errorf("%s: %d rows from %v, want 50 from %d", step.name, len(page.Summaries), uidsOf(page)[:1], step.newest)
+		}
+	}
+}

@@ -54,6 +54,8 @@ var flagItems = &imap.FetchOptions{UID: true, Flags: true, RFC822Size: true}
 // rowCache holds list rows per mailbox, each under the UIDVALIDITY it was fetched at.
 type rowCache struct {
 	boxes map[string]*boxRows
+	// lastView is Session.changes when each folder's newest page was last fetched (quiet).
+	lastView map[string]int64
 	n     int
 	// flagsOnly counts the rows a view took from the cache, for tests of what a warm view asks for.
 	flagsOnly int
@@ -118,6 +120,21 @@ func (c *rowCache) put(box string, validity uint32, rows []*imapclient.FetchMess
 		b.top = max(b.top, r.UID)
 		c.n++
 	}
+}
+
+// viewed records that box's newest page, and everything above it, was fetched when Session.changes was at.
+func (c *rowCache) viewed(box string, at int64) {
+	if c.lastView == nil {
+		c.lastView = map[string]int64{}
+	}
+	c.lastView[box] = at
+}
+
+// quiet reports whether the session was told of no EXISTS or EXPUNGE since box's newest page was last fetched
+// (changes: Session.changes now, after a NOOP), so that no message can be newer than the rows cached.
+func (c *rowCache) quiet(box string, changes int64) bool {
+	at, ok := c.lastView[box]
+	return ok && at == changes && c.boxes[box] != nil
 }
 
 func (c *rowCache) drop(box string) {

@@ -231,7 +231,7 @@ func (x *listExtras) waitDeferred(hint imap.UID) error {
 // ones, which is what the list can show; the conversation view (ThreadOf) threads the whole folder. A warm view
 // whose messages from hint up are those of the last answer sends none (threadCache); the first view of a folder on
 // a session, whose range is not known before the EXAMINE's answer, sends it with the page's FETCH (sendDeferred).
-func (s *Session) startListExtras(box string, hint imap.UID, hinted bool, before uint32, n int) *listExtras {
+func (s *Session) startListExtras(box string, hint imap.UID, hinted bool, before uint32, n int, quiet bool) *listExtras {
 	if !s.listOpt.Threads && !s.listOpt.Snippets {
 		return nil
 	}
@@ -265,7 +265,9 @@ func (s *Session) startListExtras(box string, hint imap.UID, hinted bool, before
 	if s.listOpt.Snippets && hinted {
 		// The last UIDVALIDITY seen: if the EXAMINE says otherwise, the cache misses and finishListExtras fetches.
 		if top := imap.UID(s.snippets.topCached(box, s.snippets.validity[box])); top >= hint {
-			s.startSnippets(newerThan(top)) // usually nothing: only what arrived since the last view
+			if !quiet { // quiet: nothing arrived since the last view (see Overview)
+				s.startSnippets(newerThan(top))
+			}
 		} else {
 			var set imap.UIDSet
 			set.AddRange(hint, 0)
