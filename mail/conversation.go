@@ -158,7 +158,7 @@ func (s *Session) Neighbours(ctx context.Context, box string, uids []uint32) (ne
 		if berr != nil {
 			return berr
 		}
-		// "top+1:*" matches the newest message even when it is below top+1 (RFC 9051 section 6.4.8); keep only
+		// "top+1:*" matches the newest message even when it is below top+1 (RFC 9051 section 6.4.9); keep only
 		// what is above.
 		if esearch {
 			if a.Min > top {

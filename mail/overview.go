@@ -9,18 +9,20 @@ import (
 )
 
 // Overview returns what a folder page shows: every mailbox with its counts (as Mailboxes) and one page of box (as
-// List). On a session that has shown the newest page of box before, it costs one round trip: the EXAMINE, the page's
-// FETCH and the LIST are pipelined (RFC 9051 section 5.5; the server runs them in order, and the FETCH refers to the
-// mailbox the EXAMINE opens). Older pages (before > 0) are one round trip on any session, as their UID range is
-// known from the cursor.
+// List). When the session does not have box open, the EXAMINE, the page's FETCH and the LIST are pipelined (RFC 9051
+// section 5.5; the server runs them in order, and the FETCH refers to the mailbox the EXAMINE opens): one round trip.
+// When it has, a NOOP is waited for first instead (syncOpen: Dovecot would answer the rest from the view before the
+// NOOP's sync), then the FETCH and the LIST: two round trips, and no re-opening of the mailbox. Older pages
+// (before > 0) are the same, as their UID range is known from the cursor.
 //
 // The newest page cannot be asked for by sequence number before the EXAMINE has said how many messages there are,
 // so the session remembers, per mailbox, the UID a little below the newest page it last showed and asks for
-// "UID FETCH that:*" (every message from there to the newest). Nothing trusts that guess: the EXISTS count of the
-// EXAMINE and the sequence numbers in the FETCH answer show whether the rows received are exactly the newest ones;
-// when they are not (another client expunged more than the margin, or the mailbox changed beyond recognition), one
-// more FETCH by sequence range gets them, as the first view of a mailbox on a session does. New mail makes the
-// answer longer, never wrong; flags always come fresh from the server.
+// "UID FETCH that:*" (every message from there to the newest): the flags only of the rows it has cached, every item
+// of what arrived since (rowcache.go). Nothing trusts that guess: the EXISTS count and the sequence numbers in the
+// answers show whether the rows received are exactly the newest ones; when a few are missing they are fetched
+// alone, and when the answer is far off (another client expunged more than the margin, or the mailbox changed beyond
+// recognition), one more FETCH by sequence range gets the page, as the first view of a mailbox on a session does. New
+// mail makes the answer longer, never wrong; flags always come fresh from the server.
 func (s *Session) Overview(ctx context.Context, box string, before uint32, n int) ([]Mailbox, Page, error) {
 	if n <= 0 {
 		n = DefaultSummaries
@@ -74,7 +76,7 @@ func (s *Session) Overview(ctx context.Context, box string, before uint32, n int
 					fetchCmd = s.c.Fetch(newerThan(top), summaryItems)
 				}
 			} else {
-				set.AddRange(hint, 0) // hint:*, which always includes the newest message (RFC 9051 section 6.4.8)
+				set.AddRange(hint, 0) // hint:*, which always includes the newest message (RFC 9051 section 6.4.9)
 				fetchCmd = s.c.Fetch(set, summaryItems)
 			}
 		}

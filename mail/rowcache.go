@@ -30,8 +30,8 @@ import (
 )
 
 // newerThan is the UIDs above top, written "top+1:4294967295" rather than "top+1:*": "*" stands for the highest UID
-// in the mailbox, so "top+1:*" names the newest message even when nothing is above top (RFC 9051 section 6.4.8),
-// while UIDs that do not exist are simply ignored (section 6.4.9). The answer is then empty when nothing arrived,
+// in the mailbox, so "top+1:*" names the newest message even when nothing is above top, while UIDs that do not
+// exist are simply ignored (RFC 9051 section 6.4.9, both). The answer is then empty when nothing arrived,
 // instead of the newest message again, whose text (for a snippet) Dovecot would read from disk on every view.
 func newerThan(top imap.UID) imap.UIDSet {
 	var set imap.UIDSet
