@@ -56,7 +56,7 @@ type rowCache struct {
 	boxes map[string]*boxRows
 	// lastView is Session.changes when each folder's newest page was last fetched (quiet).
 	lastView map[string]int64
-	n     int
+	n        int
 	// flagsOnly counts the rows a view took from the cache, for tests of what a warm view asks for.
 	flagsOnly int
 }
