@@ -254,9 +254,9 @@ func run(args []string) {
 		fmt.Fprintf(f, "\nInbox page vs raw FETCH (1 user, warm, one Postern page view then one imapclient `UID FETCH` of the same 50 rows "+
 			"(UID FLAGS ENVELOPE BODYSTRUCTURE RFC822.SIZE INTERNALDATE) on an already selected TLS connection to the same Dovecot, "+
 			"%d rounds): page p50 %.2f ms, raw p50 %.2f ms: **%.2f×**. The page's own IMAP commands sent the same way on the raw connection "+
-			"(NOOP and the page's `UID FETCH hint:*`, 55 rows, pipelined): %.2f ms; with the folder list and counts (LIST RETURN (SPECIAL-USE STATUS (MESSAGES UNSEEN))) "+
-			"in the same round trip: %.2f ms. The list above groups conversations (a fresh user's default: one more command, UID THREAD, "+
-			"and the grouping); the plain list (conversations off in Settings), which shows exactly the raw FETCH's 50 rows, in "+
+			"(a NOOP waited for, then `UID FETCH hint:top (UID FLAGS RFC822.SIZE)` of the 55 rows the session has cached): %.2f ms; with the folder list and counts (LIST RETURN (SPECIAL-USE STATUS (MESSAGES UNSEEN))) "+
+			"pipelined with that FETCH: %.2f ms. The list above groups conversations (a fresh user's default: the grouping, and a UID THREAD "+
+			"only when the messages changed); the plain list (conversations off in Settings), which shows exactly the raw FETCH's 50 rows, in "+
 			"%d more rounds: page p50 %.2f ms, raw p50 %.2f ms: **%.2f×**.\n", floor.n, ms(floor.page), ms(floor.raw), float64(floor.page)/float64(floor.raw), ms(floor.imapNoList), ms(floor.imapList),
 			floor.n, ms(floor.plainPage), ms(floor.plainRaw), float64(floor.plainPage)/float64(floor.plainRaw))
 	}
