@@ -188,14 +188,8 @@ func TestOverviewQuietView(t *testing.T) {
 		t.Fatal(err)
 	}
 	port, commands := commandProxy(t, fmt.Sprintf("127.0.0.1:%d", e.imap))
-	srv := e.imapServer(TLSNone, MechOAuthBearer)
-	srv.Port = port
+	s := dialVia(t, e, port)
 	ctx := ctxT(t)
-	s, err := Dial(ctx, srv, Credentials{alice, aliceToken})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	newMail := func() {
 		if err := e.srv.AppendBulk(alice, "Bulk", 1, bulkMessage); err != nil {
 			t.Fatal(err)

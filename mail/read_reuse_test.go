@@ -73,6 +73,20 @@ func commandProxy(t *testing.T, upstream string) (port int, commands func() []st
 	}
 }
 
+// dialVia dials alice's session through a proxy on port (commandProxy, threadingProxy) to e's IMAP server; it is
+// closed when the test ends.
+func dialVia(t *testing.T, e *env, port int) *Session {
+	t.Helper()
+	srv := e.imapServer(TLSNone, MechOAuthBearer)
+	srv.Port = port
+	s, err := Dial(ctxT(t), srv, Credentials{alice, aliceToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // TestReadReusesSelection: a message read on a session that has its folder open, in a mode that will do, sends no
 // SELECT (re-opening a large mailbox is what costs Dovecot most), only a NOOP first when the folder counts are read
 // with it; one that needs \Seen set on a folder opened read-only SELECTs it; and the folder counts follow another
@@ -83,14 +97,8 @@ func TestReadReusesSelection(t *testing.T) {
 		t.Fatal(err)
 	}
 	port, commands := commandProxy(t, fmt.Sprintf("127.0.0.1:%d", e.imap))
-	srv := e.imapServer(TLSNone, MechOAuthBearer)
-	srv.Port = port
+	s := dialVia(t, e, port)
 	ctx := ctxT(t)
-	s, err := Dial(ctx, srv, Credentials{alice, aliceToken})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	other, err := Dial(ctx, e.imapServer(TLSNone, MechOAuthBearer), Credentials{alice, aliceToken})
 	if err != nil {
 		t.Fatal(err)

@@ -153,14 +153,10 @@ func TestOverviewServerThreads(t *testing.T) {
 	}
 	port, searched := threadingProxy(t, fmt.Sprintf("127.0.0.1:%d", e.imap), group)
 	e.srv.CountRoundTrips(20 * time.Millisecond)
+	s := dialVia(t, e, port)
+	ctx := ctxT(t)
 	srv := e.imapServer(TLSNone, MechOAuthBearer)
 	srv.Port = port
-	ctx := ctxT(t)
-	s, err := Dial(ctx, srv, Credentials{alice, aliceToken})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	if !s.canThread() {
 		t.Fatal("the proxy did not add THREAD=REFERENCES")
 	}
