@@ -351,6 +351,24 @@ func markLog(t *testing.T, path string) logMark {
 	return logMark{path, fi.Size()}
 }
 
+// quietLog waits until the log at path has not grown for quiet, or until limit has passed.
+func quietLog(t *testing.T, path string, quiet, limit time.Duration) {
+	t.Helper()
+	size := func() int64 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatalf("log %s: %v", path, err)
+		}
+		return fi.Size()
+	}
+	last, since := size(), time.Now()
+	for end := time.Now().Add(limit); time.Now().Before(end) && time.Since(since) < quiet; time.Sleep(100 * time.Millisecond) {
+		if n := size(); n != last {
+			last, since = n, time.Now()
+		}
+	}
+}
+
 // since returns what was appended to the log after the mark.
 func (m logMark) since(t *testing.T) string {
 	t.Helper()
