@@ -1,10 +1,7 @@
 package mail
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -19,52 +16,25 @@ import (
 // (the second word of its line, after the tag; "UID FETCH" for UID commands), for tests of what a call asks for.
 func commandProxy(t *testing.T, upstream string) (port int, commands func() []string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	var (
 		mu   sync.Mutex
 		seen []string
 	)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	record := func(line string) string {
+		if f := strings.Fields(line); len(f) >= 2 {
+			name := strings.ToUpper(f[1])
+			if name == "UID" && len(f) >= 3 {
+				name += " " + strings.ToUpper(f[2])
 			}
-			u, err := net.Dial("tcp", upstream)
-			if err != nil {
-				c.Close()
-				return
-			}
-			go func() {
-				defer u.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if f := strings.Fields(line); len(f) >= 2 {
-						name := strings.ToUpper(f[1])
-						if name == "UID" && len(f) >= 3 {
-							name += " " + strings.ToUpper(f[2])
-						}
-						mu.Lock()
-						seen = append(seen, name)
-						mu.Unlock()
-					}
-					if _, werr := io.WriteString(u, line); werr != nil || err != nil {
-						return
-					}
-				}
-			}()
-			go func() {
-				defer c.Close()
-				io.Copy(c, u)
-			}()
+			mu.Lock()
+			seen = append(seen, name)
+			mu.Unlock()
 		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port, func() []string {
+		return line
+	}
+	same := func(line string) string { return line }
+	port = lineProxy(t, upstream, func() (func(string) string, func(string) string) { return record, same })
+	return port, func() []string {
 		mu.Lock()
 		defer mu.Unlock()
 		out := slices.Clone(seen)

@@ -1,10 +1,7 @@
 package mail
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"net"
 	"regexp"
 	"slices"
 	"strconv"
@@ -25,69 +22,39 @@ import (
 // chain in UID order. Lines are rewritten only when they are exactly those; everything else passes untouched.
 func threadingProxy(t *testing.T, upstream string, group func(uid uint32) uint32) (port int, searched func() []string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	var (
 		mu   sync.Mutex
 		keys []string // the search keys of the THREAD commands seen
 	)
 	threadCmd := regexp.MustCompile(`^(\S+) UID THREAD REFERENCES UTF-8 ([^\r\n]+)\r\n$`)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	port = lineProxy(t, upstream, func() (func(string) string, func(string) string) {
+		pending := 0 // this connection's THREAD commands rewritten whose SEARCH answer is still to come
+		fromClient := func(line string) string {
+			m := threadCmd.FindStringSubmatch(line)
+			if m == nil {
+				return line
 			}
-			u, err := net.Dial("tcp", upstream)
-			if err != nil {
-				c.Close()
-				return
-			}
-			pending := 0 // THREAD commands rewritten whose SEARCH answer is still to come
-			go func() {
-				defer u.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if m := threadCmd.FindStringSubmatch(line); m != nil {
-						mu.Lock()
-						pending++
-						mu.Unlock()
-						line = m[1] + " UID SEARCH " + m[2] + "\r\n"
-						mu.Lock()
-						keys = append(keys, m[2])
-						mu.Unlock()
-					}
-					if _, werr := io.WriteString(u, line); werr != nil || err != nil {
-						return
-					}
-				}
-			}()
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(u)
-				for {
-					line, err := r.ReadString('\n')
-					if strings.Contains(line, "CAPABILITY ") {
-						line = strings.Replace(line, "CAPABILITY ", "CAPABILITY THREAD=REFERENCES ", 1)
-					}
-					mu.Lock()
-					if pending > 0 && (strings.HasPrefix(line, "* SEARCH") || strings.HasPrefix(line, "* ESEARCH")) {
-						pending--
-						line = threadAnswer(line, group)
-					}
-					mu.Unlock()
-					if _, werr := io.WriteString(c, line); werr != nil || err != nil {
-						return
-					}
-				}
-			}()
+			mu.Lock()
+			defer mu.Unlock()
+			pending++
+			keys = append(keys, m[2])
+			return m[1] + " UID SEARCH " + m[2] + "\r\n"
 		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port, func() []string {
+		fromServer := func(line string) string {
+			if strings.Contains(line, "CAPABILITY ") {
+				line = strings.Replace(line, "CAPABILITY ", "CAPABILITY THREAD=REFERENCES ", 1)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if pending > 0 && (strings.HasPrefix(line, "* SEARCH") || strings.HasPrefix(line, "* ESEARCH")) {
+				pending--
+				line = threadAnswer(line, group)
+			}
+			return line
+		}
+		return fromClient, fromServer
+	})
+	return port, func() []string {
 		mu.Lock()
 		defer mu.Unlock()
 		return slices.Clone(keys)
