@@ -351,7 +351,8 @@ func markLog(t *testing.T, path string) logMark {
 	return logMark{path, fi.Size()}
 }
 
-// quietLog waits until the log at path has not grown for quiet, or until limit has passed.
+// quietLog waits until the log at path has not grown for quiet, or until limit has passed (said in the test's log,
+// so that a failure after it shows that the mark may include lines of what was still running).
 func quietLog(t *testing.T, path string, quiet, limit time.Duration) {
 	t.Helper()
 	size := func() int64 {
@@ -362,7 +363,11 @@ func quietLog(t *testing.T, path string, quiet, limit time.Duration) {
 		return fi.Size()
 	}
 	last, since := size(), time.Now()
-	for end := time.Now().Add(limit); time.Now().Before(end) && time.Since(since) < quiet; time.Sleep(100 * time.Millisecond) {
+	for end := time.Now().Add(limit); time.Since(since) < quiet; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Logf("log %s still growing after %v", path, limit)
+			return
+		}
 		if n := size(); n != last {
 			last, since = n, time.Now()
 		}

@@ -122,8 +122,6 @@ func TestOverviewServerThreads(t *testing.T) {
 	e.srv.CountRoundTrips(20 * time.Millisecond)
 	s := dialVia(t, e, port)
 	ctx := ctxT(t)
-	srv := e.imapServer(TLSNone, MechOAuthBearer)
-	srv.Port = port
 	if !s.canThread() {
 		t.Fatal("the proxy did not add THREAD=REFERENCES")
 	}
@@ -163,11 +161,7 @@ func TestOverviewServerThreads(t *testing.T) {
 	// The threads are cached with the messages they cover (threadCache): an unchanged folder is not threaded again;
 	// after new mail or an expunge, which the NOOP a warm view waits for first reports (Session.syncOpen), the
 	// THREAD goes with the page's FETCH, and the new message joins its thread.
-	other, err := Dial(ctx, srv, Credentials{alice, aliceToken})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := dialVia(t, e, port)
 	for _, step := range []struct {
 		name      string
 		change    func()

@@ -213,9 +213,12 @@ func TestCallbackFailuresAreFriendly(t *testing.T) {
 	}{
 		{"wrong state", func(t *testing.T, b *browser, cb *url.URL) string {
 			q := cb.Query()
-			// Change the first character, whatever it is: a fixed "x" left
-			// the state intact whenever it already began with x (1 in 64).
+			// Change the first character, whatever it is: a fixed "x" left the state intact whenever it already
+			// began with x (1 in 64).
 			st := q.Get("state")
+			if st == "" {
+				t.Fatal("the IdP's callback carries no state")
+			}
 			first := "x"
 			if st[0] == 'x' {
 				first = "y"
